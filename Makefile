@@ -1,0 +1,32 @@
+# Two entry points a person needs: `make run` (the whole pipeline) and `make test`.
+# Both create .venv and install the pinned dependency set from the project's own files.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench clean-home ui-prefect ui-mlflow
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25"
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lensflow run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+ui-prefect: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+ui-mlflow: $(STAMP)
+	$(BIN)/lensflow mlflow-ui

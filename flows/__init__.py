@@ -1,0 +1,5 @@
+"""Prefect flows: wiring only. Importing this package points Prefect at the data home."""
+
+from tasks.settings import apply_environment
+
+apply_environment()

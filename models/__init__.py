@@ -1,0 +1,1 @@
+"""PyTorch models, the training loop and scoring. Depends on torch and numpy only."""

@@ -1,0 +1,1 @@
+"""Prefect tasks as thin wrappers over plain, testable functions."""

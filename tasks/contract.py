@@ -1,0 +1,114 @@
+"""Table and column names: the one place they are spelled out.
+
+Everything else (Python, SQL templates, tests) refers to these constants. SQL files in `sql/`
+use the same names; `tests/test_contract.py` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+# --- columns shared by many tables -------------------------------------------------------
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+RATING = "rating"
+RATED_AT = "rated_at"
+RANK = "rank"
+SCORE = "score"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+PUBLICATION_ID = "publication_id"
+SPLIT_ID = "split_id"
+DATA_HASH = "data_hash"
+
+# --- source tables (ingest) ----------------------------------------------------------------
+RATINGS = "ratings"
+RATINGS_COLUMNS = (USER_ID, ITEM_ID, RATING, RATED_AT)
+
+MOVIES = "movies"
+TITLE = "title"
+RELEASE_DATE = "release_date"
+VIDEO_RELEASE_DATE = "video_release_date"
+IMDB_URL = "imdb_url"
+GENRES_LIST = "genres"
+
+USERS = "users"
+AGE = "age"
+GENDER = "gender"
+OCCUPATION = "occupation"
+ZIP_CODE = "zip_code"
+USERS_COLUMNS = (USER_ID, AGE, GENDER, OCCUPATION, ZIP_CODE)
+
+GENRES = "genres"
+GENRE_ID = "genre_id"
+GENRE_NAME = "name"
+GENRE_COLUMN = "column_name"
+GENRES_COLUMNS = (GENRE_ID, GENRE_NAME, GENRE_COLUMN)
+
+OCCUPATIONS = "occupations"
+
+# The 19 MovieLens 100k genres in u.item flag order; u.genre must list exactly these.
+GENRE_NAMES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+
+
+def genre_column(name: str) -> str:
+    """Boolean column for a genre: 'Children's' -> 'genre_childrens', 'Sci-Fi' -> 'genre_sci_fi'."""
+    slug = "".join(c if c.isalnum() else "_" for c in name.lower().replace("'", ""))
+    return "genre_" + "_".join(part for part in slug.split("_") if part)
+
+
+GENRE_COLUMNS = tuple(genre_column(g) for g in GENRE_NAMES)
+MOVIES_COLUMNS = (ITEM_ID, TITLE, RELEASE_DATE, VIDEO_RELEASE_DATE, IMDB_URL, GENRES_LIST) + GENRE_COLUMNS
+
+SOURCE_TABLES = (RATINGS, MOVIES, USERS, GENRES)
+
+# --- splits ----------------------------------------------------------------------------------
+SPLITS = "splits"                  # one row per stored split: id, strategy, params, hash, counts
+SPLIT_STRATEGY = "strategy"
+SPLIT_PARAMS = "params"
+SPLIT_RATINGS = "split_ratings"   # ratings of the current split with their part
+PART = "part"
+PART_TRAIN, PART_VALID, PART_TEST = "train", "valid", "test"
+PARTS = (PART_TRAIN, PART_VALID, PART_TEST)
+
+# --- published tables ------------------------------------------------------------------------
+RECOMMENDATIONS = "recommendations"
+SOURCE = "source"                  # 'model' | 'side_info' | 'popularity': how the row was scored
+RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
+
+SIMILAR_ITEMS = "similar_items"
+SIMILAR_ITEM_ID = "similar_item_id"
+SIMILARITY = "similarity"
+SIMILAR_ITEMS_COLUMNS = (ITEM_ID, RANK, SIMILAR_ITEM_ID, SIMILARITY, MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
+
+PUBLICATIONS = "publications"
+CREATED_AT = "created_at"
+MODEL_URI = "model_uri"
+SIMILARITY_MODEL_NAME = "similarity_model_name"
+SIMILARITY_MODEL_VERSION = "similarity_model_version"
+SIMILARITY_MODEL_URI = "similarity_model_uri"
+METRICS_JSON = "metrics_json"
+SNAPSHOT_PATH = "snapshot_path"
+RECOMMENDATION_ROWS = "recommendation_rows"
+SIMILAR_ITEM_ROWS = "similar_item_rows"
+
+USER_RECOMMENDATIONS = "user_recommendations"  # view: recommendations + movie titles and genres
+ITEM_NEIGHBORS = "item_neighbors"              # view: similar_items + both titles
+
+PUBLISHED_TABLES = (RECOMMENDATIONS, SIMILAR_ITEMS, PUBLICATIONS)
+PUBLISHED_VIEWS = (USER_RECOMMENDATIONS, ITEM_NEIGHBORS)
+
+# --- model names in the MLflow registry ------------------------------------------------------
+MODEL_KIND_DOT = "dot_bias"
+MODEL_KIND_NN = "embedding_nn"
+MODEL_KINDS = (MODEL_KIND_DOT, MODEL_KIND_NN)
+REGISTERED_MODEL_PREFIX = "lensflow-"
+ALIAS_CANDIDATE = "candidate"
+ALIAS_CHAMPION = "champion"
+
+
+def registered_model_name(kind: str) -> str:
+    """Registry name of a model kind: 'dot_bias' -> 'lensflow-dot_bias'."""
+    return REGISTERED_MODEL_PREFIX + kind

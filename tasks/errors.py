@@ -1,0 +1,20 @@
+"""Errors that name the file, the line (or field) and the rule broken."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input: `u.data line 17: rule 'rating-range' broken: rating must be 1..5, got '7'`."""
+
+    def __init__(self, file: str, line: int | None, rule: str, detail: str, field: str | None = None):
+        self.file, self.line, self.rule, self.detail, self.field = file, line, rule, detail, field
+        where = file
+        if line is not None:
+            where += f" line {line}"
+        if field is not None:
+            where += f" field '{field}'"
+        super().__init__(f"{where}: rule '{rule}' broken: {detail}")
+
+
+class SourceUnavailable(RuntimeError):
+    """The MovieLens files could not be obtained; the message says how to point lensflow at a copy."""

@@ -1,0 +1,84 @@
+"""The data home: one directory holding the raw cache, lake, warehouse, MLflow store and Prefect home.
+
+Resolution order: explicit argument (CLI `--home`), `$LENSFLOW_HOME`, `./.lensflow` (git-ignored).
+This module imports nothing heavy so it can run before Prefect or MLflow are imported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "LENSFLOW_HOME"
+DEFAULT_HOME = ".lensflow"
+# Captured at first import, before lensflow sets it: a user's own PREFECT_HOME always wins.
+_USER_PREFECT_HOME = os.environ.get("PREFECT_HOME")
+
+
+def data_home(override: str | os.PathLike | None = None) -> Path:
+    """The data home as an absolute path (not created)."""
+    raw = override or os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every location under one data home."""
+
+    home: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.home / "raw"            # downloaded archives, extracted sources
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"           # Parquet snapshots of the source tables
+
+    @property
+    def splits(self) -> Path:
+        return self.home / "splits"         # Parquet per stored split
+
+    @property
+    def publications(self) -> Path:
+        return self.home / "publications"   # Parquet snapshot per publication
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse" / "lensflow.duckdb"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow" / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlflow" / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+
+
+def paths(override: str | os.PathLike | None = None) -> Paths:
+    """Paths for the resolved data home."""
+    return Paths(data_home(override))
+
+
+def apply_environment(override: str | os.PathLike | None = None) -> Paths:
+    """Point Prefect at the data home unless the user chose otherwise; call before importing prefect."""
+    p = paths(override)
+    if override:
+        os.environ[HOME_ENV] = str(p.home)
+    if not _USER_PREFECT_HOME:
+        os.environ["PREFECT_HOME"] = str(p.prefect_home)
+    # No network here, and no reason to phone home from a batch job.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    return p
