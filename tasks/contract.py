@@ -112,3 +112,22 @@ ALIAS_CHAMPION = "champion"
 def registered_model_name(kind: str) -> str:
     """Registry name of a model kind: 'dot_bias' -> 'lensflow-dot_bias'."""
     return REGISTERED_MODEL_PREFIX + kind
+
+# --- split tables: added by the split engineer (append-only) ---------------------------------------
+TRAIN_ROWS, VALID_ROWS, TEST_ROWS = "train_rows", "valid_rows", "test_rows"  # splits: rows per part
+IS_CURRENT = "is_current"          # splits: true for the split named by splits/CURRENT
+
+# --- warehouse metadata (ingest) -------------------------------------------------------------
+WAREHOUSE_BUILD = "warehouse_build"   # one row: which build of the DuckDB file this is
+BUILD_ID = "build_id"
+BUILT_AT = "built_at"
+BUILD_SECTIONS = "sections"
+WAREHOUSE_BUILD_COLUMNS = (BUILD_ID, BUILT_AT, DATA_HASH, BUILD_SECTIONS)
+
+# --- publish: title tables and publication files (added by publish) ---------------------------
+SIMILAR_TITLE = "similar_title"    # item_neighbors: title of the similar movie
+USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCORE, SOURCE, MODEL_NAME,
+                                MODEL_VERSION, PUBLICATION_ID)
+ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, MODEL_NAME,
+                          MODEL_VERSION, PUBLICATION_ID)
+SOURCES = ("model", "side_info", "popularity")  # values of SOURCE

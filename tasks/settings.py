@@ -77,6 +77,10 @@ def apply_environment(override: str | os.PathLike | None = None) -> Paths:
         os.environ[HOME_ENV] = str(p.home)
     if not _USER_PREFECT_HOME:
         os.environ["PREFECT_HOME"] = str(p.prefect_home)
+        # Prefect creates PREFECT_HOME but not its parents; its server then cannot open its database.
+        p.prefect_home.mkdir(parents=True, exist_ok=True)
+    # The temporary API can take longer than Prefect's 20 s default to start on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # No network here, and no reason to phone home from a batch job.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -1,0 +1,133 @@
+"""`lensflow` command line: each subcommand maps its options onto a flow's parameters.
+
+Imports are lazy so `lensflow --help` is instant and `--home` is applied before Prefect loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from tasks import settings
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", help="data home (default: $LENSFLOW_HOME or ./.lensflow)")
+
+
+def _kinds(value: str) -> list[str]:
+    from tasks import contract as c
+
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in c.MODEL_KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"model kinds are {', '.join(c.MODEL_KINDS)}; got {value!r}")
+    return kinds
+
+
+def _json_dict(value: str) -> dict:
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(out, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"epochs\": 3}'")
+    return out
+
+
+def _split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="random", choices=("random", "user_fraction", "temporal", "leave_last_k"),
+                   help="split strategy (default: random)")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--leave-k", type=int, default=1, help="k for leave_last_k")
+    p.add_argument("--seed", type=int, default=42)
+
+
+def _split_params(a) -> dict:
+    return {"strategy": a.split, "test_fraction": a.test_fraction, "valid_fraction": a.valid_fraction,
+            "k": a.leave_k, "seed": a.seed}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lensflow", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole pipeline: ingest, split, train both models, register, publish")
+    _common(p)
+    p.add_argument("--source", help="MovieLens folder or zip (default: $LENSFLOW_SOURCE or the GroupLens download)")
+    _split_options(p)
+    p.add_argument("--kinds", type=_kinds, default=None, help="comma-separated model kinds (default: both)")
+    p.add_argument("--dot-config", type=_json_dict, default=None, help="JSON overrides for the dot_bias config")
+    p.add_argument("--nn-config", type=_json_dict, default=None, help="JSON overrides for the embedding_nn config")
+    p.add_argument("--promotion-metric", default=None, help="metric deciding the champion (default: ndcg@10)")
+    p.add_argument("-n", "--top-n", type=int, default=50, help="recommendations per user (default 50)")
+    p.add_argument("-k", "--similar-k", type=int, default=20, help="similar items per item (default 20)")
+    p.add_argument("--retain", type=int, default=5, help="publications kept on disk (default 5)")
+    p.add_argument("--force", action="store_true", help="retrain and republish even when nothing changed")
+
+    p = sub.add_parser("ingest", help="acquire, validate and load the MovieLens files")
+    _common(p)
+    p.add_argument("--source", help="MovieLens folder or zip (default: $LENSFLOW_SOURCE or download)")
+
+    p = sub.add_parser("train", help="train, evaluate and register one model kind on the current lake")
+    _common(p)
+    p.add_argument("--kind", default="dot_bias", choices=("dot_bias", "embedding_nn"))
+    _split_options(p)
+    p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
+    p.add_argument("--promotion-metric", default=None)
+
+    p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
+    _common(p)
+    p.add_argument("--model", default=None, help="model kind for recommendations (default: best champion)")
+    p.add_argument("--version", default="champion", help="alias or version number (default: champion)")
+    p.add_argument("-n", "--top-n", type=int, default=50)
+    p.add_argument("-k", "--similar-k", type=int, default=20)
+    p.add_argument("--retain", type=int, default=5)
+
+    p = sub.add_parser("promote", help="operator override: make a version the champion")
+    _common(p)
+    p.add_argument("kind", choices=("dot_bias", "embedding_nn"))
+    p.add_argument("version")
+    p.add_argument("--reason", required=True, help="recorded on the version")
+
+    p = sub.add_parser("query", help="run a consumer query on the published tables")
+    _common(p)
+    p.add_argument("question", choices=("top10", "similar", "because", "most-recommended", "coverage",
+                                        "publications", "sql"))
+    p.add_argument("--user", type=int)
+    p.add_argument("--item", type=int)
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--sql", help="with 'sql': a read-only statement to run")
+
+    p = sub.add_parser("synth", help="write a synthetic data set in the MovieLens 100k formats")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="options of tasks.synthetic (try: synth --help)")
+
+    p = sub.add_parser("mlflow-ui", help="start `mlflow server` on the data home's store (127.0.0.1)")
+    _common(p)
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1")
+
+    p = sub.add_parser("where", help="print the data home's locations")
+    _common(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "synth":
+        from tasks import synthetic
+
+        return synthetic.main(a.argv) or 0
+    paths = settings.apply_environment(a.home)
+    # The temporary Prefect API can take longer than its 20 s default to start on a busy 2-core box.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from flows import commands
+
+    return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

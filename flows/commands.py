@@ -1,0 +1,140 @@
+"""What each `lensflow` subcommand does: call a flow (or a registry/warehouse function) and print the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tasks.settings import Paths
+
+QUERIES = {  # CLI question -> (sql file, parameters it needs)
+    "top10": ("query_top10_for_user", ("user_id",)),
+    "similar": ("query_similar_items_for_item", ("item_id",)),
+    "because": ("query_because_you_watched", ("user_id",)),
+    "most-recommended": ("query_most_recommended", ()),
+    "coverage": ("query_coverage_by_genre", ()),
+    "publications": ("query_publications", ()),
+}
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _split(a) -> "SplitSpec":  # noqa: F821
+    from tasks.split import SplitSpec
+
+    kw = {"strategy": a.split, "valid_fraction": a.valid_fraction, "seed": a.seed}
+    if a.split == "leave_last_k":
+        kw["k"] = a.leave_k
+    else:
+        kw["test_fraction"] = a.test_fraction
+    return SplitSpec(**kw)
+
+
+def run(a, paths: Paths) -> int:
+    from flows.pipeline import DEFAULT_METRIC, pipeline
+
+    summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
+                       dot_config=a.dot_config, nn_config=a.nn_config,
+                       promotion_metric=a.promotion_metric or DEFAULT_METRIC, n=a.top_n, k=a.similar_k,
+                       retain=a.retain, force=a.force)
+    pub = summary["publication"]
+    print("\nlensflow: pipeline finished")
+    for m in summary["models"]:
+        shown = {k: round(v, 4) for k, v in m["metrics"].items()
+                 if k in ("rmse", "ndcg_at_10", "recall_at_10", "coverage_at_10")}
+        print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''}: {m['decision']} — "
+              f"{m['reason']}  test {shown}")
+    state = "kept (nothing changed)" if pub.get("skipped") else f"{pub['recommendation_rows']:,} recommendations"
+    print(f"  publication {pub['publication_id']}: {state}")
+    print(f"\nOutputs under {paths.home}:\n  warehouse  {paths.warehouse}\n  lake       {paths.lake}\n"
+          f"  MLflow     {paths.mlflow_tracking_uri}  (UI: lensflow mlflow-ui)\n"
+          f"  snapshots  {paths.publications}")
+    print("\nTry:\n  lensflow query top10 --user 1\n"
+          f"  duckdb -readonly {paths.warehouse} \"select * from user_recommendations where user_id = 1 "
+          "and rank <= 10\"")
+    return 0
+
+
+def ingest(a, paths: Paths) -> int:
+    from flows.ingest import ingest as ingest_flow
+
+    _print_json(ingest_flow(source=a.source, home=str(paths.home)))
+    return 0
+
+
+def train(a, paths: Paths) -> int:
+    from flows.pipeline import DEFAULT_METRIC
+    from flows.train import train as train_flow
+
+    _print_json(train_flow(kind=a.kind, split=_split(a), config=a.config, home=str(paths.home),
+                           promotion_metric=a.promotion_metric or DEFAULT_METRIC))
+    return 0
+
+
+def publish(a, paths: Paths) -> int:
+    from flows.publish import publish as publish_flow
+
+    _print_json(publish_flow(home=str(paths.home), version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
+                             retain=a.retain, force=True))
+    return 0
+
+
+def promote(a, paths: Paths) -> int:
+    from dataclasses import asdict
+
+    from tasks import registry
+
+    _print_json(asdict(registry.promote(paths, a.kind, a.version, a.reason)))
+    return 0
+
+
+def query(a, paths: Paths) -> int:
+    from tasks import sql, warehouse
+
+    if not paths.warehouse.is_file():
+        print(f"no warehouse at {paths.warehouse}: run `lensflow run` first", file=sys.stderr)
+        return 2
+    con = warehouse.connect_readonly(paths)
+    try:
+        if a.question == "sql":
+            if not a.sql:
+                print("query sql needs --sql 'select ...'", file=sys.stderr)
+                return 2
+            rel = con.sql(a.sql)  # read-only connection: a statement that writes fails
+        else:
+            name, needs = QUERIES[a.question]
+            given = {"user_id": a.user, "item_id": a.item}
+            missing = [p for p in needs if given[p] is None]
+            if missing:
+                print(f"query {a.question} needs --{missing[0].split('_')[0]}", file=sys.stderr)
+                return 2
+            rel = con.sql(sql.load(name), params={p: given[p] for p in needs} or None)
+        frame = rel.df() if rel is not None else None
+        if frame is not None:
+            import pandas as pd
+
+            with pd.option_context("display.max_rows", max(a.limit, 10), "display.width", 200,
+                                   "display.max_colwidth", 60):
+                print(frame.head(a.limit).to_string(index=False))
+    finally:
+        con.close()
+    return 0
+
+
+def mlflow_ui(a, paths: Paths) -> int:
+    from tasks import registry
+
+    argv = registry.server_command(paths, port=a.port, host=a.host)
+    print("starting:", " ".join(argv), flush=True)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def where(a, paths: Paths) -> int:
+    _print_json({"home": paths.home, "raw": paths.raw, "lake": paths.lake, "splits": paths.splits,
+                 "publications": paths.publications, "warehouse": paths.warehouse,
+                 "mlflow_tracking_uri": paths.mlflow_tracking_uri, "prefect_home": os.environ.get("PREFECT_HOME")})
+    return 0

@@ -1,0 +1,87 @@
+"""The whole pipeline: ingest -> split -> train both kinds concurrently -> register -> publish (wiring only).
+
+Locally each model trains in-process (a task per kind, run side by side). Run as the `pipeline/daily`
+deployment with `train_on="deployment"`, each model trains as a `train/gpu` deployment run on the
+GPU work pool, and the pipeline waits for them. Unchanged data and configs skip work: the ingest is a
+no-op, the split is reused, an identical training is found in the registry, and a publication from
+the same model versions and data is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
+
+from flows.ingest import ingest
+from flows.publish import publish
+from flows.train import train
+from tasks import contract as c
+from tasks import report
+from tasks.settings import paths as resolve_paths
+from tasks.split import SplitSpec
+
+TRAIN_DEPLOYMENT = "train/gpu"
+DEFAULT_METRIC = "ndcg@10"
+
+
+@task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)
+def train_local(kind: str, split: SplitSpec, config: dict | None, home: str | None, metric: str,
+                force: bool) -> dict:
+    """Train one kind in this process (a nested flow run, so it shows as its own run in the UI)."""
+    return train(kind=kind, split=split, config=config, home=home, promotion_metric=metric, force=force)
+
+
+@task(name="train-on-pool", task_run_name="train-{kind}-deployment", cache_policy=NO_CACHE)
+def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | None, metric: str,
+                  force: bool, timeout_s: float = 6 * 3600) -> dict:
+    """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry."""
+    run = run_deployment(TRAIN_DEPLOYMENT, timeout=timeout_s, poll_interval=2, parameters={
+        "kind": kind, "split": split, "config": config, "home": home, "promotion_metric": metric, "force": force})
+    if not (run.state and run.state.is_completed()):
+        raise RuntimeError(f"training deployment run {run.name} for {kind} ended {run.state.type if run.state else '?'}")
+    return report.latest_training(resolve_paths(home), kind, flow_run_name=run.name)
+
+
+def _run_name() -> str:
+    p = flow_run.parameters
+    split = p.get("split") or {}
+    strategy = split.get("strategy", "random") if isinstance(split, dict) else getattr(split, "strategy", "random")
+    return f"pipeline-{strategy}-{'+'.join(p.get('kinds') or c.MODEL_KINDS)}-{p.get('train_on', 'local')}"
+
+
+@flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
+def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
+             kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
+             promotion_metric: str = DEFAULT_METRIC, n: int = 50, k: int = 20, retain: int = 5,
+             train_on: Literal["local", "deployment"] = "local", force: bool = False) -> dict:
+    """Ingest, split, train and register both models, publish from the champions; returns a summary."""
+    kinds = list(kinds or c.MODEL_KINDS)
+    configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
+    progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
+
+    ingested = ingest(source=source, home=home)
+    update_progress_artifact(progress, 20.0)
+
+    runner = train_on_pool if train_on == "deployment" else train_local
+    futures = [runner.submit(kind, split, configs.get(kind), home, promotion_metric, force) for kind in kinds]
+    trained = [f.result() for f in futures]
+    update_progress_artifact(progress, 75.0)
+
+    published = publish(home=home, kinds=kinds, metric=promotion_metric, n=n, k=k, retain=retain, force=force)
+    update_progress_artifact(progress, 100.0)
+
+    paths = resolve_paths(home)
+    summary = {"ingest": ingested, "models": trained, "publication": published, "warehouse": str(paths.warehouse)}
+    report.publish_artifacts(summary, paths.mlflow_tracking_uri)
+    return summary
+
+
+if __name__ == "__main__":
+    from flows.cli import main
+
+    raise SystemExit(main(["run"]))

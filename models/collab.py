@@ -1,0 +1,116 @@
+"""Collaborative-filtering modules (fastai collab lineage). Index 0 of every id is "unknown"."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Sigmoid squashed into (low, high), as in fastai."""
+    return torch.sigmoid(x) * (high - low) + low
+
+
+def emb_size(n: int) -> int:
+    """fastai's rule of thumb for an embedding width given n categories."""
+    return min(600, round(1.6 * n ** 0.56))
+
+
+def _embedding(n: int, d: int) -> nn.Embedding:
+    # padding_idx=0: the "unknown" row stays zero and never learns, so unknown ids add nothing
+    emb = nn.Embedding(n, d, padding_idx=0)
+    nn.init.trunc_normal_(emb.weight, std=0.01)
+    with torch.no_grad():
+        emb.weight[0].zero_()
+    return emb
+
+
+class DotProductBias(nn.Module):
+    """Rating = sigmoid_range(user·item + user bias + item bias + global bias)."""
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5)):
+        super().__init__()
+        # n_users/n_items count the unknown row 0
+        self.user_factors = _embedding(n_users, n_factors)
+        self.item_factors = _embedding(n_items, n_factors)
+        self.user_bias = _embedding(n_users, 1)
+        self.item_bias = _embedding(n_items, 1)
+        self.global_bias = nn.Parameter(torch.zeros(1))
+        self.y_range = tuple(y_range)
+
+    def raw(self, users, items, user_side=None, item_side=None):
+        """Pre-sigmoid score [B] of pairs users[B], items[B]."""
+        dot = (self.user_factors(users) * self.item_factors(items)).sum(-1)
+        return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + self.global_bias
+
+    def raw_all(self, users, items, user_side=None, item_side=None):
+        """Pre-sigmoid scores [B, C] of every user in users[B] against every item in items[C]."""
+        s = self.user_factors(users) @ self.item_factors(items).T            # [B, C]
+        s = s + self.item_bias(items)[:, 0][None, :]
+        return s + (self.user_bias(users)[:, 0] + self.global_bias)[:, None]
+
+    def forward(self, users, items, user_side=None, item_side=None):
+        return sigmoid_range(self.raw(users, items), *self.y_range)
+
+
+class EmbeddingNN(nn.Module):
+    """Concatenated user and item embeddings (+ optional side features) through an MLP."""
+
+    def __init__(self, n_users: int, n_items: int, user_size: int, item_size: int, layers=(100,),
+                 dropout: float = 0.1, y_range=(0.0, 5.5), user_side_dim: int = 0, item_side_dim: int = 0,
+                 id_dropout: float = 0.0):
+        super().__init__()
+        self.user_factors = _embedding(n_users, user_size)
+        self.item_factors = _embedding(n_items, item_size)
+        h = list(layers)
+        # The first Linear over concat(user part, item part) split in two: W·[u;i] = W_u·u + W_i·i.
+        # Same model, but lets raw_all add a [B,1,h] user half to a [1,C,h] item half instead of
+        # pushing B*C concatenated rows through the first layer.
+        self.user_in = nn.Linear(user_size + user_side_dim, h[0])
+        self.item_in = nn.Linear(item_size + item_side_dim, h[0], bias=False)
+        body: list[nn.Module] = [nn.ReLU(), nn.Dropout(dropout)]
+        for a, b in zip(h[:-1], h[1:]):
+            body += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
+        body.append(nn.Linear(h[-1], 1))
+        self.head = nn.Sequential(*body)
+        self.y_range = tuple(y_range)
+        self.id_dropout = id_dropout
+        # Side feature tables by model index (row 0 = unknown); filled by set_side_tables.
+        self.register_buffer("user_side", torch.zeros(n_users, user_side_dim))
+        self.register_buffer("item_side", torch.zeros(n_items, item_side_dim))
+
+    def set_side_tables(self, user_side: torch.Tensor | None, item_side: torch.Tensor | None):
+        """Install side-feature tables [n_users, du] and [n_items, di] (row 0 = unknown)."""
+        if user_side is not None:
+            self.user_side.copy_(user_side)
+        if item_side is not None:
+            self.item_side.copy_(item_side)
+
+    def _drop_ids(self, idx):
+        # Training only: hide some ids so the side features learn to stand in for unseen ones.
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(idx.shape, device=idx.device) >= self.id_dropout
+            return idx * keep
+        return idx
+
+    def user_part(self, users, user_side=None):
+        """First-layer user half [B, h0]."""
+        side = self.user_side[users] if user_side is None else user_side
+        return self.user_in(torch.cat([self.user_factors(self._drop_ids(users)), side], -1))
+
+    def item_part(self, items, item_side=None):
+        """First-layer item half [C, h0]."""
+        side = self.item_side[items] if item_side is None else item_side
+        return self.item_in(torch.cat([self.item_factors(self._drop_ids(items)), side], -1))
+
+    def raw(self, users, items, user_side=None, item_side=None):
+        """Pre-sigmoid score [B] of pairs users[B], items[B]."""
+        return self.head(self.user_part(users, user_side) + self.item_part(items, item_side))[:, 0]
+
+    def raw_all(self, users, items, user_side=None, item_side=None):
+        """Pre-sigmoid scores [B, C]: users[B] against items[C]; memory B*C*h0 floats."""
+        h = self.user_part(users, user_side)[:, None, :] + self.item_part(items, item_side)[None, :, :]
+        return self.head(h)[..., 0]
+
+    def forward(self, users, items, user_side=None, item_side=None):
+        return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)

@@ -1,0 +1,72 @@
+"""Model configuration: one dataclass, good defaults per model kind."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+KINDS = ("dot_bias", "embedding_nn")  # same spelling as tasks.contract.MODEL_KINDS
+LOSSES = ("mse", "softmax")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of one model; `for_kind` gives the tuned defaults."""
+
+    kind: str = "dot_bias"            # 'dot_bias' | 'embedding_nn'
+    n_factors: int = 50               # dot_bias: factors; embedding_nn: 0 = fastai's size rule
+    layers: tuple[int, ...] = (100,)  # embedding_nn hidden layer widths
+    dropout: float = 0.1              # embedding_nn dropout after each hidden layer
+    epochs: int = 5
+    lr: float = 5e-3                  # peak learning rate of the one-cycle schedule
+    wd: float = 0.1                   # AdamW (decoupled) weight decay
+    batch_size: int = 1024
+    loss: str = "mse"                 # 'mse' (ratings) | 'softmax' (ranking over items)
+    n_negatives: int = 0              # softmax: 0 = full softmax over all items, else shared sampled negatives
+    rating_weight: float = 0.0        # softmax: weight of an extra MSE term that keeps predict() calibrated
+    y_range: tuple[float, float] = (0.0, 5.5)
+    seed: int = 42
+    use_side_info: bool = False       # embedding_nn: user age/gender/occupation, item genres/year
+    id_dropout: float = 0.0           # embedding_nn: share of ids replaced by "unknown" so side info learns cold start
+    extra: dict = field(default_factory=dict)  # free-form notes, kept with the model
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"ModelConfig.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"ModelConfig.loss must be one of {LOSSES}, got {self.loss!r}")
+        self.layers = tuple(int(x) for x in self.layers)
+        self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
+
+    @classmethod
+    def for_kind(cls, kind: str, **overrides) -> "ModelConfig":
+        """Tuned defaults for a kind (and objective, if `loss` is overridden), then overrides."""
+        loss = overrides.get("loss", "mse")
+        base = dict(DEFAULTS[(kind, loss)]) if (kind, loss) in DEFAULTS else {"kind": kind}
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        """Plain dict (lists, not tuples) for logging and saving."""
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        d["y_range"] = list(self.y_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Inverse of to_dict; unknown keys are refused."""
+        return cls(**d)
+
+
+# Tuned on real ML-100k (bench/bench_models.py, bench/results/models.md).
+DEFAULTS: dict[tuple[str, str], dict] = {
+    ("dot_bias", "mse"): dict(kind="dot_bias", n_factors=50, epochs=5, lr=5e-3, wd=0.1, batch_size=1024),
+    ("embedding_nn", "mse"): dict(kind="embedding_nn", n_factors=0, layers=(100,), dropout=0.1, epochs=5,
+                                  lr=5e-3, wd=0.1, batch_size=1024),
+    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=64, epochs=10, lr=1e-2, wd=0.1,
+                                  batch_size=1024),
+    ("embedding_nn", "softmax"): dict(kind="embedding_nn", loss="softmax", n_factors=0, layers=(100,),
+                                      dropout=0.1, epochs=10, lr=5e-3, wd=0.1, batch_size=512,
+                                      n_negatives=256),
+}

@@ -1,0 +1,266 @@
+"""Recommender: raw MovieLens ids in and out, the model and its id vocabularies in one object."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import features as fx
+from models.collab import DotProductBias, EmbeddingNN, emb_size, sigmoid_range
+from models.config import ModelConfig
+from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
+from models.train import pick_device, train
+
+FORMAT = "lensflow-recommender/1"
+_PREDICT_CHUNK = 1 << 18
+
+
+def _index(vocab: np.ndarray, ids) -> np.ndarray:
+    """Model indices of raw ids: position in the sorted vocabulary + 1, or 0 for unknown ids."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(vocab) == 0:
+        return np.zeros(len(ids), np.int64)
+    pos = np.clip(np.searchsorted(vocab, ids), 0, len(vocab) - 1)
+    return np.where(vocab[pos] == ids, pos + 1, 0)
+
+
+def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
+                item_side_dim: int = 0) -> torch.nn.Module:
+    """The module for a config; n_users/n_items include the unknown row 0."""
+    if config.kind == "dot_bias":
+        return DotProductBias(n_users, n_items, config.n_factors, config.y_range)
+    us = config.n_factors or emb_size(n_users)
+    its = config.n_factors or emb_size(n_items)
+    return EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
+                       user_side_dim, item_side_dim, config.id_dropout)
+
+
+class Recommender:
+    """A trained model with its id vocabularies and side-feature tables.
+
+    Unknown ids: model index 0, whose embeddings and biases are fixed at zero. For dot_bias an
+    unknown user scores sigmoid_range(global bias + item bias) (a popularity-like fallback), an
+    unknown item sigmoid_range(global bias + user bias). For embedding_nn with side info an
+    unknown id is scored from its side features (given at fit, or passed to predict/recommend),
+    else from the mean feature row.
+    """
+
+    def __init__(self, config: ModelConfig, model: torch.nn.Module, user_ids: np.ndarray,
+                 item_ids: np.ndarray, *, side: dict | None = None, history: list | None = None,
+                 device=None):
+        self.config = config
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.user_ids = np.asarray(user_ids, dtype=np.int64)   # sorted; model index = position + 1
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        self.side = side or {}   # user_meta/item_meta + encoded feature rows by raw id
+        self.history = history or []
+
+    # ---- training -----------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, users, items, ratings, config: ModelConfig, *, valid=None, user_features=None,
+            item_features=None, device=None, log=None) -> "Recommender":
+        """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        ratings = np.asarray(ratings, dtype=np.float32)
+        if not (len(users) == len(items) == len(ratings)) or len(users) == 0:
+            raise ValueError(f"users, items, ratings must be non-empty and equally long, got "
+                             f"{len(users)}, {len(items)}, {len(ratings)}")
+        if not np.isfinite(ratings).all():
+            raise ValueError("ratings must be finite")
+        dev = pick_device(device)
+        torch.manual_seed(config.seed)
+        user_ids, item_ids = np.unique(users), np.unique(items)
+        side = _encode_side(config, user_features, item_features)
+        du = side["user_rows"].shape[1] if "user_rows" in side else 0
+        di = side["item_rows"].shape[1] if "item_rows" in side else 0
+        model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
+        rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
+        if du or di:
+            model.set_side_tables(
+                torch.as_tensor(fx.table_by_index(user_ids, side["user_feature_ids"], side["user_rows"]))
+                if du else None,
+                torch.as_tensor(fx.table_by_index(item_ids, side["item_feature_ids"], side["item_rows"]))
+                if di else None)
+
+        def tensors(u, i, r):
+            return (torch.as_tensor(_index(user_ids, u), device=dev),
+                    torch.as_tensor(_index(item_ids, i), device=dev),
+                    torch.as_tensor(np.asarray(r, dtype=np.float32), device=dev))
+
+        valid_t = None
+        if valid is not None:
+            vu, vi, vr = (np.asarray(a) for a in valid)
+            if config.loss == "softmax":  # a ranking loss needs the target among the known items
+                keep = _index(item_ids, vi) > 0
+                vu, vi, vr = vu[keep], vi[keep], vr[keep]
+            valid_t = tensors(vu, vi, vr) if len(vu) else None
+        rec.history = train(model, *tensors(users, items, ratings), config, n_items=len(item_ids) + 1,
+                            valid=valid_t, log=log)
+        return rec
+
+    # ---- lookups ------------------------------------------------------------------------------
+    def known_users(self, users) -> np.ndarray:
+        """True where a raw user id has a learnt embedding."""
+        return _index(self.user_ids, users) > 0
+
+    def known_items(self, items) -> np.ndarray:
+        """True where a raw item id has a learnt embedding."""
+        return _index(self.item_ids, items) > 0
+
+    def _side_rows(self, who: str, ids: np.ndarray, idx: np.ndarray, given: dict | None):
+        """Side rows [n, d] for raw ids: model table for known ids, else fit-time or given features."""
+        if f"{who}_rows" not in self.side:
+            return None
+        table = (self.model.user_side if who == "user" else self.model.item_side).cpu().numpy()
+        rows = table[idx]
+        unknown = idx == 0
+        if unknown.any():
+            for fid, frows in self._feature_sources(who, given):
+                found, r = fx.lookup(ids[unknown], fid, frows)
+                sub = rows[unknown]
+                sub[found] = r[found]
+                rows[unknown] = sub
+        return torch.as_tensor(rows, device=self.device)
+
+    def _feature_sources(self, who, given):
+        # later sources win: fit-time features first, then features passed in this call
+        out = [(self.side[f"{who}_feature_ids"], self.side[f"{who}_rows"])]
+        if given is not None:
+            meta = self.side[f"{who}_meta"]
+            out.append(fx.encode_users(given, meta) if who == "user" else fx.encode_items(given, meta))
+        return out
+
+    # ---- scoring ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, users, items, *, user_features=None, item_features=None) -> np.ndarray:
+        """Predicted ratings float32 [n] for raw id pairs (unknown ids: see the class docstring).
+
+        For a model trained with loss='softmax' (and rating_weight 0) these are squashed ranking
+        scores in y_range, not calibrated ratings.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        ui, ii = _index(self.user_ids, users), _index(self.item_ids, items)
+        us = self._side_rows("user", users, ui, user_features)
+        its = self._side_rows("item", items, ii, item_features)
+        out = np.empty(len(users), np.float32)
+        for s in range(0, len(users), _PREDICT_CHUNK):
+            sl = slice(s, s + _PREDICT_CHUNK)
+            u = torch.as_tensor(ui[sl], device=self.device)
+            i = torch.as_tensor(ii[sl], device=self.device)
+            out[sl] = self.model(u, i, None if us is None else us[sl],
+                                 None if its is None else its[sl]).float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def recommend(self, users, k: int, exclude=None, *, user_features=None,
+                  chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k known items per user: (item_ids int64 [n, k], scores float32 [n, k]), best first.
+
+        exclude = (users, items) raw-id pairs never to recommend (e.g. the training ratings).
+        Scores are predicted ratings for loss='mse' and raw ranking logits for loss='softmax'.
+        A user with fewer than k allowed items gets item id -1 and score -inf in the tail.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        uniq, inverse = np.unique(users, return_inverse=True)
+        ui = _index(self.user_ids, uniq)
+        n_items = len(self.item_ids)
+        csr = None
+        if exclude is not None:
+            eu, ei = (np.asarray(a, dtype=np.int64) for a in exclude)
+            pos = np.clip(np.searchsorted(uniq, eu), 0, len(uniq) - 1)
+            col = _index(self.item_ids, ei) - 1
+            keep = (uniq[pos] == eu) & (col >= 0)
+            csr = csr_from_pairs(pos[keep], col[keep], len(uniq))
+        m = self.model
+        if isinstance(m, DotProductBias):
+            u = torch.as_tensor(ui, device=self.device)
+            cols, raw = topk_dot(m.user_factors(u), m.item_factors.weight[1:], k,
+                                 user_bias=m.user_bias(u)[:, 0] + m.global_bias,
+                                 item_bias=m.item_bias.weight[1:, 0], exclude=csr,
+                                 chunk_size=chunk_size, device=self.device)
+        else:
+            u = torch.as_tensor(ui, device=self.device)
+            us = self._side_rows("user", uniq, ui, user_features)
+            cand = torch.arange(1, n_items + 1, device=self.device)
+            item_h = m.item_part(cand)                                   # [I, h0], computed once
+
+            def score_chunk(a, b):
+                h = m.user_part(u[a:b], None if us is None else us[a:b])[:, None, :] + item_h[None]
+                return m.head(h)[..., 0]                                 # [c, I]
+
+            chunk = chunk_size or chunk_rows(n_items, width=item_h.shape[1])
+            cols, raw = topk(score_chunk, len(uniq), n_items, k, exclude=csr, chunk_size=chunk,
+                             device=self.device)
+        scores = raw if self.config.loss == "softmax" else \
+            sigmoid_range(torch.as_tensor(raw), *self.config.y_range).numpy()
+        ids = np.where(np.isneginf(raw), -1, self.item_ids[cols])
+        return ids[inverse], scores.astype(np.float32)[inverse]
+
+    def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(item_ids [I], learnt item embedding matrix float32 [I, d]) for similar-item search."""
+        return self.item_ids.copy(), self.model.item_factors.weight[1:].detach().float().cpu().numpy()
+
+    # ---- persistence --------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """One file (torch.save of plain tensors, lists and dicts; loads with weights_only=True), atomically."""
+        path = Path(path)
+        side = {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self.side.items()}
+        payload = {
+            "format": FORMAT,
+            "config": self.config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "user_ids": torch.as_tensor(self.user_ids),
+            "item_ids": torch.as_tensor(self.item_ids),
+            "side": side,
+            "history": self.history,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path, device=None) -> "Recommender":
+        """Inverse of save."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a lensflow recommender file (format {payload.get('format')!r})")
+        config = ModelConfig.from_dict(payload["config"])
+        side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
+        user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
+        du = side["user_rows"].shape[1] if "user_rows" in side else 0
+        di = side["item_rows"].shape[1] if "item_rows" in side else 0
+        model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di)
+        model.load_state_dict(payload["state_dict"])
+        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], device=device)
+
+
+def _encode_side(config: ModelConfig, user_features, item_features) -> dict:
+    """Encoding metadata and encoded rows of the fit-time side features (embedding_nn only)."""
+    side: dict = {}
+    if config.kind != "embedding_nn" or not config.use_side_info:
+        return side
+    if user_features is not None:
+        meta = fx.fit_user_meta(user_features)
+        ids, rows = fx.encode_users(user_features, meta)
+        side.update(user_meta=meta, user_feature_ids=ids, user_rows=rows)
+    if item_features is not None:
+        meta = fx.fit_item_meta(item_features)
+        ids, rows = fx.encode_items(item_features, meta)
+        side.update(item_meta=meta, item_feature_ids=ids, item_rows=rows)
+    return side

@@ -1,0 +1,96 @@
+"""One training loop for every model: AdamW, one-cycle, whole data set in device tensors."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from models.collab import sigmoid_range
+from models.config import ModelConfig
+
+
+def pick_device(device=None) -> torch.device:
+    """The given device, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def batch_loss(model, users, items, ratings, config: ModelConfig, n_items: int, generator=None):
+    """Loss of one batch: MSE on ratings, or softmax cross-entropy over items (+ optional MSE)."""
+    if config.loss == "mse":
+        return F.mse_loss(model(users, items), ratings)
+    if config.n_negatives <= 0 or config.n_negatives >= n_items - 1:
+        # full softmax: every user in the batch against all known items (model rows 1..n_items-1)
+        candidates = torch.arange(1, n_items, device=users.device)
+        logits = model.raw_all(users, candidates)                           # [B, I]
+        ce = F.cross_entropy(logits, items - 1)
+        pos = logits.gather(1, (items - 1)[:, None])[:, 0]                 # [B]
+    else:
+        # sampled softmax: the positive against S uniform negatives shared by the batch
+        neg = torch.randint(1, n_items, (config.n_negatives,), device=users.device, generator=generator)
+        pos = model.raw(users, items)                                       # [B]
+        neg_logits = model.raw_all(users, neg)                              # [B, S]
+        neg_logits = neg_logits.masked_fill(neg[None, :] == items[:, None], float("-inf"))
+        logits = torch.cat([pos[:, None], neg_logits], 1)                   # [B, 1+S]
+        ce = F.cross_entropy(logits, torch.zeros_like(items))
+    if config.rating_weight > 0:
+        ce = ce + config.rating_weight * F.mse_loss(sigmoid_range(pos, *config.y_range), ratings)
+    return ce
+
+
+@torch.no_grad()
+def mean_loss(model, users, items, ratings, config: ModelConfig, n_items: int) -> float:
+    """Mean batch loss over a whole set, in eval mode (full softmax for ranking objectives)."""
+    model.eval()
+    full = ModelConfig(**{**config.to_dict(), "n_negatives": 0})
+    chunk = 1 << 16
+    if config.loss == "softmax":  # a [chunk, n_items, width] work space: keep it near 64 MiB
+        width = model.user_in.out_features if hasattr(model, "user_in") else 1
+        chunk = max(1, (1 << 24) // (n_items * width))
+    total = torch.zeros((), device=users.device)
+    for s in range(0, len(users), chunk):
+        sl = slice(s, s + chunk)
+        total += batch_loss(model, users[sl], items[sl], ratings[sl], full, n_items) * len(users[sl])
+    return float(total) / max(1, len(users))
+
+
+def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, valid=None,
+          log=None) -> list[dict]:
+    """Train in place; users/items are model indices (LongTensor [N]) on the model's device.
+
+    Returns one dict per epoch: epoch, train_loss, valid_loss (None without valid), seconds.
+    """
+    device = users.device
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    n = len(users)
+    bs = min(config.batch_size, n)
+    steps = math.ceil(n / bs)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.wd)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
+    history = []
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, device=device, generator=gen)
+        total = torch.zeros((), device=device)  # summed on device: no host sync per step
+        for b in range(steps):
+            idx = perm[b * bs:(b + 1) * bs]
+            loss = batch_loss(model, users[idx], items[idx], ratings[idx], config, n_items, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * len(idx)
+        train_loss = float(total) / n
+        valid_loss = mean_loss(model, *valid, config, n_items) if valid is not None else None
+        row = dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss,
+                   seconds=time.perf_counter() - t0)
+        history.append(row)
+        if log is not None:
+            log(row)
+    model.eval()
+    return history

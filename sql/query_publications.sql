@@ -1,0 +1,18 @@
+-- question: the retained publications, newest first: models, lineage, row counts, where the snapshot is.
+with history as (
+    select * from {{publications}}
+)
+select
+    publication_id,
+    created_at,
+    model_name,
+    model_version,
+    similarity_model_name,
+    similarity_model_version,
+    split_id,
+    data_hash,
+    recommendation_rows,
+    similar_item_rows,
+    snapshot_path
+from history
+order by created_at desc, publication_id desc

@@ -1,0 +1,52 @@
+"""Popularity fallback: Bayesian-average popular items for users a model cannot score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tasks import contract as c
+
+
+def bayesian_average(ratings: pd.DataFrame, prior_count: float | None = None) -> pd.Series:
+    """Per-item score (n*mean + m*global_mean) / (n + m), indexed by item id, best first.
+
+    `m` (prior_count) defaults to the median number of ratings per item, so an item rated once with a 5
+    does not outrank an item rated 500 times with a 4.5.
+    """
+    stats = ratings.groupby(c.ITEM_ID)[c.RATING].agg(["count", "sum"])
+    m = float(stats["count"].median()) if prior_count is None else float(prior_count)
+    global_mean = float(ratings[c.RATING].mean())
+    score = (stats["sum"] + m * global_mean) / (stats["count"] + m)
+    # Ties (same score) broken by count then id so the order is stable across runs.
+    order = pd.DataFrame({c.SCORE: score, "count": stats["count"]}).reset_index()
+    order = order.sort_values([c.SCORE, "count", c.ITEM_ID], ascending=[False, False, True])
+    return order.set_index(c.ITEM_ID)[c.SCORE].astype("float32")
+
+
+def recommend(popular: pd.Series, users: np.ndarray, ratings: pd.DataFrame, n: int,
+              chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n popular items per user with the user's rated items removed: (item_ids[u, n], scores[u, n]).
+
+    Vectorised per chunk of users: a (chunk, n_items) score matrix with rated cells set to -inf, then a
+    stable top-n. Users with fewer than n unrated popular items get -inf padded slots, dropped by callers.
+    """
+    item_ids = popular.index.to_numpy()
+    base = popular.to_numpy(dtype=np.float32)
+    users = np.asarray(users)
+    n = min(n, len(item_ids))
+    col = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    out_items = np.empty((len(users), n), dtype=item_ids.dtype)
+    out_scores = np.empty((len(users), n), dtype=np.float32)
+    rated = ratings[ratings[c.USER_ID].isin(users) & ratings[c.ITEM_ID].isin(item_ids)]
+    row_of = pd.Series(np.arange(len(users)), index=users)
+    for start in range(0, len(users), chunk):
+        stop = min(start + chunk, len(users))
+        scores = np.broadcast_to(base, (stop - start, len(base))).copy()       # (chunk, n_items)
+        mine = rated[rated[c.USER_ID].isin(users[start:stop])]
+        scores[row_of[mine[c.USER_ID]].to_numpy() - start, col[mine[c.ITEM_ID]].to_numpy()] = -np.inf
+        # base is sorted best-first, so a stable argsort keeps the popularity order among ties.
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :n]                  # (chunk, n)
+        out_items[start:stop] = item_ids[top]
+        out_scores[start:stop] = np.take_along_axis(scores, top, axis=1)
+    return out_items, out_scores

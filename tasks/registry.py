@@ -1,0 +1,288 @@
+"""MLflow model registry: one registered model per kind, `candidate`/`champion` aliases, promotion on
+evidence, manual override, and loading a version for scoring with its lineage."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks import contract as c
+from tasks import tracking as t
+from tasks.settings import Paths
+
+# How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss", "gini"})
+SPLIT_PREFIXES = ("valid_", "test_")   # record_training logs metrics per split part: valid_rmse, test_ndcg_at_10
+DEFAULT_METRIC = "rmse"
+
+TAG_DECISION = "promotion.decision"   # promoted | kept | refused | manual
+TAG_REASON = "promotion.reason"
+TAG_METRIC = "promotion.metric"
+PROMOTED, KEPT, REFUSED, MANUAL = "promoted", "kept", "refused", "manual"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered version and its lineage: what publish records next to every row it writes."""
+
+    name: str
+    version: str
+    uri: str          # models:/<name>/<version>
+    run_id: str
+    split_id: str
+    data_hash: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of a promotion attempt and why."""
+
+    name: str
+    version: str
+    promoted: bool
+    outcome: str                       # promoted | kept | refused | manual
+    reason: str
+    metric: str | None = None
+    value: float | None = None
+    champion_version: str | None = None
+    champion_value: float | None = None
+
+
+def lower_is_better(metric: str) -> bool:
+    """True for error metrics (rmse, mae, ...), False for ranking metrics (ndcg@10, ...)."""
+    base = _bare(metric)
+    return base in LOWER_IS_BETTER or base.split("_")[0] in LOWER_IS_BETTER
+
+
+def _bare(metric: str) -> str:
+    """'valid_ndcg_at_10' -> 'ndcg_at_10': the metric without its split-part prefix."""
+    key = t.metric_key(metric).lower()
+    for prefix in SPLIT_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def register(paths: Paths, run_id: str, kind: str | None = None) -> str:
+    """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `candidate`."""
+    cl = t.client(paths)
+    run = cl.get_run(run_id)
+    tags = run.data.tags
+    kind = kind or tags.get(t.TAG_KIND)
+    if not kind:
+        raise ValueError(f"run {run_id} has no '{t.TAG_KIND}' tag; pass kind")
+    model_id = tags.get(t.TAG_MODEL_ID)
+    if not model_id:
+        raise ValueError(f"run {run_id} has no logged model (tag '{t.TAG_MODEL_ID}'); log it with log_training")
+    name = c.registered_model_name(kind)
+    try:
+        cl.create_registered_model(name, description=f"lensflow {kind} recommender (pyfunc: ratings and top-k)")
+    except MlflowException as e:
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    lineage = {k: tags[k] for k in t.LINEAGE_TAGS if k in tags}
+    # MLflow's SQL registry looks the logged model up through the *global* tracking URI (a TODO in
+    # mlflow/store/model_registry/sqlalchemy_store.py), so scope it to ours for this one call.
+    with t.using_tracking_uri(paths.mlflow_tracking_uri):
+        mv = cl.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
+                                     tags={**lineage, "run_id": run_id},
+                                     description=f"trained in run {run_id} on split {lineage.get(c.SPLIT_ID)}")
+    cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)
+    return str(mv.version)
+
+
+def version_metric(paths: Paths, name: str, version: str, metric: str) -> float | None:
+    """The metric logged by the run behind a version (None when absent or not finite)."""
+    cl = t.client(paths)
+    mv = cl.get_model_version(name, version)
+    value = cl.get_run(mv.run_id).data.metrics.get(t.metric_key(metric))
+    return value if value is not None and math.isfinite(value) else None
+
+
+def champion_version(paths: Paths, kind: str) -> str | None:
+    """The version the `champion` alias points at, or None."""
+    try:
+        return str(t.client(paths).get_model_version_by_alias(c.registered_model_name(kind), c.ALIAS_CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote_if_better(paths: Paths, kind: str, version: str, metric: str = DEFAULT_METRIC, *,
+                      rescore: Callable[[object], Mapping[str, float]] | None = None) -> Decision:
+    """Move `champion` to `version` only if it beats the champion on the same validation data.
+
+    Same data = same split id and data hash tags. When they differ the champion is re-scored with
+    `rescore(champion_recommender)` (metrics on the newcomer's validation data) if given; otherwise the
+    comparison is refused. Ties keep the champion. The decision is recorded on the version.
+    """
+    cl = t.client(paths)
+    name = c.registered_model_name(kind)
+    version = str(version)
+    new = cl.get_model_version(name, version)
+    value = version_metric(paths, name, version, metric)
+    champ = champion_version(paths, kind)
+    better = "lower" if lower_is_better(metric) else "higher"
+
+    def decide(outcome: str, reason: str, champ_value: float | None = None) -> Decision:
+        d = Decision(name, version, outcome == PROMOTED, outcome, reason, metric, value, champ, champ_value)
+        _record(cl, d)
+        return d
+
+    if champ == version:
+        return decide(KEPT, f"version {version} already is the champion")
+    if value is None:
+        return decide(REFUSED, f"version {version} has no finite '{metric}' metric to compare")
+    if champ is None:
+        return decide(PROMOTED, f"no champion yet; first version with {metric}={value:.4f}")
+    old = cl.get_model_version(name, champ)
+    same = all(old.tags.get(k) == new.tags.get(k) for k in (c.SPLIT_ID, c.DATA_HASH))
+    if same:
+        champ_value = version_metric(paths, name, champ, metric)
+        basis = f"same split {new.tags.get(c.SPLIT_ID)} and data {new.tags.get(c.DATA_HASH)}"
+    elif rescore is not None:
+        recommender, _ = load_for_scoring(paths, kind, champ)
+        scores = {t.metric_key(k).lower(): v for k, v in dict(rescore(recommender)).items()}
+        champ_value = scores.get(t.metric_key(metric).lower(), scores.get(_bare(metric)))
+        champ_value = float(champ_value) if champ_value is not None and math.isfinite(champ_value) else None
+        basis = f"champion re-scored on split {new.tags.get(c.SPLIT_ID)} / data {new.tags.get(c.DATA_HASH)}"
+    else:
+        return decide(REFUSED, f"not comparable: champion v{champ} was evaluated on split "
+                               f"{old.tags.get(c.SPLIT_ID)} / data {old.tags.get(c.DATA_HASH)}, v{version} on "
+                               f"split {new.tags.get(c.SPLIT_ID)} / data {new.tags.get(c.DATA_HASH)}; pass "
+                               f"rescore= or use promote() to override")
+    if champ_value is None:
+        return decide(PROMOTED, f"champion v{champ} has no finite '{metric}'; v{version} has {value:.4f} ({basis})")
+    wins = value < champ_value if better == "lower" else value > champ_value
+    verdict = "beats" if wins else "does not beat"
+    reason = (f"{metric} {value:.4f} {verdict} champion v{champ} {champ_value:.4f} "
+              f"({better} is better; {basis})")
+    return decide(PROMOTED if wins else KEPT, reason, champ_value)
+
+
+def promote(paths: Paths, kind: str, version: str, reason: str) -> Decision:
+    """Operator override: make `version` the champion whatever its metrics, recording who-said-why."""
+    if not reason or not reason.strip():
+        raise ValueError("promote() needs a reason: it is recorded on the version")
+    cl = t.client(paths)
+    name = c.registered_model_name(kind)
+    cl.get_model_version(name, str(version))  # raises for an unknown version
+    d = Decision(name, str(version), True, MANUAL, f"manual override: {reason.strip()}",
+                 champion_version=champion_version(paths, kind))
+    _record(cl, d)
+    return d
+
+
+def _record(cl, d: Decision) -> None:
+    """Tags and description on the version; moves `champion` when promoted."""
+    if d.outcome in (PROMOTED, MANUAL):
+        cl.set_registered_model_alias(d.name, c.ALIAS_CHAMPION, d.version)
+    for key, value in ((TAG_DECISION, d.outcome), (TAG_REASON, d.reason), (TAG_METRIC, d.metric or "")):
+        cl.set_model_version_tag(d.name, d.version, key, value)
+    mv = cl.get_model_version(d.name, d.version)
+    head = (mv.description or "").split("\n\npromotion: ")[0]
+    cl.update_model_version(d.name, d.version, description=f"{head}\n\npromotion: {d.outcome} — {d.reason}")
+
+
+def resolve(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> ModelRef:
+    """A version by alias ('champion', 'candidate') or number, with its lineage."""
+    cl = t.client(paths)
+    name = c.registered_model_name(kind)
+    ref = str(alias_or_version)
+    try:
+        mv = cl.get_model_version(name, ref) if ref.isdigit() else cl.get_model_version_by_alias(name, ref)
+    except MlflowException as e:
+        raise LookupError(f"no version '{ref}' of registered model {name} in {paths.mlflow_tracking_uri}") from e
+    return ModelRef(name, str(mv.version), f"models:/{name}/{mv.version}", mv.run_id,
+                    mv.tags.get(c.SPLIT_ID, ""), mv.tags.get(c.DATA_HASH, ""))
+
+
+def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, device=None):
+    """(Recommender, ModelRef) of a version, read straight from its artifacts (no pyfunc layer)."""
+    from models.recommender import Recommender
+
+    ref = resolve(paths, kind, alias)
+    cl = t.client(paths)
+    mv = cl.get_model_version(ref.name, ref.version)
+    # the SQLite registry does not hand model_id back; the source is models:/<model_id>
+    model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]
+    location = cl.get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory(prefix="lensflow-load-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location.rstrip('/')}/artifacts/{t.RECOMMENDER_FILE}", dst_path=tmp,
+            tracking_uri=paths.mlflow_tracking_uri)
+        return Recommender.load(Path(local), device=device), ref
+
+
+def load_version(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION, device=None):
+    """Same as load_for_scoring (the name docs/architecture.md uses)."""
+    return load_for_scoring(paths, kind, alias_or_version, device)
+
+
+def pyfunc_uri(kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> str:
+    """URI for `mlflow.pyfunc.load_model`: models:/lensflow-<kind>@champion or .../<version>."""
+    ref = str(alias_or_version)
+    name = c.registered_model_name(kind)
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def server_command(paths: Paths, port: int = 5000, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
+    """argv of `mlflow server` on the data home's store (what `lensflow mlflow-ui` runs).
+
+    One worker by default: SQLite takes one writer at a time, and each extra worker costs a
+    Python process importing MLflow (the server's own default is 4).
+    """
+    import shutil
+    import sys
+
+    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    return [exe, "server", "--backend-store-uri", f"sqlite:///{paths.mlflow_db}",
+            "--default-artifact-root", str(paths.mlflow_artifacts), "--host", host, "--port", str(int(port)), "--workers", str(int(workers))]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What record_training did: the run, the new version and the promotion decision."""
+
+    run_id: str
+    version: str
+    decision: Decision
+
+
+def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str = DEFAULT_METRIC,
+                    rescore: Callable[[object], Mapping[str, float]] | None = None,
+                    tags: Mapping[str, str] | None = None) -> Recorded:
+    """Log a `tasks.train.TrainResult` as a run, register it (`candidate`) and promote it on evidence.
+
+    Metrics are logged as valid_<name> and test_<name>; promotion compares valid_<metric> (test_<metric>
+    when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
+    validation data lets a champion trained on another split be compared instead of refused; `tags`
+    are extra run tags.
+    """
+    kind = result.config.kind
+    metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
+               **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()}}
+    lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=str(result.device),
+                        train_seconds=float(result.seconds))
+    run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
+                            movies=movies, train=train, tags=tags)
+    version = register(paths, run_id, kind)
+    part = "valid_" if result.valid_metrics else "test_"
+    return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore))
+
+
+def _task(fn, name):
+    # Writes to the registry: never cached, never retried blindly (a retry would register twice).
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+
+
+record_training_task = _task(record_training, "record-training")
+promote_task = _task(promote, "promote-model")

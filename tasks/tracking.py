@@ -1,0 +1,299 @@
+"""MLflow tracking: one run per training with its config, per-epoch losses, metrics, lineage tags,
+pictures and the self-contained pyfunc model.
+
+Every call takes the data home (`Paths`) and talks to MLflow through an explicit `MlflowClient`; the
+one fluent call MLflow needs (`mlflow.pyfunc.log_model`) runs inside `using_tracking_uri`, which puts
+the previous tracking URI back afterwards, so nothing leaks between tests or callers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from tasks import contract as c
+from tasks import plots
+from tasks import pyfunc_model as pm
+from tasks.settings import Paths
+
+EXPERIMENT = "lensflow"
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+MODEL_ARTIFACT = "model"                  # name of the logged pyfunc model inside the run
+RECOMMENDER_FILE = "recommender.pt"       # the Recommender's saved file inside the model's artifacts
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_PACKAGE = REPO_ROOT / "models"     # shipped with every model version (code_paths)
+PYFUNC_FILE = Path(pm.__file__)           # "models from code": copied into the model, run at load
+
+# Tags on runs and model versions (lineage). Split id and data hash keep their contract names.
+TAG_KIND = "model_kind"
+TAG_CODE_VERSION = "code_version"
+TAG_DEVICE = "device"
+TAG_TRAIN_SECONDS = "train_seconds"
+TAG_MODEL_ID = "logged_model_id"
+TAG_MODEL_URI = "logged_model_uri"
+LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE, TAG_TRAIN_SECONDS)
+
+# What a scoring process needs at run time: numpy/pandas/torch and mlflow itself. Listed by hand,
+# because MLflow's inference imports the model and guesses (slow, and wrong for this project).
+PIP_REQUIREMENTS = ("mlflow==3.17.2", "torch==2.13.0", "numpy>=2.4", "pandas>=3.1")
+
+_FLUENT_LOCK = contextlib.nullcontext()
+_BAD_KEY = re.compile(r"[^\w\-. /:]")     # characters MLflow refuses in param/metric names
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the checkout when there is one, else the installed package version."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return "git:" + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "lensflow " + version("lensflow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a trained model comes from: split, data snapshot, code, device and training time."""
+
+    kind: str
+    split_id: str
+    data_hash: str
+    device: str = "cpu"
+    train_seconds: float = float("nan")
+    code_version: str = dataclasses.field(default_factory=code_version)
+
+    def tags(self) -> dict[str, str]:
+        """Lineage as MLflow tags (runs and model versions carry the same ones)."""
+        return {TAG_KIND: self.kind, c.SPLIT_ID: self.split_id, c.DATA_HASH: self.data_hash,
+                TAG_CODE_VERSION: self.code_version, TAG_DEVICE: self.device,
+                TAG_TRAIN_SECONDS: f"{self.train_seconds:.3f}"}
+
+
+def client(paths: Paths) -> MlflowClient:
+    """A client bound to the data home's tracking store and registry (the same SQLite file by default)."""
+    uri = paths.mlflow_tracking_uri
+    if uri.startswith("sqlite:"):
+        paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for the block, then restore whatever was set before."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # The URI is process-global: one block at a time, or a thread finishing first would pull the URI
+    # from under another (Prefect runs the two trainings' tasks in threads).
+    with _FLUENT_LOCK:
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI (for subprocesses): put both back as they were
+        previous, previous_env = tracking_utils._tracking_uri, os.environ.get(ENV_TRACKING_URI)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)
+            if previous_env is None:
+                os.environ.pop(ENV_TRACKING_URI, None)
+            else:
+                os.environ[ENV_TRACKING_URI] = previous_env
+
+
+def experiment_id(paths: Paths, name: str = EXPERIMENT, mlflow_client: MlflowClient | None = None) -> str:
+    """The experiment's id, creating it with artifacts under `<home>/mlflow/artifacts` for a local store."""
+    cl = mlflow_client or client(paths)
+    found = cl.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    # A tracking server chooses its own artifact root (--default-artifact-root / proxied artifacts).
+    location = paths.mlflow_artifacts.as_uri() if paths.mlflow_tracking_uri.startswith("sqlite:") else None
+    try:
+        return cl.create_experiment(name, artifact_location=location)
+    except MlflowException as e:  # another process created it between the two calls
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return cl.get_experiment_by_name(name).experiment_id
+
+
+def metric_key(name: str) -> str:
+    """An MLflow-safe metric/param name: 'ndcg@10' -> 'ndcg_10'."""
+    return _BAD_KEY.sub("_", str(name))
+
+
+def flat_params(config) -> dict[str, str]:
+    """A config (dataclass or mapping, possibly nested) as flat `a.b` -> string parameters."""
+    data = config.to_dict() if hasattr(config, "to_dict") else (
+        dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config))
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, Mapping):
+            if not value and prefix:
+                out[prefix] = "{}"
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[metric_key(prefix)] = str(value)[:6000]  # MLflow's param value limit
+
+    walk("", data)
+    return out
+
+
+def step_metrics(history, now_ms: int) -> list[Metric]:
+    """Per-epoch losses as metric steps ('train_loss' at step = epoch)."""
+    frame = plots.history_frame(history)
+    rows = []
+    for col in frame.columns:
+        if col == "epoch" or not pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        for epoch, value in zip(frame["epoch"], frame[col]):
+            if value is not None and math.isfinite(float(value)):
+                rows.append(Metric(metric_key(col), float(value), now_ms, int(epoch)))
+    return rows
+
+
+def final_metrics(metrics: Mapping[str, float], now_ms: int) -> list[Metric]:
+    """Final rating/ranking metrics (non-finite values are left out: MLflow cannot plot them)."""
+    return [Metric(metric_key(k), float(v), now_ms, 0) for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))]
+
+
+def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float], history,
+                 lineage: Lineage, *, movies: pd.DataFrame | None = None, train: pd.DataFrame | None = None,
+                 experiment: str = EXPERIMENT, run_name: str | None = None,
+                 tags: Mapping[str, str] | None = None) -> str:
+    """Log one training as one finished MLflow run (params, step metrics, tags, plots, pyfunc model); its id.
+
+    `movies` (item_id, title) labels the pictures, `train` (user_id, item_id) gives rating counts and the
+    model's input example; `tags` are extra run tags (e.g. a training fingerprint).
+    """
+    cl = client(paths)
+    exp = experiment_id(paths, experiment, cl)
+    run = cl.create_run(exp, run_name=run_name or f"{lineage.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+                        tags={**{k: str(v) for k, v in (tags or {}).items()}, **lineage.tags()})
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()],
+                     metrics=step_metrics(history, now) + final_metrics(metrics, now))
+        with tempfile.TemporaryDirectory(prefix="lensflow-plots-") as tmp:
+            write_pictures(Path(tmp), recommender, history, movies, train)
+            cl.log_artifacts(run_id, tmp, "plots")
+        info = log_pyfunc(paths, run_id, recommender, train)
+        cl.log_batch(run_id, tags=[RunTag(TAG_MODEL_ID, info.model_id), RunTag(TAG_MODEL_URI, info.model_uri)])
+    except BaseException:
+        cl.set_terminated(run_id, "FAILED")
+        raise
+    cl.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _log_batched(cl: MlflowClient, run_id: str, params: list[Param], metrics: list[Metric]) -> None:
+    # MLflow caps one log_batch at 100 params and 1000 entities in total
+    for i in range(0, max(len(params), 1), 100):
+        chunk = params[i:i + 100]
+        cl.log_batch(run_id, params=chunk, metrics=metrics[:1000 - len(chunk)] if i == 0 else [])
+    rest = metrics[1000 - min(len(params), 100):]
+    for i in range(0, len(rest), 1000):
+        cl.log_batch(run_id, metrics=rest[i:i + 1000])
+
+
+def write_pictures(folder: Path, recommender, history, movies: pd.DataFrame | None,
+                   train: pd.DataFrame | None) -> list[Path]:
+    """Loss curves, the item-embedding PCA and the item-bias table/chart (when the model has biases)."""
+    written = [plots.loss_curves(history, folder / "loss_curves.png")]
+    titles = dict(zip(movies[c.ITEM_ID].astype(int), movies[c.TITLE])) if movies is not None else {}
+    counts = train[c.ITEM_ID].value_counts().to_dict() if train is not None else {}
+    item_ids, matrix = recommender.item_embeddings()
+    item_ids, matrix = np.asarray(item_ids), np.asarray(matrix)
+    if len(item_ids) >= 2:
+        written.append(plots.embedding_pca(item_ids, matrix, titles, counts, folder / "item_embeddings_pca.png"))
+    biases = item_biases(recommender)
+    if biases is not None:
+        table = plots.bias_table(*biases, titles, counts)
+        table.to_csv(folder / "item_bias.csv", index=False)
+        (folder / "item_bias.md").write_text(plots.bias_markdown(table))
+        written += [folder / "item_bias.csv", folder / "item_bias.md",
+                    plots.bias_chart(table, folder / "item_bias.png")]
+    return written
+
+
+def item_biases(recommender) -> tuple[np.ndarray, np.ndarray] | None:
+    """(item_ids, learned item bias) for models that have one (dot_bias), else None."""
+    getter = getattr(recommender, "item_biases", None)
+    if getter is not None:
+        got = getter()
+        return None if got is None else (np.asarray(got[0]), np.asarray(got[1], dtype=np.float64))
+    # DotProductBias keeps item biases in an embedding whose row 0 is the "unknown" item
+    bias = getattr(getattr(recommender, "model", None), "item_bias", None)
+    if bias is None:
+        return None
+    return np.asarray(recommender.item_ids), bias.weight[1:, 0].detach().float().cpu().numpy().astype(np.float64)
+
+
+def pyfunc_model_config() -> dict[str, str]:
+    """Column names handed to the pyfunc model (it cannot import the contract)."""
+    return {"user_column": c.USER_ID, "item_column": c.ITEM_ID, "rating_column": c.RATING,
+            "rank_column": c.RANK, "score_column": c.SCORE}
+
+
+def pyfunc_signature() -> ModelSignature:
+    """Input: user ids (and item ids for mode 'predict'); params: mode and k."""
+    inputs = Schema([ColSpec("long", c.USER_ID), ColSpec("long", c.ITEM_ID, required=False)])
+    params = ParamSchema([ParamSpec("mode", "string", pm.MODE_PREDICT), ParamSpec("k", "long", pm.DEFAULT_K)])
+    return ModelSignature(inputs=inputs, outputs=None, params=params)
+
+
+def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Two real (user, item) pairs from the training data, as the model's input example."""
+    if train is None or len(train) == 0:
+        return None
+    rows = train[[c.USER_ID, c.ITEM_ID]].head(2)
+    return pd.DataFrame({c.USER_ID: rows[c.USER_ID].astype("int64").to_numpy(),
+                         c.ITEM_ID: rows[c.ITEM_ID].astype("int64").to_numpy()})
+
+
+def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | None = None):
+    """Log the Recommender as a self-contained pyfunc model in the run; MLflow's ModelInfo."""
+    with tempfile.TemporaryDirectory(prefix="lensflow-model-") as tmp:
+        weights = Path(tmp) / RECOMMENDER_FILE
+        recommender.save(weights)
+        with using_tracking_uri(paths.mlflow_tracking_uri), mlflow.start_run(run_id=run_id):
+            return mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(PYFUNC_FILE),
+                artifacts={pm.ARTIFACT_KEY: str(weights)},
+                code_paths=[str(MODELS_PACKAGE)],
+                model_config=pyfunc_model_config(),
+                signature=pyfunc_signature(),
+                input_example=input_example(train),
+                pip_requirements=list(PIP_REQUIREMENTS),
+            )

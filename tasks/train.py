@@ -1,0 +1,165 @@
+"""Training glue: contract DataFrames in, the models API (raw-id arrays and feature dicts) out.
+
+Plain functions (tested on tiny frames) plus thin Prefect task wrappers. Training is compute, so the
+tasks never retry; DataFrame inputs are never hashed for caching.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models import features as fx
+from models.config import ModelConfig
+from models.recommender import Recommender
+from models.train import pick_device
+from tasks import contract as c
+from tasks import evaluate as ev
+from tasks.split import Split
+
+
+def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
+    """The tuned defaults for a model kind with overrides applied (unknown keys raise)."""
+    if kind not in c.MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
+    overrides = dict(overrides or {})
+    if overrides.get("kind", kind) != kind:
+        raise ValueError(f"config override kind={overrides['kind']!r} contradicts kind={kind!r}")
+    overrides.pop("kind", None)
+    unknown = set(overrides) - set(ModelConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown model config field(s) {sorted(unknown)}")
+    return ModelConfig.for_kind(kind, **overrides)
+
+
+def user_features(users: pd.DataFrame) -> dict:
+    """User side features for the models: raw ids, age, gender and occupation (as strings)."""
+    return {
+        fx.USER_ID: users[c.USER_ID].to_numpy(np.int64),
+        fx.AGE: users[c.AGE].to_numpy(np.float64),
+        fx.GENDER: users[c.GENDER].astype(str).to_numpy(),
+        fx.OCCUPATION: users[c.OCCUPATION].astype(str).to_numpy(),
+    }
+
+
+def release_year(movies: pd.DataFrame) -> np.ndarray:
+    """Release year as float [n]; a missing or unparsable release date gives NaN.
+
+    NaN is the documented fill: the models encode it as the mean year plus a "year unknown" flag.
+    """
+    dates = pd.to_datetime(movies[c.RELEASE_DATE], errors="coerce")
+    return dates.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def item_features(movies: pd.DataFrame) -> dict:
+    """Item side features for the models: raw ids, genre flags [n, 19] in GENRE_COLUMNS order, year."""
+    missing = [col for col in c.GENRE_COLUMNS if col not in movies.columns]
+    if missing:
+        raise ValueError(f"movies: missing genre column(s) {missing}")
+    return {
+        fx.ITEM_ID: movies[c.ITEM_ID].to_numpy(np.int64),
+        fx.GENRES: movies[list(c.GENRE_COLUMNS)].to_numpy(dtype=bool),
+        fx.YEAR: release_year(movies),
+    }
+
+
+def _arrays(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (ratings[c.USER_ID].to_numpy(np.int64), ratings[c.ITEM_ID].to_numpy(np.int64),
+            ratings[c.RATING].to_numpy(np.float32))
+
+
+def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, device=None) -> Recommender:
+    """Fit a Recommender on contract rating frames; valid (if non-empty) gives per-epoch validation loss."""
+    valid_arrays = _arrays(valid) if valid is not None and len(valid) else None
+    return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
+                           user_features=user_features(users) if users is not None else None,
+                           item_features=item_features(movies) if movies is not None else None,
+                           device=device)
+
+
+@dataclass
+class TrainResult:
+    """A fitted model, its metrics on test and on valid, per-epoch history, wall time and device."""
+
+    recommender: Recommender
+    config: ModelConfig
+    metrics: dict[str, float]                 # on the test part, train and valid items excluded
+    valid_metrics: dict[str, float]           # on the valid part, train items excluded ({} without valid)
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0                      # fit + evaluation
+    device: str = "cpu"
+    split_id: str | None = None
+    split_reused: bool = False                # the split came from the store, not computed now
+    data_hash: str | None = None              # lake data hash the split was made from (lineage)
+
+
+def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | None = None,
+                       movies: pd.DataFrame | None = None, k: int = 10, device=None) -> TrainResult:
+    """Fit on split.train (early signal from split.valid), then evaluate on valid and on test.
+
+    Test ranking excludes everything the user rated before test time (train and valid).
+    """
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    rec = fit(split.train, config, split.valid, users, movies, device=dev)
+    seen = pd.concat([split.train, split.valid], ignore_index=True)
+    metrics = ev.evaluate(rec, seen, split.test, k=k)
+    valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k) if len(split.valid) else {}
+    return TrainResult(recommender=rec, config=config, metrics=metrics, valid_metrics=valid_metrics,
+                       history=rec.history, seconds=time.perf_counter() - t0, device=str(dev),
+                       split_id=split.split_id, split_reused=split.reused,
+                       data_hash=split.data_hash)
+
+
+def summarize(result: TrainResult) -> dict:
+    """A JSON-friendly summary of an unregistered training (same keys as tasks.report.training_summary)."""
+    metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
+               **{f"valid_{k}": v for k, v in result.valid_metrics.items()}}
+    return {"kind": result.config.kind, "version": None, "split_id": result.split_id,
+            "data_hash": result.data_hash, "reused": False, "split_reused": result.split_reused,
+            "device": result.device, "train_seconds": result.seconds, "metrics": metrics,
+            "history": result.history}
+
+
+# --- the registry side (tasks.registry / tasks.champions; imported lazily: MLflow is slow to import) ---
+
+def fingerprint(config: ModelConfig, split_id: str, data_hash: str) -> str:
+    """Id of a training's inputs (config, split, data, code): equal fingerprints give the same model."""
+    from tasks import champions
+
+    return champions.fingerprint(config.to_dict(), split_id, data_hash)
+
+
+def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
+    """The registered ModelRef of an identical earlier training, or None."""
+    from tasks import champions
+
+    return champions.find_trained(paths, config.kind, fingerprint(config, split_id, data_hash))
+
+
+def record(paths, result: TrainResult, train: pd.DataFrame, movies: pd.DataFrame | None, metric: str):
+    """Log, register and maybe promote a training (tasks.registry), tagged so find_trained sees it next time."""
+    from tasks import champions, registry, tracking
+
+    recorded = registry.record_training(paths, result, result.data_hash, movies=movies, train=train, metric=metric)
+    tracking.client(paths).set_tag(recorded.run_id, champions.TAG_FINGERPRINT,
+                                   fingerprint(result.config, result.split_id, result.data_hash))
+    return recorded
+
+
+# Prefect tasks: compute, so no retries; frames and models pass in memory, never hashed or persisted.
+train_and_evaluate_task = task(name="train-and-evaluate", task_run_name="train-{config.kind}",
+                               cache_policy=NO_CACHE, persist_result=False)(train_and_evaluate)
+model_config_task = task(name="model-config", cache_policy=NO_CACHE)(model_config)
+summarize_task = task(name="summarize-training", cache_policy=NO_CACHE)(summarize)
+find_trained_task = task(name="find-trained", task_run_name="find-trained-{config.kind}",
+                         cache_policy=NO_CACHE)(find_trained)
+# Writes to the registry: never retried blindly (a retry would register twice).
+record_task = task(name="record-training", task_run_name="record-{result.config.kind}", cache_policy=NO_CACHE,
+                   persist_result=False)(record)

@@ -1,0 +1,168 @@
+"""The DuckDB warehouse: an immutable file, rebuilt beside the live one and swapped in by rename.
+
+DuckDB locks its file (a writer locks out readers in other processes), so `lensflow.duckdb` is never
+opened for writing. `rebuild` writes `lensflow.duckdb.tmp-<uuid>`, runs each section (which loads its
+tables and runs its checks), records a `warehouse_build` row, CHECKPOINTs, closes, fsyncs and
+`os.replace`s it over the live file. Readers holding the old file keep it; new readers see the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import duckdb
+
+from tasks import contract as c
+from tasks import lake, sql
+from tasks.settings import Paths
+
+Section = Callable[[duckdb.DuckDBPyConnection, Paths], None]
+SOURCE_CHECKS = ("check_ratings_unique", "check_ratings_range", "check_ratings_known_ids",
+                 "check_movies_unique", "check_users_unique")
+
+
+class WarehouseCheckError(RuntimeError):
+    """A check query returned rows; the live warehouse was left as it was."""
+
+    def __init__(self, check: str, sample: list[tuple]):
+        self.check, self.sample = check, sample
+        super().__init__(f"warehouse check '{check}' (sql/{check}.sql) failed: {sample[:5]}")
+
+
+def check(con, name: str, params: dict | None = None) -> None:
+    """Run a check query; every row it returns is a broken rule."""
+    broken = sql.rows(con, name, params)
+    if broken:
+        raise WarehouseCheckError(name, broken)
+
+
+def load_sources(con, paths: Paths) -> None:
+    """Section: materialise ratings, movies, users, genres from the live lake snapshot and check them."""
+    snap = lake.current(paths)
+    if snap is None:
+        return  # nothing ingested yet: the section creates nothing
+    for table in c.SOURCE_TABLES:
+        sql.run(con, table, {"path": str(snap.table_path(table))})
+    for name in SOURCE_CHECKS:
+        check(con, name)
+    check(con, "check_genres_complete", {"n_genres": len(c.GENRE_NAMES)})
+    counts = snap.row_counts
+    check(con, "check_source_row_counts", {f"{t}_rows": int(counts[t]) for t in c.SOURCE_TABLES})
+
+
+def split_section(con, paths: Paths) -> None:
+    """The stored splits and the current split's assignments (tasks.split)."""
+    from tasks import split  # lazy: split imports pandas-heavy code this module does not need
+
+    split.warehouse_section(con, paths)
+
+
+def publication_section(con, paths: Paths) -> None:
+    """The live publication, its history and the title views (tasks.publish)."""
+    from tasks import publish  # lazy: publish imports torch and Prefect
+
+    publish.warehouse_section(con, paths)
+
+
+# Every rebuild builds the whole warehouse, whoever asks (ingest, split, publish): a swap never drops
+# another step's tables. Order matters: later sections join on the source tables.
+DEFAULT_SECTIONS: tuple[Section, ...] = (load_sources, split_section, publication_section)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+
+
+def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
+    """Build a complete new warehouse from the sections, check it and swap it live; returns its build record."""
+    sections = DEFAULT_SECTIONS if sections is None else tuple(sections)
+    live = paths.warehouse
+    live.parent.mkdir(parents=True, exist_ok=True)
+    tmp = live.with_name(f"{live.name}.tmp-{uuid.uuid4().hex}")
+    snap = lake.current(paths)
+    record = {
+        c.BUILD_ID: uuid.uuid4().hex,
+        c.BUILT_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        c.DATA_HASH: snap.data_hash if snap else None,
+        c.BUILD_SECTIONS: json.dumps([getattr(s, "__qualname__", repr(s)) for s in sections]),
+    }
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for section in sections:
+                section(con, paths)
+            sql.run(con, c.WAREHOUSE_BUILD, dict(record))
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        _fsync_file(tmp)
+        os.replace(tmp, live)
+        lake.fsync_dir(live.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return record
+
+
+def connect_readonly(paths: Paths) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the live warehouse file as it is now (a rebuild swaps the file, never blocks)."""
+    if not paths.warehouse.is_file():
+        raise FileNotFoundError(f"no warehouse at {paths.warehouse}: run the ingest first")
+    # ATTACH into a fresh in-memory instance rather than duckdb.connect(path): DuckDB caches one
+    # instance per path inside a process, so a second connect would keep seeing the swapped-out file.
+    con = duckdb.connect()
+    try:
+        sql.run(con, "attach_warehouse", {"path": str(paths.warehouse)})
+        sql.run(con, "use_warehouse")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def build_info(paths: Paths) -> dict | None:
+    """The live warehouse's build record (build_id, built_at, data_hash, sections), or None."""
+    if not paths.warehouse.is_file():
+        return None
+    con = connect_readonly(paths)
+    try:
+        cur = sql.run(con, "query_warehouse_build")
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    return dict(zip(names, rows[0])) if rows else None
+
+
+def build_id(paths: Paths) -> str | None:
+    """Id of the live warehouse build, or None when there is no warehouse."""
+    info = build_info(paths)
+    return info[c.BUILD_ID] if info else None
+
+
+def up_to_date(paths: Paths, data_hash: str) -> bool:
+    """True when the live lake snapshot and the live warehouse are both built from data_hash."""
+    if lake.current_hash(paths) != data_hash:
+        return False
+    info = build_info(paths)
+    return bool(info) and info[c.DATA_HASH] == data_hash
+
+
+def publish_snapshot(paths: Paths, data_hash: str, sections: Sequence[Section] | None = None) -> dict:
+    """Make lake snapshot data_hash live and rebuild the warehouse from it, as one unit.
+
+    If the rebuild fails (a check, a crash), lake/CURRENT goes back to what it named before and the
+    live warehouse file was never touched.
+    """
+    return lake.promote(paths, data_hash, lambda: rebuild(paths, sections))

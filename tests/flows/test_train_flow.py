@@ -1,0 +1,93 @@
+"""The training flow end to end on the synthetic data: ingest, split (then reuse it), train, evaluate, register."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks import contract as c
+from tasks import split as sp
+from tasks.split import SplitSpec
+
+pytestmark = pytest.mark.slow
+# Small batches and factors so a few epochs learn the 6000 synthetic ratings (the defaults suit ML-100k).
+SMALL = {"epochs": 5, "batch_size": 128, "n_factors": 8, "lr": 1e-2}
+
+
+@pytest.fixture
+def ingested(prefect_api, home, synthetic_small):
+    from flows.ingest import ingest
+
+    ingest(source=str(synthetic_small), home=str(home.home))
+    return home
+
+
+def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
+    from flows.train import train
+    from prefect.client.orchestration import get_client
+    from tasks import lake, warehouse
+
+    home = ingested
+    spec = SplitSpec("leave_last_k", k=3)
+    state = train(kind=c.MODEL_KIND_DOT, split=spec, config=SMALL, home=str(home.home), k=10, register=False,
+                  return_state=True)
+    summary = state.result()
+    data_hash = lake.current(home).data_hash
+    assert summary["split_id"] == sp.split_id(spec, data_hash) and not summary["split_reused"]
+    assert summary["data_hash"] == data_hash and summary["version"] is None
+    assert sp.current(home) == summary["split_id"] and sp.stored_ids(home) == [summary["split_id"]]
+    assert len(summary["history"]) == 5
+    assert {"test_rmse", "test_ndcg_at_10", "valid_rmse", "valid_ndcg_at_10"} <= set(summary["metrics"])
+    assert all(np.isfinite(v) for v in summary["metrics"].values())
+    # the synthetic ratings have latent structure: beats predicting the training mean
+    split = sp.load(home, summary["split_id"])
+    y = split.test[c.RATING].to_numpy(np.float64)
+    assert summary["metrics"]["test_rmse"] < np.sqrt(np.mean((y - split.train[c.RATING].mean()) ** 2))
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "train-dot_bias"
+
+    # same spec, same data: the stored split is reused, by spec and by id
+    again = train(kind=c.MODEL_KIND_NN, split=spec, config={"epochs": 1}, home=str(home.home), register=False)
+    assert again["split_reused"] and again["split_id"] == summary["split_id"] and again["kind"] == c.MODEL_KIND_NN
+    by_id = train(kind=c.MODEL_KIND_DOT, split=summary["split_id"], config={"epochs": 1}, home=str(home.home),
+                  register=False)
+    assert by_id["split_reused"] and by_id["split_id"] == summary["split_id"]
+    assert sp.stored_ids(home) == [summary["split_id"]]
+
+    # the split tables plug into the warehouse rebuild
+    warehouse.rebuild(home, sections=(warehouse.load_sources, sp.warehouse_section))
+    con = warehouse.connect_readonly(home)
+    try:
+        parts = dict(con.sql(f"select {c.PART}, count(*) from {c.SPLIT_RATINGS} group by all").fetchall())
+        n_ratings = con.sql(f"select count(*) from {c.RATINGS}").fetchall()[0][0]
+    finally:
+        con.close()
+    assert parts == split.counts() and sum(parts.values()) == n_ratings
+
+
+def test_train_flow_registers_and_reuses_an_identical_training(ingested):
+    from flows.train import train
+    from tasks import registry
+
+    home, spec, cfg = ingested, SplitSpec("random", seed=3), {**SMALL, "epochs": 2}
+    first = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
+    assert first["version"] == "1" and not first["reused"] and first["split_id"] == sp.current(home)
+    assert {"test_rmse", "valid_rmse"} <= set(first["metrics"])
+    assert registry.champion_version(home, c.MODEL_KIND_DOT) == "1"          # the first model is champion
+
+    second = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
+    assert second["reused"] and second["version"] == "1" and second["split_reused"]
+
+    forced = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse",
+                   force=True)
+    assert forced["version"] == "2" and not forced["reused"]
+    other = train(kind=c.MODEL_KIND_DOT, split=spec, config={**cfg, "epochs": 1}, home=str(home.home),
+                  promotion_metric="rmse")
+    assert other["version"] == "3" and not other["reused"]                   # a new config is a new training
+
+
+def test_train_flow_needs_an_ingest_first(prefect_api, home):
+    from flows.train import train
+
+    with pytest.raises(FileNotFoundError, match="run the ingest"):
+        train(home=str(home.home))

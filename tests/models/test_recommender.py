@@ -1,0 +1,172 @@
+"""Recommender: learning, repeatability, save/load, unknown ids, recommend, side info."""
+
+import numpy as np
+import pytest
+import torch
+
+from models import features as fx
+from models.config import ModelConfig
+from models.recommender import Recommender
+from tasks import contract as c
+
+
+def latent_ratings(n_users=60, n_items=80, per_user=40, d=3, seed=0):
+    """Rank-d latent data: each user rates the items they like more often (so ranking can be learnt);
+    ratings 1..5 from the same factors plus noise. Returns (users, items, ratings), raw ids."""
+    rng = np.random.default_rng(seed)
+    P, Q = rng.normal(size=(n_users, d)), rng.normal(size=(n_items, d))
+    affinity = P @ Q.T                                                  # [U, I]
+    u, i = [], []
+    for user in range(n_users):
+        p = np.exp(1.5 * affinity[user])
+        i.append(rng.choice(n_items, size=per_user, replace=False, p=p / p.sum()))
+        u.append(np.full(per_user, user))
+    u, i = np.concatenate(u), np.concatenate(i)
+    order = rng.permutation(len(u))
+    u, i = u[order], i[order]
+    r = np.clip(np.round(3 + affinity[u, i] + rng.normal(0, 0.3, len(u))), 1, 5)
+    return u + 100, i + 1000, r.astype(np.float32)   # raw ids not 0-based on purpose
+
+
+def side_features(n_users=60, n_items=80):
+    rng = np.random.default_rng(1)
+    users = {fx.USER_ID: np.arange(n_users) + 100, fx.AGE: rng.integers(18, 70, n_users),
+             fx.GENDER: rng.choice(["M", "F"], n_users), fx.OCCUPATION: rng.choice(["a", "b", "c"], n_users)}
+    items = {fx.ITEM_ID: np.arange(n_items) + 1000, fx.GENRES: rng.random((n_items, 19)) < 0.2,
+             fx.YEAR: np.where(rng.random(n_items) < 0.1, np.nan, rng.integers(1930, 1998, n_items))}
+    return users, items
+
+
+KINDS = ["dot_bias", "embedding_nn"]
+FAST = dict(epochs=4, batch_size=256, lr=1e-2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    u, i, r = latent_ratings()
+    cut = int(0.8 * len(u))
+    return (u[:cut], i[:cut], r[:cut]), (u[cut:], i[cut:], r[cut:])
+
+
+def test_feature_keys_match_the_contract():
+    assert (fx.USER_ID, fx.ITEM_ID, fx.AGE, fx.GENDER, fx.OCCUPATION) == (
+        c.USER_ID, c.ITEM_ID, c.AGE, c.GENDER, c.OCCUPATION)
+    assert ModelConfig().kind in c.MODEL_KINDS and set(c.MODEL_KINDS) == {"dot_bias", "embedding_nn"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("loss", ["mse", "softmax"])
+def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
+    train, valid = data
+    cfg = ModelConfig.for_kind(kind, loss=loss, **FAST)
+    rec = Recommender.fit(*train, cfg, valid=valid, device="cpu")
+    h = rec.history
+    assert [row["epoch"] for row in h] == list(range(cfg.epochs))
+    assert set(h[0]) == {"epoch", "train_loss", "valid_loss", "seconds"}
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert h[-1]["valid_loss"] < h[0]["valid_loss"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mse_model_beats_the_global_mean(data, kind):
+    (u, i, r), (vu, vi, vr) = data
+    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, **FAST), device="cpu")
+    pred = rec.predict(vu, vi)
+    assert pred.dtype == np.float32 and ((pred > 0) & (pred < 5.5)).all()
+    assert np.mean((pred - vr) ** 2) < 0.8 * np.mean((r.mean() - vr) ** 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_model_other_seed_differs(data, kind):
+    train, valid = data
+    a = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=3), device="cpu")
+    b = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=3), device="cpu")
+    d = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=4), device="cpu")
+    np.testing.assert_array_equal(a.predict(*valid[:2]), b.predict(*valid[:2]))
+    assert not np.array_equal(a.predict(*valid[:2]), d.predict(*valid[:2]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip_is_exact(data, kind, tmp_path):
+    train, valid = data
+    users, items = side_features()
+    cfg = ModelConfig.for_kind(kind, epochs=1, use_side_info=True)
+    rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
+    path = rec.save(tmp_path / "m" / "model.pt")
+    assert list(path.parent.iterdir()) == [path]  # no temporary left behind
+    torch.load(path, weights_only=True)           # plain tensors/containers only
+    back = Recommender.load(path)
+    np.testing.assert_array_equal(rec.predict(*valid[:2]), back.predict(*valid[:2]))
+    ids_a, s_a = rec.recommend([100, 101, 5], 5)
+    ids_b, s_b = back.recommend([100, 101, 5], 5)
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_array_equal(s_a, s_b)
+    assert back.config == rec.config and back.history == rec.history
+
+
+def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
+    train, _ = data
+    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", **FAST), device="cpu")
+    m = rec.model
+    g = float(m.global_bias)
+    item = 1003
+    bi = float(m.item_bias.weight[int(np.searchsorted(rec.item_ids, item)) + 1, 0])
+    expect = torch.sigmoid(torch.tensor(g + bi)).item() * 5.5
+    got = rec.predict([999_999], [item])
+    assert got[0] == pytest.approx(expect, rel=1e-5)
+    both_unknown = rec.predict([999_999], [888_888])[0]
+    assert both_unknown == pytest.approx(torch.sigmoid(torch.tensor(g)).item() * 5.5, rel=1e-5)
+    assert rec.known_users([100, 999_999]).tolist() == [True, False]
+
+
+def test_side_info_scores_cold_users_from_their_features(data):
+    train, _ = data
+    users, items = side_features()
+    cfg = ModelConfig.for_kind("embedding_nn", use_side_info=True, id_dropout=0.1, **FAST)
+    rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
+    new = {fx.USER_ID: np.array([5000, 5001]), fx.AGE: np.array([20, 65]), fx.GENDER: np.array(["F", "M"]),
+           fx.OCCUPATION: np.array(["a", "zzz"])}   # 'zzz' is an unseen category: encodes as zeros
+    p = rec.predict([5000, 5001], [1000, 1000], user_features=new)
+    assert np.isfinite(p).all() and p[0] != p[1]   # different features, different scores
+    plain = rec.predict([5000, 5001], [1000, 1000])  # no features: the mean row for both
+    assert plain[0] == plain[1]
+    ids, scores = rec.recommend([5000], 5, user_features=new)
+    assert ids.shape == (1, 5) and (np.diff(scores[0]) <= 0).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("loss", ["mse", "softmax"])
+def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
+    (u, i, r), _ = data
+    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, loss=loss, epochs=2), device="cpu")
+    query = np.array([101, 100, 101, 424242])   # duplicate and unknown users on purpose
+    ids, scores = rec.recommend(query, 10, exclude=(u, i), chunk_size=2)
+    assert ids.shape == scores.shape == (4, 10)
+    np.testing.assert_array_equal(ids[0], ids[2])
+    for row, user in enumerate(query):
+        assert not set(ids[row]) & set(i[u == user])
+        assert (np.diff(scores[row]) <= 0).all()
+        assert set(ids[row]) <= set(rec.item_ids)
+    # the top item of a user is the best allowed item by predict()
+    allowed = np.setdiff1d(rec.item_ids, i[u == 100])
+    best = allowed[np.argmax(rec.predict(np.full(len(allowed), 100), allowed))]
+    assert ids[1, 0] == best
+    if loss == "mse":
+        np.testing.assert_allclose(scores[1], rec.predict(np.full(10, 100), ids[1]), rtol=1e-5)
+
+
+def test_item_embeddings_align_with_ids(data):
+    train, _ = data
+    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+    ids, emb = rec.item_embeddings()
+    np.testing.assert_array_equal(ids, np.unique(train[1]))
+    assert emb.shape == (len(ids), rec.config.n_factors) and emb.dtype == np.float32
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="equally long"):
+        Recommender.fit([1, 2], [1], [3.0], ModelConfig())
+    with pytest.raises(ValueError, match="kind"):
+        ModelConfig(kind="svd")
+    with pytest.raises(ValueError, match="loss"):
+        ModelConfig(loss="bpr")

@@ -1,0 +1,164 @@
+"""Every publication check fails on a deliberately corrupted table, and the previous publication stays live."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tasks import contract as c
+from tasks import publish as pub
+from tests.tasks.test_publish import make_world, publish_world, query
+
+N, K = 10, 5
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, synthetic_small):
+    """A world with one good publication live, plus the good frames of a second one to corrupt."""
+    w = make_world(tmp_path_factory.mktemp("checks") / "home", synthetic_small)
+    first = publish_world(w, n=N, k=K)
+    recs = pub.score_recommendations(w.model, w.ratings, w.users[c.USER_ID].to_numpy(), N)
+    sims = pub.score_similar_items(w.model, K, catalogue=w.movies[c.ITEM_ID].to_numpy())
+    return w, first, recs, sims
+
+
+def _user_rows(df, key, value):
+    return df.index[df[key] == value]
+
+
+def _rated_item(w, user):
+    return int(w.ratings.loc[w.ratings[c.USER_ID] == user, c.ITEM_ID].iloc[0])
+
+
+def dup_row(df, key, w):
+    return pd.concat([df, df.iloc[[3]]], ignore_index=True)
+
+
+def gap_rank(df, key, w):
+    return df.drop(index=_user_rows(df, key, df[key].iloc[0])[1])   # rank 2 of the first id removed
+
+
+def rising_score(df, key, w):
+    col = c.SCORE if key == c.USER_ID else c.SIMILARITY
+    df = df.copy()
+    rows = _user_rows(df, key, df[key].iloc[0])
+    df.loc[rows[2], col] = df.loc[rows[0], col] + (1.0 if col == c.SCORE else 0.0001)
+    if col == c.SIMILARITY:  # stay a valid cosine; rank 3 above rank 1 still breaks the order
+        df.loc[rows[0], col] = 0.5
+        df.loc[rows[2], col] = 0.9
+    return df
+
+
+def bad_source(df, key, w):
+    df = df.copy()
+    df.loc[df.index[5], c.SOURCE] = "guess"
+    return df
+
+
+def rated_item(df, key, w):
+    df = df.copy()
+    user = int(df[c.USER_ID].iloc[0])
+    df.loc[_user_rows(df, key, user)[4], c.ITEM_ID] = _rated_item(w, user)
+    return df
+
+
+def unknown_item(df, key, w):
+    df = df.copy()
+    col = c.ITEM_ID if key == c.USER_ID else c.SIMILAR_ITEM_ID
+    df.loc[df.index[7], col] = 10 ** 7
+    return df
+
+
+def unknown_user(df, key, w):
+    df = df.copy()
+    df.loc[df[key] == df[key].max(), key] = 10 ** 7   # a whole list for a user the catalogue lacks
+    return df
+
+
+def self_similar(df, key, w):
+    df = df.copy()
+    df.loc[df.index[1], c.SIMILAR_ITEM_ID] = df.loc[df.index[1], c.ITEM_ID]
+    return df
+
+
+def foreign_publication(df, key, w):
+    df = df.copy()
+    df.loc[df.index[0], c.PUBLICATION_ID] = "someone-else"
+    return df
+
+
+CASES = [
+    (c.RECOMMENDATIONS, foreign_publication, "check_publication_rows"),
+    (c.RECOMMENDATIONS, dup_row, "check_recommendations_unique"),
+    (c.RECOMMENDATIONS, gap_rank, "check_recommendations_ranks"),
+    (c.RECOMMENDATIONS, rising_score, "check_recommendations_sorted"),
+    (c.RECOMMENDATIONS, bad_source, "check_recommendations_source"),
+    (c.RECOMMENDATIONS, rated_item, "check_recommendations_not_rated"),
+    (c.RECOMMENDATIONS, unknown_item, "check_recommendations_known_ids"),
+    (c.RECOMMENDATIONS, unknown_user, "check_recommendations_known_ids"),
+    (c.SIMILAR_ITEMS, dup_row, "check_similar_items_unique"),
+    (c.SIMILAR_ITEMS, gap_rank, "check_similar_items_ranks"),
+    (c.SIMILAR_ITEMS, rising_score, "check_similar_items_sorted"),
+    (c.SIMILAR_ITEMS, self_similar, "check_similar_items_not_self"),
+    (c.SIMILAR_ITEMS, unknown_item, "check_similar_items_known_ids"),
+]
+
+
+def test_every_check_has_a_case():
+    assert {check for _, _, check in CASES} == set(pub.CHECKS)
+
+
+@pytest.mark.parametrize("table,corrupt,check", CASES, ids=[f"{t}-{f.__name__}" for t, f, _ in CASES])
+def test_corrupted_table_is_refused_and_previous_stays_live(live, table, corrupt, check):
+    w, first, recs, sims = live
+    publication_id = pub.new_publication_id()
+    meta = w.meta
+    recs = pub._tag(recs, meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
+    sims = pub._tag(sims, meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
+    if table == c.RECOMMENDATIONS:
+        recs = corrupt(recs, c.USER_ID, w)
+    else:
+        sims = corrupt(sims, c.ITEM_ID, w)
+    record = json.loads((first.snapshot / pub.RECORD_FILE).read_text())
+    record.update({c.PUBLICATION_ID: publication_id,
+                   c.SNAPSHOT_PATH: str(w.paths.publications / publication_id)})
+    with pytest.raises(pub.PublicationCheckError) as err:
+        pub.publish_tables(w.paths, publication_id, recs, sims, record, w.ratings, w.movies, w.users)
+    assert err.value.check == check and err.value.sample
+    assert f"check '{check}'" in str(err.value) and first.publication_id in str(err.value)
+    # nothing changed: pointer, snapshot folders, warehouse contents
+    assert pub.current(w.paths) == first.publication_id
+    assert [p.name for p in pub.retained(w.paths)] == [first.publication_id]
+    assert not any(p.name.startswith(pub.STAGING_PREFIX) for p in w.paths.publications.iterdir())
+    served = {r[c.PUBLICATION_ID] for r in query(w.paths, "query_live_publication")}
+    assert served == {first.publication_id}
+
+
+def test_uncorrupted_frames_pass_every_check(live, tmp_path):
+    w, first, recs, sims = live
+    publication_id = pub.new_publication_id()
+    recs = pub._tag(recs, w.meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
+    sims = pub._tag(sims, w.meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
+    record = json.loads((first.snapshot / pub.RECORD_FILE).read_text())
+    from tasks.settings import Paths
+
+    staged = pub.stage(Paths(tmp_path), publication_id, recs, sims, record)
+    assert pub.run_checks(staged, publication_id, w.ratings, w.movies, w.users) == []
+
+
+def test_failed_warehouse_rebuild_puts_the_previous_publication_back(live, monkeypatch):
+    w, first, recs, sims = live
+
+    def broken(paths):  # fault injection: the swap step fails after CURRENT moved
+        assert pub.current(paths) != first.publication_id
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pub, "rebuild_warehouse", broken)
+    with pytest.raises(OSError, match="disk full"):
+        publish_world(w, n=N, k=K)
+    assert pub.current(w.paths) == first.publication_id
+    assert [p.name for p in pub.retained(w.paths)] == [first.publication_id]
+    served = {r[c.PUBLICATION_ID] for r in query(w.paths, "query_live_publication")}
+    assert served == {first.publication_id}

@@ -1,0 +1,224 @@
+"""Model registry on a real SQLite store: versions, aliases, evidence-based promotion, override, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.config import ModelConfig
+from tasks import contract as c
+from tasks import registry as r
+from tasks import tracking as t
+from tests.tasks.test_tracking import (  # noqa: F401  (fixtures)
+    data, empty_mlflow_db, fit, mlflow_home, movies_for, rmse_on)
+
+KIND = c.MODEL_KIND_DOT
+
+
+@pytest.fixture(scope="module")
+def good(data):
+    train, valid = data
+    return fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=5, lr=1e-2, wd=0.01))
+
+
+@pytest.fixture(scope="module")
+def poor(data):
+    # one epoch at a tiny learning rate: barely moves from the initial ~2.75 everywhere
+    train, valid = data
+    return fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=1, lr=1e-4, wd=0.01))
+
+
+def log_and_register(home, rec, valid, *, split_id="split-1", data_hash="hash-1", metrics=None):
+    """Log a run with the model's real validation RMSE (plus extra metrics) and register it."""
+    metrics = {"rmse": rmse_on(rec, valid), **(metrics or {})}
+    run_id = t.log_training(home, rec, rec.config, metrics, rec.history, t.Lineage(KIND, split_id, data_hash))
+    return run_id, r.register(home, run_id, KIND)
+
+
+def aliases(home) -> dict[str, str]:
+    found = t.client(home).get_registered_model(c.registered_model_name(KIND)).aliases
+    return {alias: str(version) for alias, version in found.items()}
+
+
+def version_tags(home, version) -> dict[str, str]:
+    return t.client(home).get_model_version(c.registered_model_name(KIND), version).tags
+
+
+def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, data, good, poor):
+    home, (_, valid) = mlflow_home, data
+    assert rmse_on(good, valid) < rmse_on(poor, valid) - 0.1  # the two really differ in quality
+
+    _, v1 = log_and_register(home, poor, valid)
+    first = r.promote_if_better(home, KIND, v1, "rmse")
+    assert first.promoted and "no champion yet" in first.reason
+    assert aliases(home) == {c.ALIAS_CANDIDATE: v1, c.ALIAS_CHAMPION: v1}
+
+    _, v2 = log_and_register(home, good, valid)
+    better = r.promote_if_better(home, KIND, v2, "rmse")
+    assert better.promoted and better.champion_version == v1
+    assert better.value < better.champion_value and "beats champion v1" in better.reason
+    assert aliases(home) == {c.ALIAS_CANDIDATE: v2, c.ALIAS_CHAMPION: v2}
+
+    _, v3 = log_and_register(home, poor, valid)
+    worse = r.promote_if_better(home, KIND, v3, "rmse")
+    assert not worse.promoted and worse.outcome == r.KEPT and "does not beat" in worse.reason
+    assert aliases(home) == {c.ALIAS_CANDIDATE: v3, c.ALIAS_CHAMPION: v2}
+    tags = version_tags(home, v3)
+    assert tags[r.TAG_DECISION] == r.KEPT and tags[r.TAG_REASON] == worse.reason
+    mv = t.client(home).get_model_version(c.registered_model_name(KIND), v3)
+    assert mv.description.endswith(f"promotion: kept — {worse.reason}")
+
+
+def test_ranking_metrics_are_higher_is_better_and_ties_keep_the_champion(mlflow_home, data, good):
+    home, (_, valid) = mlflow_home, data
+    assert r.lower_is_better("rmse") and r.lower_is_better("mae")
+    assert not r.lower_is_better("ndcg@10") and not r.lower_is_better("hit_rate@10")
+    versions = [log_and_register(home, good, valid, metrics={"ndcg@10": v})[1] for v in (0.30, 0.25, 0.30)]
+    decisions = [r.promote_if_better(home, KIND, v, "ndcg@10") for v in versions]
+    assert [d.outcome for d in decisions] == [r.PROMOTED, r.KEPT, r.KEPT]  # lower loses, a tie too
+    assert "higher is better" in decisions[1].reason
+    assert aliases(home)[c.ALIAS_CHAMPION] == versions[0]
+
+
+def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow_home, data, good, poor):
+    home, (_, valid) = mlflow_home, data
+    _, v1 = log_and_register(home, poor, valid, split_id="split-old", data_hash="hash-old")
+    r.promote_if_better(home, KIND, v1)
+    _, v2 = log_and_register(home, good, valid, split_id="split-new", data_hash="hash-new")
+
+    refused = r.promote_if_better(home, KIND, v2)
+    assert refused.outcome == r.REFUSED and "not comparable" in refused.reason and "split-old" in refused.reason
+    assert aliases(home)[c.ALIAS_CHAMPION] == v1
+
+    seen = []
+
+    def rescore(champion):
+        seen.append(champion)
+        return {"rmse": rmse_on(champion, valid)}
+
+    rescored = r.promote_if_better(home, KIND, v2, rescore=rescore)
+    assert len(seen) == 1 and rescored.promoted and "re-scored" in rescored.reason
+    assert rescored.champion_value == pytest.approx(rmse_on(poor, valid), rel=1e-5)
+    assert aliases(home)[c.ALIAS_CHAMPION] == v2
+
+
+def test_operators_can_override_with_a_reason(mlflow_home, data, good, poor):
+    home, (_, valid) = mlflow_home, data
+    _, v1 = log_and_register(home, good, valid)
+    r.promote_if_better(home, KIND, v1)
+    _, v2 = log_and_register(home, poor, valid)
+    assert not r.promote_if_better(home, KIND, v2).promoted
+
+    with pytest.raises(ValueError, match="reason"):
+        r.promote(home, KIND, v2, "  ")
+    with pytest.raises(Exception):
+        r.promote(home, KIND, "99", "no such version")
+    assert aliases(home)[c.ALIAS_CHAMPION] == v1
+
+    d = r.promote(home, KIND, v2, "roll back: v1 misbehaves in production")
+    assert d.promoted and d.outcome == r.MANUAL and d.champion_version == v1
+    assert aliases(home)[c.ALIAS_CHAMPION] == v2
+    assert version_tags(home, v2)[r.TAG_REASON] == "manual override: roll back: v1 misbehaves in production"
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, empty_mlflow_db, data):
+    """One registered dot_bias version (champion) in its own store, with the in-memory model."""
+    import shutil
+
+    from tasks.settings import Paths
+
+    home = Paths(tmp_path_factory.mktemp("registered") / "home")
+    home.mlflow_db.parent.mkdir(parents=True)
+    shutil.copyfile(empty_mlflow_db, home.mlflow_db)
+    train, valid = data
+    rec = fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=3, lr=1e-2, wd=0.01))
+    run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
+                            t.Lineage(KIND, "split-9", "hash-9"), movies=movies_for(train), train=train)
+    version = r.register(home, run_id, KIND)
+    r.promote_if_better(home, KIND, version)
+    return home, rec, run_id, version
+
+
+def test_lineage_and_load_for_scoring(registered, data):
+    home, rec, run_id, version = registered
+    _, valid = data
+    loaded, ref = r.load_for_scoring(home, KIND)
+    name = c.registered_model_name(KIND)
+    assert ref == r.ModelRef(name, version, f"models:/{name}/{version}", run_id, "split-9", "hash-9")
+    assert r.resolve(home, KIND, version) == r.resolve(home, KIND, c.ALIAS_CANDIDATE) == ref
+    run = t.client(home).get_run(ref.run_id)  # version -> run -> config
+    assert run.data.params["n_factors"] == "8" and run.data.tags[c.SPLIT_ID] == "split-9"
+    u, i = valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy()
+    np.testing.assert_array_equal(loaded.predict(u, i), rec.predict(u, i))
+    with pytest.raises(LookupError, match="no version 'gold'"):
+        r.resolve(home, KIND, "gold")
+
+
+def test_pyfunc_loads_in_a_fresh_process_without_the_project(registered, data, tmp_path):
+    home, rec, _, _ = registered
+    train, valid = data
+    pairs = valid[[c.USER_ID, c.ITEM_ID]].head(50)
+    pairs = pd.concat([pairs, pd.DataFrame({c.USER_ID: [999_999], c.ITEM_ID: [1]})])  # an unknown user too
+    pairs.to_json(tmp_path / "pairs.json", orient="records")
+    users = np.unique(pairs[c.USER_ID])[:5]
+    script = textwrap.dedent(f"""
+        import importlib.util, json, sys
+        # hide the editable install of this project: the model must bring its own code
+        sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+        assert importlib.util.find_spec("tasks") is None and importlib.util.find_spec("models") is None
+        import mlflow, pandas as pd
+        model = mlflow.pyfunc.load_model({r.pyfunc_uri(KIND)!r})
+        pairs = pd.read_json("pairs.json", orient="records")
+        ratings = model.predict(pairs)
+        top = model.predict(pd.DataFrame({{{c.USER_ID!r}: {users.tolist()!r}}}), params={{"mode": "recommend", "k": 4}})
+        json.dump({{"ratings": ratings[{c.RATING!r}].tolist(), "top": top.to_dict(orient="list"),
+                   "tasks_imported": "tasks" in sys.modules}}, open("out.json", "w"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert not out["tasks_imported"]
+    np.testing.assert_allclose(out["ratings"], rec.predict(pairs[c.USER_ID], pairs[c.ITEM_ID]), rtol=1e-6)
+    items, scores = rec.recommend(users, 4)
+    top = out["top"]
+    assert top[c.USER_ID] == np.repeat(users, 4).tolist() and top[c.RANK] == [1, 2, 3, 4] * len(users)
+    assert top[c.ITEM_ID] == items.reshape(-1).tolist()
+    np.testing.assert_allclose(top[c.SCORE], scores.reshape(-1), rtol=1e-6)
+
+
+def test_server_command_points_at_the_data_home(home):
+    argv = r.server_command(home, 5055)
+    assert argv[1] == "server" and argv[argv.index("--port") + 1] == "5055"
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{home.mlflow_db}"
+    assert argv[argv.index("--default-artifact-root") + 1] == str(home.mlflow_artifacts)
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--workers") + 1] == "1"
+
+
+def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflow_home, data, good):
+    from tasks.train import TrainResult
+
+    home, (_, valid) = mlflow_home, data
+    result = TrainResult(recommender=good, config=good.config, metrics={"rmse": 0.9, "ndcg_at_10": 0.2},
+                         valid_metrics={"rmse": rmse_on(good, valid), "ndcg_at_10": 0.25},
+                         history=good.history, seconds=2.5, device="cpu", split_id="split-7")
+    done = r.record_training(home, result, "hash-7", tags={"training_fingerprint": "fp-1"})
+    assert done.decision.promoted and done.decision.metric == "valid_rmse"
+    run = t.client(home).get_run(done.run_id)
+    assert run.data.metrics["valid_rmse"] == pytest.approx(rmse_on(good, valid))
+    assert run.data.metrics["test_ndcg_at_10"] == pytest.approx(0.2)
+    assert run.data.tags["training_fingerprint"] == "fp-1"
+    assert r.resolve(home, KIND) == r.ModelRef(c.registered_model_name(KIND), done.version,
+                                              f"models:/{c.registered_model_name(KIND)}/{done.version}",
+                                              done.run_id, "split-7", "hash-7")
+    assert version_tags(home, done.version)[t.TAG_TRAIN_SECONDS] == "2.500"

@@ -1,0 +1,124 @@
+"""Training glue on tiny hand-written frames: features, config, fit, train_and_evaluate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import features as fx
+from tasks import contract as c
+from tasks import split as sp
+from tasks import train as tr
+
+
+def users_frame() -> pd.DataFrame:
+    return pd.DataFrame({c.USER_ID: np.array([1, 2, 3], np.int32), c.AGE: np.array([24, 53, 33], np.int16),
+                         c.GENDER: ["M", "F", "M"], c.OCCUPATION: ["technician", "other", "writer"],
+                         c.ZIP_CODE: ["85711", "94043", "32067"]})
+
+
+def movies_frame(n: int = 3) -> pd.DataFrame:
+    dates = [dt.date(1995, 1, 1), None, dt.date(1977, 5, 25)] + [dt.date(1990 + i % 9, 1, 1) for i in range(n - 3)]
+    df = pd.DataFrame({c.ITEM_ID: np.arange(1, n + 1, dtype=np.int32), c.TITLE: [f"m{i}" for i in range(n)],
+                       c.RELEASE_DATE: dates})
+    for j, col in enumerate(c.GENRE_COLUMNS):
+        df[col] = (np.arange(n) + j) % 7 == 0
+    return df
+
+
+def block_ratings(n_users: int = 40, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Two taste groups: a user rates items of their own group 5, the others 1 (learnable structure)."""
+    rng = np.random.default_rng(seed)
+    u, i = np.meshgrid(np.arange(1, n_users + 1), np.arange(1, n_items + 1), indexing="ij")
+    u, i = u.ravel(), i.ravel()
+    keep = rng.random(len(u)) < 0.6
+    u, i = u[keep], i[keep]
+    rating = np.where(u % 2 == i % 2, 5, 1).astype(np.int8)
+    seconds = rng.integers(880_000_000, 890_000_000, len(u))
+    return pd.DataFrame({c.USER_ID: u.astype(np.int32), c.ITEM_ID: i.astype(np.int32), c.RATING: rating,
+                         c.RATED_AT: (seconds * 1_000_000).astype("datetime64[us]")})
+
+
+def test_user_features_match_the_models_keys():
+    f = tr.user_features(users_frame())
+    assert set(f) == {fx.USER_ID, fx.AGE, fx.GENDER, fx.OCCUPATION}
+    assert f[fx.USER_ID].tolist() == [1, 2, 3] and f[fx.AGE].tolist() == [24.0, 53.0, 33.0]
+    assert f[fx.GENDER].tolist() == ["M", "F", "M"] and f[fx.OCCUPATION].tolist()[2] == "writer"
+
+
+def test_item_features_genre_order_and_missing_year():
+    movies = movies_frame()
+    f = tr.item_features(movies)
+    assert f[fx.ITEM_ID].tolist() == [1, 2, 3]
+    assert f[fx.GENRES].shape == (3, len(c.GENRE_COLUMNS)) and f[fx.GENRES].dtype == bool
+    assert f[fx.GENRES][:, 0].tolist() == [True, False, False]        # column 0 is 'unknown', row 0 has it
+    assert f[fx.GENRES][:, 6].tolist() == [False, True, False]        # (1 + 6) % 7 == 0
+    assert f[fx.YEAR][0] == 1995 and math.isnan(f[fx.YEAR][1]) and f[fx.YEAR][2] == 1977
+    with pytest.raises(ValueError, match="genre column"):
+        tr.item_features(movies.drop(columns=[c.GENRE_COLUMNS[3]]))
+
+
+def test_item_features_accept_datetime_release_dates():
+    movies = movies_frame()
+    movies[c.RELEASE_DATE] = pd.to_datetime(movies[c.RELEASE_DATE])
+    assert tr.item_features(movies)[fx.YEAR][2] == 1977
+
+
+def test_model_config_applies_overrides_and_refuses_nonsense():
+    cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 2, "use_side_info": True})
+    assert (cfg.kind, cfg.epochs, cfg.use_side_info) == (c.MODEL_KIND_NN, 2, True)
+    with pytest.raises(ValueError, match="model kind"):
+        tr.model_config("svd")
+    with pytest.raises(ValueError, match=r"unknown model config field.*'epochz'"):
+        tr.model_config(c.MODEL_KIND_DOT, {"epochz": 3})
+    with pytest.raises(ValueError, match="contradicts"):
+        tr.model_config(c.MODEL_KIND_DOT, {"kind": c.MODEL_KIND_NN})
+
+
+def test_fit_learns_the_tiny_structure():
+    ratings = block_ratings()
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 30, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
+                                              "wd": 0.0})
+    rec = tr.fit(ratings, cfg, device="cpu")
+    pred = rec.predict(ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy())
+    y = ratings[c.RATING].to_numpy(np.float64)
+    baseline = np.sqrt(np.mean((y - y.mean()) ** 2))                   # ~2: predicting the mean
+    assert np.sqrt(np.mean((pred - y) ** 2)) < 0.5 * baseline
+    assert len(rec.history) == 30 and rec.history[0]["valid_loss"] is None
+
+
+def test_fit_passes_side_features_to_the_embedding_nn():
+    ratings = block_ratings(n_users=3, n_items=3)
+    cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 1, "use_side_info": True})
+    rec = tr.fit(ratings, cfg, users=users_frame(), movies=movies_frame(), device="cpu")
+    assert rec.side["user_rows"].shape[0] == 3 and rec.side["item_rows"].shape[0] == 3
+    assert "year" in rec.side["item_meta"]["fields"] and "occupation" in rec.side["user_meta"]["fields"]
+
+
+def test_train_and_evaluate_reports_test_and_valid_metrics():
+    ratings = block_ratings()
+    split = sp.make_split(ratings, sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 20, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
+                                              "wd": 0.0})
+    result = tr.train_and_evaluate(split, cfg, users_frame(), movies_frame(30), k=5, device="cpu")
+    assert result.split_id == split.split_id and result.device == "cpu" and result.seconds > 0
+    for metrics in (result.metrics, result.valid_metrics):
+        assert {"rmse", "mae", "precision_at_5", "recall_at_5", "ndcg_at_5", "hit_rate_at_5"} <= set(metrics)
+        assert all(np.isfinite(v) for v in metrics.values())
+    # the structure generalises to held-out pairs: far better than predicting the mean
+    y = split.test[c.RATING].to_numpy(np.float64)
+    assert result.metrics["rmse"] < 0.5 * np.sqrt(np.mean((y - split.train[c.RATING].mean()) ** 2))
+    assert len(result.history) == 20 and all(h["valid_loss"] is not None for h in result.history)
+    assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
+
+
+def test_train_and_evaluate_without_valid_part():
+    split = sp.make_split(block_ratings(), sp.SplitSpec("leave_last_k", k=2, valid_fraction=0))
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
+    assert result.valid_metrics == {} and result.history[0]["valid_loss"] is None
+    assert np.isfinite(result.metrics["rmse"])
