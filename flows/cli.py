@@ -102,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--sql", help="with 'sql': a read-only statement to run")
 
-    p = sub.add_parser("synth", help="write a synthetic data set in the MovieLens 100k formats")
-    p.add_argument("argv", nargs=argparse.REMAINDER, help="options of tasks.synthetic (try: synth --help)")
+    sub.add_parser("synth", help="write a synthetic data set in the MovieLens 100k formats (synth --help)")
 
     p = sub.add_parser("mlflow-ui", help="start `mlflow server` on the data home's store (127.0.0.1)")
     _common(p)
@@ -116,11 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    if a.command == "synth":
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["synth"]:  # its own options (argparse cannot pass --flags through a subparser)
         from tasks import synthetic
 
-        return synthetic.main(a.argv) or 0
+        return synthetic.main(argv[1:]) or 0
+    a = build_parser().parse_args(argv)
     paths = settings.apply_environment(a.home)
     # The temporary Prefect API can take longer than its 20 s default to start on a busy 2-core box.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

@@ -44,7 +44,7 @@ def run(a, paths: Paths) -> int:
     print("\nlensflow: pipeline finished")
     for m in summary["models"]:
         shown = {k: round(v, 4) for k, v in m["metrics"].items()
-                 if k in ("rmse", "ndcg_at_10", "recall_at_10", "coverage_at_10")}
+                 if k in ("test_rmse", "test_ndcg_at_10", "test_recall_at_10", "test_coverage_at_10")}
         print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''}: {m['decision']} — "
               f"{m['reason']}  test {shown}")
     state = "kept (nothing changed)" if pub.get("skipped") else f"{pub['recommendation_rows']:,} recommendations"

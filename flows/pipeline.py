@@ -26,7 +26,7 @@ from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
-DEFAULT_METRIC = "ndcg@10"
+DEFAULT_METRIC = "ndcg_at_10"  # compared on the validation part (valid_ndcg_at_10)
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)

@@ -25,7 +25,7 @@ up_to_date_task = task(name="publication-up-to-date", cache_policy=NO_CACHE)(cha
 
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_CHAMPION,
-            model: str | None = None, metric: str = "ndcg@10", n: int = 50, k: int = 20, retain: int = 5,
+            model: str | None = None, metric: str = "ndcg_at_10", n: int = 50, k: int = 20, retain: int = 5,
             force: bool = False) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage."""
     paths = resolve_paths(home)

@@ -1,7 +1,7 @@
 """Training flow: live lake tables -> stored split (reused by id) -> fit -> evaluate -> MLflow (wiring only).
 
 Run: `python -m flows.train --kind dot_bias --strategy random [--set epochs=3] [--home DIR]`
-(`--split-id ID` trains on a stored split instead; `--no-register` skips MLflow; `--force` retrains
+(`--split-id ID` trains on a stored split instead; `--no-registry` skips MLflow; `--force` retrains
 even when an identical training is registered). Prints the summary as JSON.
 """
 
@@ -35,11 +35,11 @@ summary_task = task(name="training-summary", task_run_name="summary-{kind}-v{ver
 @flow(name="train", flow_run_name="train-{kind}")
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
           home: str | None = None, k: int = 10, promotion_metric: str = registry.DEFAULT_METRIC,
-          force: bool = False, register: bool = True) -> dict:
+          force: bool = False, to_registry: bool = True) -> dict:
     """Train, evaluate and register one model kind on a split (a SplitSpec, or the id of a stored split).
 
     An identical earlier training (same config, split, data and code) is reused from the registry
-    unless `force`; `register=False` trains and evaluates only. Returns a JSON-friendly summary.
+    unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
     """
     paths = resolve_paths(home)
     snap = snapshot_task(paths)
@@ -51,7 +51,8 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     else:
         ratings = read_table_task(paths, c.RATINGS)
         chosen = splits.get_or_create_task(paths, ratings, split, snap.data_hash)
-    done = training.find_trained_task(paths, cfg, chosen.split_id, chosen.data_hash) if register and not force else None
+    reuse_training = to_registry and not force
+    done = training.find_trained_task(paths, cfg, chosen.split_id, chosen.data_hash) if reuse_training else None
     if done is not None:
         splits.set_current_task(paths, chosen.split_id)
         return {**summary_task(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
@@ -60,9 +61,9 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     movies = read_table_task(paths, c.MOVIES)
     result = training.train_and_evaluate_task(chosen, cfg, users, movies, k=k)
     splits.set_current_task(paths, chosen.split_id)
-    if not register:
+    if not to_registry:
         return training.summarize_task(result)
-    recorded = training.record_task(paths, result, chosen.train, movies, promotion_metric)
+    recorded = training.record_task(paths, result, chosen, movies, promotion_metric, k)
     return {**summary_task(paths, kind, recorded.version, reused=False, seconds=result.seconds,
                            flow_run_name=flow_run.get_name()), "split_reused": chosen.reused}
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=10, help="k of the ranking metrics")
     ap.add_argument("--promotion-metric", default=registry.DEFAULT_METRIC, help="metric that moves `champion`")
     ap.add_argument("--force", action="store_true", help="train even if an identical training is registered")
-    ap.add_argument("--no-register", dest="register", action="store_false", help="train and evaluate only")
+    ap.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")
     ap.add_argument("--home", help="data home (default: $LENSFLOW_HOME or ./.lensflow)")
     a = ap.parse_args(argv)
     if a.home:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {key: _value(val) for key, _, val in (s.partition("=") for s in a.set)}
     spec = a.split_id or SplitSpec(a.strategy, a.test_fraction, a.valid_fraction, a.cutoff, a.k, a.seed)
     summary = train(kind=a.kind, split=spec, config=overrides or None, home=a.home, k=a.top_k,
-                    promotion_metric=a.promotion_metric, force=a.force, register=a.register)
+                    promotion_metric=a.promotion_metric, force=a.force, to_registry=a.to_registry)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -20,6 +20,7 @@ class ModelConfig:
     epochs: int = 5
     lr: float = 5e-3                  # peak learning rate of the one-cycle schedule
     wd: float = 0.1                   # AdamW (decoupled) weight decay
+    l2: float = 0.0                   # L2 penalty on the embedding rows used in each batch (classic MF)
     batch_size: int = 1024
     loss: str = "mse"                 # 'mse' (ratings) | 'softmax' (ranking over items)
     n_negatives: int = 0              # softmax: 0 = full softmax over all items, else shared sampled negatives
@@ -63,8 +64,8 @@ class ModelConfig:
 DEFAULTS: dict[tuple[str, str], dict] = {
     ("dot_bias", "mse"): dict(kind="dot_bias", n_factors=50, epochs=5, lr=5e-3, wd=0.1, batch_size=1024),
     ("embedding_nn", "mse"): dict(kind="embedding_nn", n_factors=0, layers=(100,), dropout=0.1, epochs=5,
-                                  lr=5e-3, wd=0.1, batch_size=1024),
-    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=64, epochs=10, lr=1e-2, wd=0.1,
+                                  lr=5e-3, wd=0.1, batch_size=1024, use_side_info=True),
+    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=64, epochs=5, lr=1e-2, wd=0.1,
                                   batch_size=1024),
     ("embedding_nn", "softmax"): dict(kind="embedding_nn", loss="softmax", n_factors=0, layers=(100,),
                                       dropout=0.1, epochs=10, lr=5e-3, wd=0.1, batch_size=512,

@@ -200,7 +200,9 @@ class Recommender:
                              device=self.device)
         scores = raw if self.config.loss == "softmax" else \
             sigmoid_range(torch.as_tensor(raw), *self.config.y_range).numpy()
-        ids = np.where(np.isneginf(raw), -1, self.item_ids[cols])
+        pad = np.isneginf(raw)                                           # fewer than k allowed items
+        ids = np.where(pad, -1, self.item_ids[cols])
+        scores = np.where(pad, -np.inf, scores)                          # sigmoid_range(-inf) would be 0
         return ids[inverse], scores.astype(np.float32)[inverse]
 
     def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:

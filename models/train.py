@@ -22,7 +22,7 @@ def pick_device(device=None) -> torch.device:
 def batch_loss(model, users, items, ratings, config: ModelConfig, n_items: int, generator=None):
     """Loss of one batch: MSE on ratings, or softmax cross-entropy over items (+ optional MSE)."""
     if config.loss == "mse":
-        return F.mse_loss(model(users, items), ratings)
+        return F.mse_loss(model(users, items), ratings) + _l2(model, users, items, config)
     if config.n_negatives <= 0 or config.n_negatives >= n_items - 1:
         # full softmax: every user in the batch against all known items (model rows 1..n_items-1)
         candidates = torch.arange(1, n_items, device=users.device)
@@ -39,7 +39,15 @@ def batch_loss(model, users, items, ratings, config: ModelConfig, n_items: int, 
         ce = F.cross_entropy(logits, torch.zeros_like(items))
     if config.rating_weight > 0:
         ce = ce + config.rating_weight * F.mse_loss(sigmoid_range(pos, *config.y_range), ratings)
-    return ce
+    return ce + _l2(model, users, items, config)
+
+
+def _l2(model, users, items, config: ModelConfig):
+    # Penalises each row as often as it is used: frequent users/items are held less tightly than
+    # AdamW's uniform decay holds them, rare ones more; summed over factors, averaged over the batch.
+    if config.l2 <= 0 or not model.training:
+        return 0.0
+    return config.l2 * (model.user_factors(users).pow(2).sum(-1) + model.item_factors(items).pow(2).sum(-1)).mean()
 
 
 @torch.no_grad()

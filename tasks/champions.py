@@ -77,7 +77,7 @@ def order_for_publication(models: list[tuple], metric: str, prefer: str | None =
         rec, ref, metrics = entry
         if prefer is not None:
             return (0 if rec.config.kind == prefer else 1, 0.0)
-        value = metrics.get(key)
+        value = metrics.get(f"valid_{key}", metrics.get(f"test_{key}"))
         if value is None:
             return (1, 0.0)
         return (0, value if lower else -value)

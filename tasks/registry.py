@@ -270,7 +270,7 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     kind = result.config.kind
     metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
                **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()}}
-    lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=str(result.device),
+    lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=t.describe_device(result.device),
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
                             movies=movies, train=train, tags=tags)

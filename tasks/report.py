@@ -61,7 +61,7 @@ def metrics_table(models: list[dict]) -> list[dict]:
         row = {"model": m["model_name"], "version": m["version"], "decision": m["decision"] or "-",
                "reused": m["reused"], "device": m["device"]}
         for key in SHOWN_METRICS:
-            for prefix in ("", "valid_"):
+            for prefix in ("test_", "valid_"):
                 value = m["metrics"].get(prefix + key)
                 if value is not None:
                     row[prefix + key] = round(value, 4)

@@ -58,7 +58,7 @@ LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE,
 # because MLflow's inference imports the model and guesses (slow, and wrong for this project).
 PIP_REQUIREMENTS = ("mlflow==3.17.2", "torch==2.13.0", "numpy>=2.4", "pandas>=3.1")
 
-_FLUENT_LOCK = contextlib.nullcontext()
+_FLUENT_LOCK = threading.RLock()
 _BAD_KEY = re.compile(r"[^\w\-. /:]")     # characters MLflow refuses in param/metric names
 
 
@@ -78,6 +78,28 @@ def code_version() -> str:
         return "lensflow " + version("lensflow")
     except PackageNotFoundError:
         return "unknown"
+
+
+def describe_device(device) -> str:
+    """'cuda:0' -> 'cuda:0 (NVIDIA H100 80GB HBM3)', 'cpu' -> 'cpu (AMD EPYC, 2 cores)': what trained it."""
+    name = str(device)
+    if name.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{name} ({torch.cuda.get_device_name(torch.device(name))})"
+        return name
+    if name == "cpu":
+        model = ""
+        try:
+            with open("/proc/cpuinfo") as fh:
+                model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+        except OSError:
+            pass
+        import platform
+
+        return f"cpu ({model or platform.machine()}, {os.cpu_count()} cores)"
+    return name
 
 
 @dataclass(frozen=True)

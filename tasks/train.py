@@ -143,14 +143,21 @@ def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
     return champions.find_trained(paths, config.kind, fingerprint(config, split_id, data_hash))
 
 
-def record(paths, result: TrainResult, train: pd.DataFrame, movies: pd.DataFrame | None, metric: str):
-    """Log, register and maybe promote a training (tasks.registry), tagged so find_trained sees it next time."""
-    from tasks import champions, registry, tracking
+def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str, k: int = 10):
+    """Log, register and maybe promote a training (tasks.registry), tagged so find_trained sees it next time.
 
-    recorded = registry.record_training(paths, result, result.data_hash, movies=movies, train=train, metric=metric)
-    tracking.client(paths).set_tag(recorded.run_id, champions.TAG_FINGERPRINT,
-                                   fingerprint(result.config, result.split_id, result.data_hash))
-    return recorded
+    A champion trained on another split or data is re-scored on this split's validation part, so the
+    comparison is always on the same validation data.
+    """
+    from tasks import champions, registry
+
+    def rescore(champion) -> dict[str, float]:
+        part = split.valid if len(split.valid) else split.test
+        return ev.evaluate(champion, split.train, part, k=k)
+
+    tags = {champions.TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
+    return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
+                                    metric=metric, rescore=rescore, tags=tags)
 
 
 # Prefect tasks: compute, so no retries; frames and models pass in memory, never hashed or persisted.

@@ -29,7 +29,7 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
 
     home = ingested
     spec = SplitSpec("leave_last_k", k=3)
-    state = train(kind=c.MODEL_KIND_DOT, split=spec, config=SMALL, home=str(home.home), k=10, register=False,
+    state = train(kind=c.MODEL_KIND_DOT, split=spec, config=SMALL, home=str(home.home), k=10, to_registry=False,
                   return_state=True)
     summary = state.result()
     data_hash = lake.current(home).data_hash
@@ -47,10 +47,10 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
         assert client.read_flow_run(state.state_details.flow_run_id).name == "train-dot_bias"
 
     # same spec, same data: the stored split is reused, by spec and by id
-    again = train(kind=c.MODEL_KIND_NN, split=spec, config={"epochs": 1}, home=str(home.home), register=False)
+    again = train(kind=c.MODEL_KIND_NN, split=spec, config={"epochs": 1}, home=str(home.home), to_registry=False)
     assert again["split_reused"] and again["split_id"] == summary["split_id"] and again["kind"] == c.MODEL_KIND_NN
     by_id = train(kind=c.MODEL_KIND_DOT, split=summary["split_id"], config={"epochs": 1}, home=str(home.home),
-                  register=False)
+                  to_registry=False)
     assert by_id["split_reused"] and by_id["split_id"] == summary["split_id"]
     assert sp.stored_ids(home) == [summary["split_id"]]
 

@@ -16,15 +16,16 @@ def latent_ratings(n_users=60, n_items=80, per_user=40, d=3, seed=0):
     rng = np.random.default_rng(seed)
     P, Q = rng.normal(size=(n_users, d)), rng.normal(size=(n_items, d))
     affinity = P @ Q.T                                                  # [U, I]
+    popularity = rng.normal(size=n_items)                               # some items are liked by all
     u, i = [], []
     for user in range(n_users):
-        p = np.exp(1.5 * affinity[user])
+        p = np.exp(1.5 * affinity[user] + popularity)
         i.append(rng.choice(n_items, size=per_user, replace=False, p=p / p.sum()))
         u.append(np.full(per_user, user))
     u, i = np.concatenate(u), np.concatenate(i)
     order = rng.permutation(len(u))
     u, i = u[order], i[order]
-    r = np.clip(np.round(3 + affinity[u, i] + rng.normal(0, 0.3, len(u))), 1, 5)
+    r = np.clip(np.round(3 + affinity[u, i] + 0.5 * popularity[i] + rng.normal(0, 0.3, len(u))), 1, 5)
     return u + 100, i + 1000, r.astype(np.float32)   # raw ids not 0-based on purpose
 
 
@@ -70,10 +71,10 @@ def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
 @pytest.mark.parametrize("kind", KINDS)
 def test_mse_model_beats_the_global_mean(data, kind):
     (u, i, r), (vu, vi, vr) = data
-    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, **FAST), device="cpu")
+    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, epochs=8, batch_size=128, lr=1e-2), device="cpu")
     pred = rec.predict(vu, vi)
     assert pred.dtype == np.float32 and ((pred > 0) & (pred < 5.5)).all()
-    assert np.mean((pred - vr) ** 2) < 0.8 * np.mean((r.mean() - vr) ** 2)
+    assert np.mean((pred - vr) ** 2) < 0.9 * np.mean((r.mean() - vr) ** 2)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -108,7 +109,7 @@ def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     train, _ = data
     rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", **FAST), device="cpu")
     m = rec.model
-    g = float(m.global_bias)
+    g = float(m.global_bias.detach())
     item = 1003
     bi = float(m.item_bias.weight[int(np.searchsorted(rec.item_ids, item)) + 1, 0])
     expect = torch.sigmoid(torch.tensor(g + bi)).item() * 5.5

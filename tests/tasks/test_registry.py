@@ -222,3 +222,4 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
                                               f"models:/{c.registered_model_name(KIND)}/{done.version}",
                                               done.run_id, "split-7", "hash-7")
     assert version_tags(home, done.version)[t.TAG_TRAIN_SECONDS] == "2.500"
+    assert version_tags(home, done.version)[t.TAG_DEVICE].startswith("cpu (")  # with the processor's name

@@ -202,7 +202,8 @@ def test_a_different_seed_gives_a_different_split(synthetic_ratings, strategy):
 
 def test_split_id_is_stable():
     # pinned: changing the canonical form would orphan every stored split
-    canonical = '{"data_hash":"abc123","params":{"seed":42,"test_fraction":0.2,"valid_fraction":0.1},"strategy":"random"}'
+    canonical = ('{"data_hash":"abc123","params":{"seed":42,"test_fraction":0.2,"valid_fraction":0.1},'
+                 '"strategy":"random"}')
     assert sp.split_id(SplitSpec(), "abc123") == "random-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
     assert sp.split_id(SplitSpec(), "abc123") == "random-e698a87817deab7e"
     assert sp.split_id(SplitSpec(), "abc123") == sp.split_id(SplitSpec.from_dict({}), "abc123")
@@ -242,7 +243,8 @@ def test_store_load_round_trip_and_reuse(home, synthetic_ratings):
     first = sp.get_or_create(home, synthetic_ratings, spec, "hash1")
     assert not first.reused and first.split_id == sp.split_id(spec, "hash1")
     folder = home.splits / first.split_id
-    assert sorted(p.name for p in folder.iterdir()) == ["split.json", "test.parquet", "train.parquet", "valid.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "split.json", "test.parquet", "train.parquet", "valid.parquet"]
     assert [p.name for p in home.splits.iterdir()] == [first.split_id]                # no temporary leftovers
     meta = json.loads((folder / "split.json").read_text())
     assert meta["counts"] == first.counts() and meta[c.DATA_HASH] == "hash1"
@@ -286,9 +288,10 @@ def test_warehouse_section_builds_and_checks_tables(home, synthetic_ratings, tmp
     sp.warehouse_section(con, home)
     got = con.sql(f"select {c.SPLIT_ID}, {c.SPLIT_STRATEGY}, {c.TRAIN_ROWS}, {c.VALID_ROWS}, {c.TEST_ROWS}, "
                   f"{c.IS_CURRENT}, {c.SPLIT_PARAMS}::varchar from {c.SPLITS} order by {c.SPLIT_ID}").fetchall()
+    params = lambda s: json.dumps(s.spec.params(), separators=(",", ":"))  # noqa: E731
     assert got == sorted([
-        (a.split_id, "leave_last_k", len(a.train), len(a.valid), len(a.test), False, json.dumps(a.spec.params(), separators=(",", ":"))),
-        (b.split_id, "temporal", len(b.train), len(b.valid), len(b.test), True, json.dumps(b.spec.params(), separators=(",", ":"))),
+        (a.split_id, "leave_last_k", len(a.train), len(a.valid), len(a.test), False, params(a)),
+        (b.split_id, "temporal", len(b.train), len(b.valid), len(b.test), True, params(b)),
     ])
     parts = dict(con.sql(f"select {c.PART}, count(*) from {c.SPLIT_RATINGS} group by all").fetchall())
     assert parts == b.counts()
