@@ -36,6 +36,9 @@ def find_trained(paths: Paths, kind: str, fp: str) -> registry.ModelRef | None:
     name = c.registered_model_name(kind)
     for run in runs:
         versions = cl.search_model_versions(f"name = '{_quote(name)}' and run_id = '{_quote(run.info.run_id)}'")
+        # A version without a promotion decision was registered by a run that died before promoting it:
+        # reusing it would skip the comparison with the champion for good, so train again instead.
+        versions = [v for v in versions if registry.TAG_DECISION in (v.tags or {})]
         if versions:
             return registry.resolve(paths, kind, str(max(int(v.version) for v in versions)))
     return None
@@ -91,8 +94,8 @@ def order_for_publication(models: list[tuple], metric: str, prefer: str | None =
 def live_publication_matches(paths: Paths, refs, data_hash: str) -> str | None:
     """The live publication id if it was made from exactly these model versions and this data, else None."""
     live = pub.current(paths)
-    if live is None:
-        return None
+    if live is None or served_publication(paths) != live:
+        return None  # also when a crash left CURRENT flipped but the warehouse not rebuilt: publish again
     record_file = paths.publications / live / pub.RECORD_FILE
     if not record_file.is_file():
         return None
@@ -103,3 +106,22 @@ def live_publication_matches(paths: Paths, refs, data_hash: str) -> str | None:
     first = (refs[0].name, str(refs[0].version)) if refs else None
     same_models = have <= wanted and first == (record.get(c.MODEL_NAME), str(record.get(c.MODEL_VERSION)))
     return live if same_models and record.get(c.DATA_HASH) == data_hash else None
+
+
+def served_publication(paths: Paths) -> str | None:
+    """The publication id the live warehouse file serves (one id in both tables), or None."""
+    import duckdb
+
+    from tasks import sql, warehouse
+
+    if not paths.warehouse.is_file():
+        return None
+    con = warehouse.connect_readonly(paths)
+    try:
+        rows = sql.rows(con, "query_live_publication")
+    except duckdb.CatalogException:  # built before the first publish: no published tables
+        return None
+    finally:
+        con.close()
+    ids = {row[1] for row in rows}
+    return ids.pop() if len(ids) == 1 else None

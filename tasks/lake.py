@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks import contract as c
+from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 CURRENT = "CURRENT"
@@ -108,6 +109,7 @@ def write_snapshot(paths: Paths, tables, data_hash: str, *, make_current: bool =
                         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             fsync_dir(tmp)
+            maybe_crash("lake-before-rename")
             try:
                 os.rename(tmp, paths.lake / data_hash)     # atomic; fails if a twin writer got there first
             except OSError:
@@ -150,6 +152,7 @@ def promote(paths: Paths, data_hash: str, then: Callable[[], T]) -> T:
     """Make `data_hash` live, run `then` (the warehouse rebuild); if it fails, put the old pointer back."""
     before = current_hash(paths)
     set_current(paths, data_hash)
+    maybe_crash("lake-after-current")
     try:
         return then()
     except BaseException:

@@ -80,6 +80,8 @@ def _read_text_table(path: Path, sep: str, n_cols: int, *, types=None) -> pa.Tab
     """Read a headerless delimited file; every line must have n_cols fields (no quoting, no blank lines)."""
     names = [f"f{k}" for k in range(n_cols)]
     types = types or {}
+    if path.stat().st_size == 0:  # pyarrow would only say "Empty CSV file"
+        raise InputError(path.name, None, "not-empty", f"the file is empty; expected lines of {n_cols} fields")
     try:
         table = pacsv.read_csv(
             path,

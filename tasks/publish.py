@@ -30,6 +30,7 @@ from models.train import pick_device
 from tasks import contract as c
 from tasks import popularity
 from tasks import sql
+from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY = c.SOURCES
@@ -336,6 +337,7 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
     seconds = {}
     t = time.perf_counter()
     staged = stage(paths, publication_id, recommendations, similar_items, record)
+    maybe_crash("publish-after-stage")
     seconds["write"] = time.perf_counter() - t
     t = time.perf_counter()
     failures = run_checks(staged, publication_id, ratings, movies, users)
@@ -348,7 +350,9 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
     before = current(paths)
     os.replace(staged, paths.publications / publication_id)
     _fsync_dir(paths.publications)
+    maybe_crash("publish-after-rename")
     _set_current(paths, publication_id)
+    maybe_crash("publish-after-current")
     # Pruned before the rebuild so the publications table lists only kept snapshots; the previous
     # publication is always kept, it is what CURRENT goes back to if the rebuild fails.
     prune(paths, retain, keep=(before,) if before else ())

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import contract as c
 from tasks import tracking as t
+from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
@@ -274,7 +275,9 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
                             movies=movies, train=train, tags=tags)
+    maybe_crash("train-after-log")
     version = register(paths, run_id, kind)
+    maybe_crash("train-after-register")
     part = "valid_" if result.valid_metrics else "test_"
     return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore))
 

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import contract as c
 from tasks import sql
+from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 STRATEGIES = ("random", "user_fraction", "temporal", "leave_last_k")
@@ -330,6 +331,7 @@ def store(paths: Paths, split: Split, data_hash: str) -> Path:
         }
         _write_file(tmp / SPLIT_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
         _fsync_dir(tmp)
+        maybe_crash("split-before-rename")
         try:
             os.replace(tmp, final)
         except OSError:

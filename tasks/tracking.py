@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
@@ -123,9 +124,15 @@ class Lineage:
 def client(paths: Paths) -> MlflowClient:
     """A client bound to the data home's tracking store and registry (the same SQLite file by default)."""
     uri = paths.mlflow_tracking_uri
-    if uri.startswith("sqlite:"):
-        paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    paths.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    # Opening a SQLite store runs MLflow's schema migrations; two processes doing that at once (two
+    # training workers) collide ("table _alembic_tmp_experiments already exists"). One at a time.
+    with FileLock(str(paths.mlflow_db) + ".lock", timeout=300):
+        cl = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        cl._get_registry_client()  # the registry store migrates too; open it under the lock as well
+        return cl
 
 
 @contextlib.contextmanager

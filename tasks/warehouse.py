@@ -19,6 +19,7 @@ import duckdb
 
 from tasks import contract as c
 from tasks import lake, sql
+from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 Section = Callable[[duckdb.DuckDBPyConnection, Paths], None]
@@ -107,6 +108,7 @@ def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
         finally:
             con.close()
         _fsync_file(tmp)
+        maybe_crash("warehouse-before-replace")
         os.replace(tmp, live)
         lake.fsync_dir(live.parent)
     except BaseException:

@@ -1,0 +1,32 @@
+"""Deterministic crash points for the crash-safety tests: `LENSFLOW_CRASH_AT=<label>` kills the process there.
+
+Production code calls `maybe_crash("label")` at the few places where a crash would leave the most
+interesting half-done state (after staging, after a rename, before a swap). Unset, it costs one
+environment lookup. SIGKILL, not an exception: no `finally`, no cleanup, exactly like a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+CRASH_ENV = "LENSFLOW_CRASH_AT"
+# Every label production code uses, in pipeline order (the tests iterate over these).
+LABELS = (
+    "lake-before-rename",        # tasks/lake.py: snapshot written under its temporary name
+    "lake-after-current",        # tasks/lake.py: lake/CURRENT flipped, warehouse not rebuilt yet
+    "warehouse-before-replace",  # tasks/warehouse.py: new DuckDB file complete, not swapped in
+    "split-before-rename",       # tasks/split.py: split written under its temporary name
+    "train-after-log",           # tasks/registry.py: MLflow run logged, no registered version yet
+    "train-after-register",      # tasks/registry.py: version registered (candidate), no promotion decision
+    "publish-after-stage",       # tasks/publish.py: staged snapshot written, not checked
+    "publish-after-rename",      # tasks/publish.py: snapshot renamed into place, CURRENT not flipped
+    "publish-after-current",     # tasks/publish.py: publications/CURRENT flipped, warehouse not rebuilt
+)
+
+
+def maybe_crash(label: str) -> None:
+    """SIGKILL this process if $LENSFLOW_CRASH_AT names `label` (comma-separated names allowed)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and label in wanted.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
