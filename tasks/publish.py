@@ -373,18 +373,21 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
 
 def publish(paths: Paths, recommenders: list, ratings_df: pd.DataFrame, movies_df: pd.DataFrame,
             users_df: pd.DataFrame, *, n: int = 50, k: int = 20, retain: int = 5, split_id: str | None = None,
-            data_hash: str | None = None, metrics: dict | None = None, device=None) -> PublicationResult:
+            data_hash: str | None = None, metrics: dict | None = None, device=None,
+            scored: pd.DataFrame | None = None) -> PublicationResult:
     """Score top-n per user and top-k similar items, write a checked snapshot and make it live.
 
     recommenders: [(Recommender, ModelRef-like metadata)], the recommendations model first.
     ratings_df: every rating known now (rated items are excluded); users_df: every user to publish for.
+    scored: recommendations already scored elsewhere (sharded scoring, `score_recommendations` rows of
+    the first model); the same checks apply to them.
     """
     started = time.perf_counter()
     (rec_model, rec_meta), (sim_model, sim_meta) = choose_models(recommenders)
     publication_id = new_publication_id()
     t = time.perf_counter()
     users = users_df[c.USER_ID].to_numpy()
-    recs = score_recommendations(rec_model, ratings_df, users, n, users_df=users_df)
+    recs = score_recommendations(rec_model, ratings_df, users, n, users_df=users_df) if scored is None else scored
     seconds = {"score_recommendations": time.perf_counter() - t}
     t = time.perf_counter()
     sims = score_similar_items(sim_model, k, catalogue=movies_df[c.ITEM_ID].to_numpy(), device=device)

@@ -180,6 +180,13 @@ def check_consistent(paths: Paths) -> dict:
             "lake": snap.data_hash, "warehouse_data_hash": seen["build"][0][2] if seen["build"] else None}
 
 
+def warehouse_up_to_date(paths: Paths, data_hash: str) -> bool:
+    """What the ingest's no-op check answers (tasks.warehouse.up_to_date)."""
+    from tasks import warehouse
+
+    return warehouse.up_to_date(paths, data_hash)
+
+
 def leftovers(paths: Paths) -> list[str]:
     """Temporary files and folders a killed process left behind (harmless, reported)."""
     found = []
