@@ -84,16 +84,15 @@ RATING_MODELS = {
     "dot_bias (fastai book settings: 50 factors, wd 0.1, 5 epochs, lr 5e-3, bs 64)":
         ModelConfig(kind="dot_bias", n_factors=50, wd=0.1, epochs=5, lr=5e-3, batch_size=64),
     "dot_bias default": ModelConfig.for_kind("dot_bias"),
-    "embedding_nn default": ModelConfig.for_kind("embedding_nn"),
-    "embedding_nn default + side info": ModelConfig.for_kind("embedding_nn", use_side_info=True),
+    "embedding_nn without side info": ModelConfig.for_kind("embedding_nn", use_side_info=False),
+    "embedding_nn default (with side info)": ModelConfig.for_kind("embedding_nn"),
 }
 
 RANKING_MODELS = {
     "dot_bias mse": ModelConfig.for_kind("dot_bias"),
     "dot_bias softmax": ModelConfig.for_kind("dot_bias", loss="softmax"),
-    "embedding_nn mse": ModelConfig.for_kind("embedding_nn"),
-    "embedding_nn softmax": ModelConfig.for_kind("embedding_nn", loss="softmax"),
-    "embedding_nn softmax + side info": ModelConfig.for_kind("embedding_nn", loss="softmax", use_side_info=True),
+    "embedding_nn mse (side info)": ModelConfig.for_kind("embedding_nn"),
+    "embedding_nn softmax (side info, 128 sampled negatives)": ModelConfig.for_kind("embedding_nn", loss="softmax"),
 }
 
 

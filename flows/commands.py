@@ -103,7 +103,15 @@ def query(a, paths: Paths) -> int:
             if not a.sql:
                 print("query sql needs --sql 'select ...'", file=sys.stderr)
                 return 2
-            rel = con.sql(a.sql)  # read-only connection: a statement that writes fails
+            # read-only attach: a write to the warehouse fails; locked session: no file access either
+            sql.run(con, "lock_down_session")
+            import duckdb
+
+            try:
+                rel = con.sql(a.sql)
+            except duckdb.Error as e:
+                print(f"query refused: {e}", file=sys.stderr)
+                return 2
         else:
             name, needs = QUERIES[a.question]
             given = {"user_id": a.user, "item_id": a.item}

@@ -22,11 +22,12 @@ from flows.publish import publish
 from flows.train import train
 from tasks import contract as c
 from tasks import report
+from tasks import train as training
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
-DEFAULT_METRIC = "ndcg_at_10"  # compared on the validation part (valid_ndcg_at_10)
+DEFAULT_METRIC = training.PROMOTION_METRIC  # compared on the validation part (valid_ndcg_at_10)
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks import champions, lake, sharding
 from tasks import contract as c
 from tasks import publish as pub
+from tasks import train as training
 from tasks.settings import paths as resolve_paths
 
 # Loading models and lake tables is file I/O: it may retry. Scoring and checks never do.
@@ -28,7 +29,7 @@ score_shard_task = task(name="score-shard", task_run_name="score-users-{lo}-{hi}
 
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_CHAMPION,
-            model: str | None = None, metric: str = "ndcg_at_10", n: int = 50, k: int = 20, retain: int = 5,
+            model: str | None = None, metric: str = training.PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
             force: bool = False, shards: int = 1) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
 

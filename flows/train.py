@@ -34,7 +34,7 @@ summary_task = task(name="training-summary", task_run_name="summary-{kind}-v{ver
 
 @flow(name="train", flow_run_name="train-{kind}")
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
-          home: str | None = None, k: int = 10, promotion_metric: str = registry.DEFAULT_METRIC,
+          home: str | None = None, k: int = 10, promotion_metric: str = training.PROMOTION_METRIC,
           force: bool = False, to_registry: bool = True) -> dict:
     """Train, evaluate and register one model kind on a split (a SplitSpec, or the id of a stored split).
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-id", help="train on this stored split instead of making one")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     ap.add_argument("--top-k", type=int, default=10, help="k of the ranking metrics")
-    ap.add_argument("--promotion-metric", default=registry.DEFAULT_METRIC, help="metric that moves `champion`")
+    ap.add_argument("--promotion-metric", default=training.PROMOTION_METRIC, help="metric that moves `champion`")
     ap.add_argument("--force", action="store_true", help="train even if an identical training is registered")
     ap.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")
     ap.add_argument("--home", help="data home (default: $LENSFLOW_HOME or ./.lensflow)")

@@ -65,9 +65,9 @@ DEFAULTS: dict[tuple[str, str], dict] = {
     ("dot_bias", "mse"): dict(kind="dot_bias", n_factors=50, epochs=5, lr=5e-3, wd=0.1, batch_size=1024),
     ("embedding_nn", "mse"): dict(kind="embedding_nn", n_factors=0, layers=(100,), dropout=0.1, epochs=5,
                                   lr=5e-3, wd=0.1, batch_size=1024, use_side_info=True),
-    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=64, epochs=5, lr=1e-2, wd=0.1,
-                                  batch_size=1024),
+    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=256, epochs=6, lr=1e-2, wd=0.0,
+                                  l2=0.02, batch_size=1024),
     ("embedding_nn", "softmax"): dict(kind="embedding_nn", loss="softmax", n_factors=0, layers=(100,),
-                                      dropout=0.1, epochs=10, lr=5e-3, wd=0.1, batch_size=512,
-                                      n_negatives=256),
+                                      dropout=0.1, epochs=5, lr=5e-3, wd=0.1, batch_size=1024,
+                                      n_negatives=128, use_side_info=True),
 }

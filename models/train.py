@@ -52,17 +52,18 @@ def _l2(model, users, items, config: ModelConfig):
 
 @torch.no_grad()
 def mean_loss(model, users, items, ratings, config: ModelConfig, n_items: int) -> float:
-    """Mean batch loss over a whole set, in eval mode (full softmax for ranking objectives)."""
+    """Mean loss over a whole set in eval mode (sampled softmax uses a fixed seed, so epochs compare)."""
     model.eval()
-    full = ModelConfig(**{**config.to_dict(), "n_negatives": 0})
+    gen = torch.Generator(device=users.device).manual_seed(config.seed + 1)
     chunk = 1 << 16
-    if config.loss == "softmax":  # a [chunk, n_items, width] work space: keep it near 64 MiB
+    if config.loss == "softmax":  # a [chunk, candidates, width] work space: keep it near 64 MiB
         width = model.user_in.out_features if hasattr(model, "user_in") else 1
-        chunk = max(1, (1 << 24) // (n_items * width))
+        cands = n_items if config.n_negatives <= 0 else config.n_negatives + 1
+        chunk = max(1, (1 << 24) // (cands * width))
     total = torch.zeros((), device=users.device)
     for s in range(0, len(users), chunk):
         sl = slice(s, s + chunk)
-        total += batch_loss(model, users[sl], items[sl], ratings[sl], full, n_items) * len(users[sl])
+        total += batch_loss(model, users[sl], items[sl], ratings[sl], config, n_items, gen) * len(users[sl])
     return float(total) / max(1, len(users))
 
 

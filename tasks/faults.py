@@ -14,6 +14,7 @@ CRASH_ENV = "LENSFLOW_CRASH_AT"
 # Every label production code uses, in pipeline order (the tests iterate over these).
 LABELS = (
     "lake-before-rename",        # tasks/lake.py: snapshot written under its temporary name
+    "lake-after-rename",         # tasks/lake.py: snapshot complete in place, lake/CURRENT not flipped
     "lake-after-current",        # tasks/lake.py: lake/CURRENT flipped, warehouse not rebuilt yet
     "warehouse-before-replace",  # tasks/warehouse.py: new DuckDB file complete, not swapped in
     "split-before-rename",       # tasks/split.py: split written under its temporary name

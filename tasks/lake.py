@@ -117,6 +117,7 @@ def write_snapshot(paths: Paths, tables, data_hash: str, *, make_current: bool =
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
             fsync_dir(paths.lake)
+            maybe_crash("lake-after-rename")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -77,8 +77,9 @@ def apply_environment(override: str | os.PathLike | None = None) -> Paths:
         os.environ[HOME_ENV] = str(p.home)
     if not _USER_PREFECT_HOME:
         os.environ["PREFECT_HOME"] = str(p.prefect_home)
-        # Prefect creates PREFECT_HOME but not its parents; its server then cannot open its database.
-        p.prefect_home.mkdir(parents=True, exist_ok=True)
+    # Prefect creates PREFECT_HOME but not its parents; its temporary server then cannot open its
+    # database and the client waits out the whole startup timeout.
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     # The temporary API can take longer than Prefect's 20 s default to start on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # No network here, and no reason to phone home from a batch job.

@@ -130,9 +130,31 @@ def client(paths: Paths) -> MlflowClient:
     # Opening a SQLite store runs MLflow's schema migrations; two processes doing that at once (two
     # training workers) collide ("table _alembic_tmp_experiments already exists"). One at a time.
     with FileLock(str(paths.mlflow_db) + ".lock", timeout=300):
+        if uri == f"sqlite:///{paths.mlflow_db}" and not paths.mlflow_db.exists():
+            _create_store(paths.mlflow_db)
         cl = MlflowClient(tracking_uri=uri, registry_uri=uri)
         cl._get_registry_client()  # the registry store migrates too; open it under the lock as well
         return cl
+
+
+def _create_store(db: Path) -> None:
+    """Create the SQLite store (MLflow's ~50 schema migrations) under a temporary name, then rename it.
+
+    A process killed mid-migration then leaves a stray temporary file, not a half-migrated store that
+    every later run fails on ("table ... already exists"). Called with the migration lock held.
+    """
+    import uuid
+
+    tmp = db.with_name(f".{db.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        cl = MlflowClient(tracking_uri=f"sqlite:///{tmp}", registry_uri=f"sqlite:///{tmp}")
+        for store in (cl._tracking_client.store, cl._get_registry_client().store):
+            engine = getattr(store, "engine", None)
+            if engine is not None:
+                engine.dispose()  # close the file before it is renamed
+        os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

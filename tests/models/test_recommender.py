@@ -111,7 +111,7 @@ def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     m = rec.model
     g = float(m.global_bias.detach())
     item = 1003
-    bi = float(m.item_bias.weight[int(np.searchsorted(rec.item_ids, item)) + 1, 0])
+    bi = float(m.item_bias.weight[int(np.searchsorted(rec.item_ids, item)) + 1, 0].detach())
     expect = torch.sigmoid(torch.tensor(g + bi)).item() * 5.5
     got = rec.predict([999_999], [item])
     assert got[0] == pytest.approx(expect, rel=1e-5)

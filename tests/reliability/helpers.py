@@ -197,6 +197,16 @@ def leftovers(paths: Paths) -> list[str]:
     return sorted(found)
 
 
+def save_results(name: str, results) -> None:
+    """Write a test module's figures to $LENSFLOW_RELIABILITY_OUT/<name>.json when that folder is set."""
+    import os
+
+    folder = os.environ.get("LENSFLOW_RELIABILITY_OUT")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(json.dumps(results, indent=1, default=str))
+
+
 # --- child process entry point --------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
@@ -207,6 +217,12 @@ def main(argv: list[str]) -> int:
         print(publish(home).publication_id)
     elif step == "train":
         print(train(home, int(argv[2]) if len(argv) > 2 else 42))
+    elif step == "mlflow-store":  # open (create and migrate) the MLflow store; the parent kills us meanwhile
+        from tasks import tracking
+
+        print("ready", flush=True)
+        tracking.client(home)
+        print("created", flush=True)
     else:
         raise SystemExit(f"unknown step {step!r}")
     return 0
