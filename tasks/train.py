@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from prefect import task
+from tqdm.auto import tqdm
 from prefect.cache_policies import NO_CACHE
 
 from models import features as fx
@@ -90,10 +91,19 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
         users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, device=None) -> Recommender:
     """Fit a Recommender on contract rating frames; valid (if non-empty) gives per-epoch validation loss."""
     valid_arrays = _arrays(valid) if valid is not None and len(valid) else None
-    return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
-                           user_features=user_features(users) if users is not None else None,
-                           item_features=item_features(movies) if movies is not None else None,
-                           device=device)
+    # One bar per model on a terminal (tqdm disables itself when stderr is not a TTY, e.g. in CI).
+    with tqdm(total=config.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
+        def log(h: dict) -> None:
+            shown = {"train": f"{h['train_loss']:.4f}"}
+            if h.get("valid_loss") is not None:
+                shown["valid"] = f"{h['valid_loss']:.4f}"
+            bar.set_postfix(shown)
+            bar.update(1)
+
+        return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
+                               user_features=user_features(users) if users is not None else None,
+                               item_features=item_features(movies) if movies is not None else None,
+                               device=device, log=log)
 
 
 @dataclass
