@@ -8,7 +8,6 @@ row) with the state before. Most cases call the plain ingest functions; two go t
 
 from __future__ import annotations
 
-import io
 import shutil
 import struct
 import zipfile
@@ -221,7 +220,7 @@ def symlink_member(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
 def set_declared_size(zip_path: Path, member: str, size: int) -> None:
     """Rewrite a member's uncompressed size in the central directory (a lying, bomb-like header)."""
     data = bytearray(zip_path.read_bytes())
-    at = data.find(b"PK\x01\x02" + b"\x00" * 0)  # first central directory entry
+    at = data.find(b"PK\x01\x02")  # first central directory entry
     while at != -1:
         name_len = struct.unpack_from("<H", data, at + 28)[0]
         if data[at + 46:at + 46 + name_len].decode() == member:
