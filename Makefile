@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# The MovieLens 100k files beside the checkout (../shared/data/ml-100k) when present; otherwise the
+# pipeline downloads the official zip. `make run SOURCE=/path/to/ml-100k[.zip]` picks another copy.
+SOURCE ?= $(wildcard ../shared/data/ml-100k)
+
 run: $(STAMP)
-	$(BIN)/lensflow run $(ARGS)
+	$(BIN)/lensflow run $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

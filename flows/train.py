@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks import contract as c
-from tasks import lake, registry, report
+from tasks import lake, report
 from tasks import split as splits
 from tasks import train as training
 from tasks.settings import paths as resolve_paths

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks import contract as c
+from tasks.durable import fsync_dir, write_text_atomic  # noqa: F401 (re-exported)
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
@@ -44,26 +45,6 @@ class LakeSnapshot:
     @property
     def row_counts(self) -> dict[str, int]:
         return dict(self.manifest.get("row_counts", {}))
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small file via a temporary sibling, fsync and os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def _to_arrow(name: str, table) -> pa.Table:

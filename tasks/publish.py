@@ -28,6 +28,7 @@ import torch
 from models import scoring
 from models.train import pick_device
 from tasks import contract as c
+from tasks import durable
 from tasks import popularity
 from tasks import sql
 from tasks.faults import maybe_crash
@@ -223,21 +224,6 @@ def new_publication_id() -> str:
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, write) -> None:
-    """Write via `write(path)` then fsync the file."""
-    write(path)
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
 def stage(paths: Paths, publication_id: str, recommendations: pd.DataFrame, similar_items: pd.DataFrame,
           record: dict) -> Path:
     """Write a publication into `publications/.staging-<id>/` (not yet visible); returns that folder."""
@@ -245,11 +231,11 @@ def stage(paths: Paths, publication_id: str, recommendations: pd.DataFrame, simi
     staged = paths.publications / f"{STAGING_PREFIX}{publication_id}"
     staged.mkdir()
     try:
-        _write_file(staged / RECOMMENDATIONS_FILE, lambda p: recommendations.to_parquet(p, index=False))
-        _write_file(staged / SIMILAR_ITEMS_FILE, lambda p: similar_items.to_parquet(p, index=False))
+        durable.write_file(staged / RECOMMENDATIONS_FILE, lambda p: recommendations.to_parquet(p, index=False))
+        durable.write_file(staged / SIMILAR_ITEMS_FILE, lambda p: similar_items.to_parquet(p, index=False))
         line = json.dumps({key: record[key] for key in RECORD_COLUMNS}) + "\n"
-        _write_file(staged / RECORD_FILE, lambda p: p.write_text(line))
-        _fsync_dir(staged)
+        durable.write_file(staged / RECORD_FILE, lambda p: p.write_text(line))
+        durable.fsync_dir(staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -292,10 +278,7 @@ def current(paths: Paths) -> str | None:
 
 def _set_current(paths: Paths, publication_id: str) -> None:
     """Replace publications/CURRENT atomically (temp sibling, fsync, os.replace, fsync dir)."""
-    tmp = paths.publications / f".{CURRENT}.tmp-{uuid.uuid4().hex}"
-    _write_file(tmp, lambda p: p.write_text(publication_id + "\n"))
-    os.replace(tmp, paths.publications / CURRENT)
-    _fsync_dir(paths.publications)
+    durable.write_text_atomic(paths.publications / CURRENT, publication_id + "\n")
 
 
 def retained(paths: Paths) -> list[Path]:
@@ -349,7 +332,7 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
     t = time.perf_counter()
     before = current(paths)
     os.replace(staged, paths.publications / publication_id)
-    _fsync_dir(paths.publications)
+    durable.fsync_dir(paths.publications)
     maybe_crash("publish-after-rename")
     _set_current(paths, publication_id)
     maybe_crash("publish-after-current")

@@ -25,6 +25,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import contract as c
+from tasks import durable
 from tasks import sql
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
@@ -296,21 +297,6 @@ def make_split(ratings: pd.DataFrame, spec: SplitSpec, data_hash: str | None = N
 
 # --- storage -------------------------------------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, write) -> None:
-    """Write with `write(path)` then fsync the file."""
-    write(path)
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def store(paths: Paths, split: Split, data_hash: str) -> Path:
     """Write the split under `splits/<split_id>/` atomically (temp dir + rename); idempotent."""
     sid = split_id(split.spec, data_hash)
@@ -322,22 +308,22 @@ def store(paths: Paths, split: Split, data_hash: str) -> Path:
     tmp.mkdir()
     try:
         for part, frame in zip(c.PARTS, (split.train, split.valid, split.test)):
-            _write_file(tmp / f"{part}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+            durable.write_file(tmp / f"{part}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
         created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest = {
             c.SPLIT_ID: sid, c.SPLIT_STRATEGY: split.spec.strategy, c.SPLIT_PARAMS: split.spec.params(),
             c.DATA_HASH: data_hash, "counts": split.counts(), c.CREATED_AT: created_at,
             "spec": asdict(split.spec), "format_version": FORMAT_VERSION,
         }
-        _write_file(tmp / SPLIT_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
-        _fsync_dir(tmp)
+        durable.write_file(tmp / SPLIT_FILE, lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+        durable.fsync_dir(tmp)
         maybe_crash("split-before-rename")
         try:
             os.replace(tmp, final)
         except OSError:
             if not (final / SPLIT_FILE).is_file():  # lost a race to a writer of the same id: theirs is identical
                 raise
-        _fsync_dir(paths.splits)
+        durable.fsync_dir(paths.splits)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     split.split_id, split.data_hash, split.path = sid, data_hash, final
@@ -383,10 +369,7 @@ def stored_ids(paths: Paths) -> list[str]:
 def set_current(paths: Paths, sid: str) -> None:
     """Point `splits/CURRENT` at a stored split (atomic replace)."""
     manifest(paths, sid)  # raises if it is not stored
-    tmp = paths.splits / f".{CURRENT_FILE}.tmp-{uuid.uuid4().hex}"
-    _write_file(tmp, lambda p: p.write_text(sid + "\n"))
-    os.replace(tmp, paths.splits / CURRENT_FILE)
-    _fsync_dir(paths.splits)
+    durable.write_text_atomic(paths.splits / CURRENT_FILE, sid + "\n")
 
 
 def current(paths: Paths) -> str | None:

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import duckdb
 
 from tasks import contract as c
+from tasks import durable
 from tasks import lake, sql
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
@@ -75,11 +76,6 @@ def publication_section(con, paths: Paths) -> None:
 DEFAULT_SECTIONS: tuple[Section, ...] = (load_sources, split_section, publication_section)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def _remove(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         p.unlink(missing_ok=True)
@@ -107,10 +103,10 @@ def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
             con.execute("checkpoint")
         finally:
             con.close()
-        _fsync_file(tmp)
+        durable.fsync_file(tmp)
         maybe_crash("warehouse-before-replace")
         os.replace(tmp, live)
-        lake.fsync_dir(live.parent)
+        durable.fsync_dir(live.parent)
     except BaseException:
         _remove(tmp)
         raise

@@ -8,7 +8,6 @@ import io
 import stat
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 
