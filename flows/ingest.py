@@ -24,7 +24,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from tasks import acquire, lake, movielens, warehouse  # noqa: E402
+from tasks import acquire, durable, lake, movielens, warehouse  # noqa: E402
 from tasks.errors import InputError  # noqa: E402
 
 
@@ -43,12 +43,14 @@ up_to_date_task = task(name="up-to-date", cache_policy=NO_CACHE)(warehouse.up_to
 validate_task = task(name="validate", cache_policy=NO_CACHE, persist_result=False)(movielens.read_sources)
 write_lake_task = task(name="write-lake", cache_policy=NO_CACHE, persist_result=False)(lake.write_snapshot)
 publish_task = task(name="rebuild-warehouse", cache_policy=NO_CACHE)(warehouse.publish_snapshot)
+sweep_task = task(name="sweep-leftovers", cache_policy=NO_CACHE, log_prints=True)(durable.sweep)
 
 
 @flow(name="ingest")
 def ingest(source: str | None = None, home: str | None = None) -> dict:
     """Ingest MovieLens files into the lake and warehouse; returns a summary (hash, counts, no-op, paths)."""
     paths = resolve_paths(home)
+    sweep_task(paths)  # temporary files a killed run left behind (untouched for an hour)
     folder = acquire_task(source, paths)
     data_hash = hash_task(folder)
     noop = up_to_date_task(paths, data_hash)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from tasks import champions, lake, sharding
+from tasks import champions, durable, lake, sharding
 from tasks import contract as c
 from tasks import publish as pub
 from tasks import train as training
@@ -22,6 +22,7 @@ read_task = task(name="read-lake", task_run_name="read-{table_name}", retries=2,
 order_task = task(name="choose-serving-model", cache_policy=NO_CACHE, persist_result=False)(
     champions.order_for_publication)
 up_to_date_task = task(name="publication-up-to-date", cache_policy=NO_CACHE)(champions.live_publication_matches)
+sweep_task = task(name="sweep-leftovers", cache_policy=NO_CACHE)(durable.sweep)
 # One task per user range: with a DaskTaskRunner (prefect-dask) the shards run on the cluster's workers.
 score_shard_task = task(name="score-shard", task_run_name="score-users-{lo}-{hi}", cache_policy=NO_CACHE,
                         persist_result=False)(sharding.score_shard)
@@ -36,6 +37,7 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     shards > 1 scores users in that many id ranges as parallel tasks (on the flow's task runner).
     """
     paths = resolve_paths(home)
+    sweep_task(paths)  # temporary files a killed run left behind (untouched for an hour)
     snap = lake.current(paths)
     if snap is None:
         raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first")

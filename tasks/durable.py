@@ -34,3 +34,43 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_file(tmp, lambda p: p.write_text(text))
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+# Temporary names every writer here uses: they never become live, and one left behind means its
+# writer was killed. Pointer files' temporaries (`.CURRENT.tmp-*`) match `.*.tmp-*`.
+LEFTOVER_PATTERNS = (".tmp-*", ".*.tmp-*", "*.tmp-*", ".staging-*", ".deleting-*")
+
+
+def remove_leftovers(folder: Path, older_than_s: float = 3600.0) -> list[str]:
+    """Delete temporary files and folders a killed writer left in `folder`; returns their names.
+
+    Only entries untouched for `older_than_s` go, so a writer still running in another process keeps
+    its temporary file (no writer here takes an hour between creating and renaming one).
+    """
+    import shutil
+    import time
+
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    seen: set[Path] = set()
+    for pattern in LEFTOVER_PATTERNS:
+        for entry in folder.glob(pattern):
+            if entry in seen:
+                continue
+            seen.add(entry)
+            try:
+                if entry.lstat().st_mtime > cutoff:
+                    continue
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                removed.append(entry.name)
+            except FileNotFoundError:
+                continue  # another process cleaned it first
+    return sorted(removed)
+
+
+def sweep(paths, older_than_s: float = 3600.0) -> list[str]:
+    """remove_leftovers in every folder of the data home that writers use."""
+    folders = (paths.lake, paths.splits, paths.publications, paths.warehouse.parent, paths.mlflow_db.parent)
+    return [name for folder in folders for name in remove_leftovers(folder, older_than_s)]
