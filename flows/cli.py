@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from tasks import settings
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `lensflow query ... | head` ends quietly, like other CLI tools
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["synth"]:  # its own options (argparse cannot pass --flags through a subparser)
         from tasks import synthetic
