@@ -45,12 +45,9 @@ class ChecksumMismatch(InputError):
 
 
 def sha1_of(path: Path) -> str:
-    """SHA-1 hex digest of a file, read in chunks."""
-    h = hashlib.sha1()
+    """SHA-1 hex digest of a file (streamed by hashlib.file_digest)."""
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def _fetch_once(url: str, tmp: Path, size: int | None, max_bytes: int, progress: bool, timeout: float) -> None:

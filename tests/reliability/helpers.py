@@ -100,11 +100,8 @@ def copy_home(paths: Paths, root: Path) -> Paths:
 # --- what "unchanged" and "consistent" mean -------------------------------------------------------
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def tree_digest(root: Path) -> dict[str, str]:
