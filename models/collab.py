@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,10 +26,67 @@ def _embedding(n: int, d: int) -> nn.Embedding:
     return emb
 
 
-class DotProductBias(nn.Module):
-    """Rating = sigmoid_range(user·item + user bias + item bias + global bias)."""
+class RatingBags(nn.Module):
+    """Sparse linear layer over each item's column of training ratings (AutoRec's encoder).
 
-    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5)):
+    Item i's code is |R(i)|^-1/2 * sum over its raters u of (rating - mean) * weight[u]: one learnt row
+    per user. CSR by item: raters members[indptr[i]:indptr[i+1]], sorted; `set_ratings` installs them.
+    """
+
+    def __init__(self, n_rows: int, n_members: int, width: int):
+        super().__init__()
+        self.weight = _embedding(n_members, width)
+        self.register_buffer("indptr", torch.zeros(n_rows + 1, dtype=torch.long))
+        self.register_buffer("members", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("values", torch.zeros(0))
+        self.register_buffer("keys", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def set_ratings(self, indptr, members, values):
+        """Install the ratings: CSR over model indices, members sorted within a row, values centred."""
+        dev = self.indptr.device
+        self.indptr, self.members, self.values = indptr.to(dev), members.to(dev), values.to(dev).float()
+        # row * n_members + member is ascending over the CSR, so a pair's rating is one searchsorted away
+        rows = torch.repeat_interleave(torch.arange(len(self.indptr) - 1, device=dev), self.indptr.diff())
+        self.keys = rows * self.weight.num_embeddings + self.members
+
+    def forward(self, rows, leave_out=None):
+        """Codes [B, width] of rows[B]; leave_out[B]: a member whose own rating is left out of the sum."""
+        uniq, inv = torch.unique(rows, return_inverse=True)                    # a batch repeats rows
+        start = self.indptr[uniq]
+        length = self.indptr[uniq + 1] - start                                 # [U]
+        offsets = torch.cumsum(length, 0) - length                             # bag starts in the flat list
+        flat = torch.repeat_interleave(start - offsets, length) + torch.arange(
+            int(length.sum()), device=rows.device)                              # [sum(length)] CSR positions
+        bags = F.embedding_bag(self.members[flat], self.weight.weight, offsets, mode="sum",
+                               per_sample_weights=self.values[flat])[inv]       # [B, width]
+        n = length[inv].float()
+        if leave_out is not None:
+            r, found = self.rating_of(rows, leave_out)
+            bags = bags - r[:, None] * self.weight(leave_out)
+            n = n - found.float()
+        return bags * n.clamp(min=1).rsqrt()[:, None]
+
+    def rating_of(self, rows, members):
+        """(centred rating [B], found [B] bool) of the pairs (rows[B], members[B]); rating 0 where not found."""
+        if len(self.keys) == 0:
+            none = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+            return none.float(), none
+        key = rows * self.weight.num_embeddings + members
+        pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
+        found = self.keys[pos] == key
+        return torch.where(found, self.values[pos], torch.zeros((), device=rows.device)), found
+
+
+class DotProductBias(nn.Module):
+    """Rating = sigmoid_range(user·item + user bias + item bias + global bias).
+
+    rating_input=True: an item's vector also adds the code of its column of training ratings
+    (`RatingBags`), so the user factors meet what other users said of the item, AutoRec-style. While
+    training, the target rating is left out of its own item's code: left in, the model learns to read
+    the answer off the input, which it never sees at test time.
+    """
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5), rating_input: bool = False):
         super().__init__()
         # n_users/n_items count the unknown row 0
         self.user_factors = _embedding(n_users, n_factors)
@@ -37,15 +95,22 @@ class DotProductBias(nn.Module):
         self.item_bias = _embedding(n_items, 1)
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.y_range = tuple(y_range)
+        self.item_ratings = RatingBags(n_items, n_users, n_factors) if rating_input else None
+
+    def item_vectors(self, items, leave_out=None):
+        """Item vectors [C, d]: own factors, plus the rating-column code when rating_input."""
+        q = self.item_factors(items)
+        return q if self.item_ratings is None else q + self.item_ratings(items, leave_out)
 
     def raw(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid score [B] of pairs users[B], items[B]."""
-        dot = (self.user_factors(users) * self.item_factors(items)).sum(-1)
+        q = self.item_vectors(items, users if self.training else None)        # [B, d]
+        dot = (self.user_factors(users) * q).sum(-1)
         return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + self.global_bias
 
     def raw_all(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid scores [B, C] of every user in users[B] against every item in items[C]."""
-        s = self.user_factors(users) @ self.item_factors(items).T            # [B, C]
+        s = self.user_factors(users) @ self.item_vectors(items).T            # [B, C]
         s = s + self.item_bias(items)[:, 0][None, :]
         return s + (self.user_bias(users)[:, 0] + self.global_bias)[:, None]
 

@@ -32,7 +32,7 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
                 item_side_dim: int = 0) -> torch.nn.Module:
     """The module for a config; n_users/n_items include the unknown row 0."""
     if config.kind == "dot_bias":
-        return DotProductBias(n_users, n_items, config.n_factors, config.y_range)
+        return DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input)
     us = config.n_factors or emb_size(n_users)
     its = config.n_factors or emb_size(n_items)
     return EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
@@ -81,6 +81,9 @@ class Recommender:
         di = side["item_rows"].shape[1] if "item_rows" in side else 0
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
+        if getattr(model, "item_ratings", None) is not None:
+            model.item_ratings.set_ratings(*_ratings_by_item(_index(user_ids, users), _index(item_ids, items),
+                                                             ratings, len(item_ids) + 1, dev))
         if du or di:
             model.set_side_tables(
                 torch.as_tensor(fx.table_by_index(user_ids, side["user_feature_ids"], side["user_rows"]))
@@ -164,7 +167,8 @@ class Recommender:
         """Top-k known items per user: (item_ids int64 [n, k], scores float32 [n, k]), best first.
 
         exclude = (users, items) raw-id pairs never to recommend (e.g. the training ratings).
-        Scores are predicted ratings for loss='mse' and raw ranking logits for loss='softmax'.
+        Scores are predicted ratings for loss='mse' and raw ranking logits for loss='softmax' (for
+        dot_bias with the item bias weighted 1 + config.popularity_boost).
         A user with fewer than k allowed items gets item id -1 and score -inf in the tail.
         """
         users = np.asarray(users, dtype=np.int64)
@@ -181,9 +185,11 @@ class Recommender:
         m = self.model
         if isinstance(m, DotProductBias):
             u = torch.as_tensor(ui, device=self.device)
-            cols, raw = topk_dot(m.user_factors(u), m.item_factors.weight[1:], k,
+            item_vecs = m.item_vectors(torch.arange(1, n_items + 1, device=self.device))
+            cols, raw = topk_dot(m.user_factors(u), item_vecs, k,
                                  user_bias=m.user_bias(u)[:, 0] + m.global_bias,
-                                 item_bias=m.item_bias.weight[1:, 0], exclude=csr,
+                                 item_bias=m.item_bias.weight[1:, 0] * (1 + self.config.popularity_boost),
+                                 exclude=csr,
                                  chunk_size=chunk_size, device=self.device)
         else:
             u = torch.as_tensor(ui, device=self.device)
@@ -207,7 +213,13 @@ class Recommender:
 
     def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(item_ids [I], learnt item embedding matrix float32 [I, d]) for similar-item search."""
-        return self.item_ids.copy(), self.model.item_factors.weight[1:].detach().float().cpu().numpy()
+        m = self.model
+        if isinstance(m, DotProductBias):   # with rating_input, the vectors the model scores with
+            with torch.no_grad():
+                emb = m.item_vectors(torch.arange(1, len(self.item_ids) + 1, device=self.device))
+        else:
+            emb = m.item_factors.weight[1:]
+        return self.item_ids.copy(), emb.detach().float().cpu().numpy()
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -248,8 +260,22 @@ class Recommender:
         du = side["user_rows"].shape[1] if "user_rows" in side else 0
         di = side["item_rows"].shape[1] if "item_rows" in side else 0
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di)
-        model.load_state_dict(payload["state_dict"])
+        state = payload["state_dict"]
+        if "item_ratings.members" in state:   # variable-length buffers: install them before loading
+            model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
+                                           state["item_ratings.values"])
+        model.load_state_dict(state)
         return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], device=device)
+
+
+def _ratings_by_item(ui: np.ndarray, ii: np.ndarray, ratings: np.ndarray, n_items: int, device):
+    """CSR by item of the training ratings (indptr, users sorted within an item, ratings - mean), as tensors."""
+    order = np.lexsort((ui, ii))
+    indptr = np.zeros(n_items + 1, np.int64)
+    np.cumsum(np.bincount(ii, minlength=n_items), out=indptr[1:])
+    centred = (ratings - ratings.mean()).astype(np.float32)
+    return (torch.as_tensor(indptr, device=device), torch.as_tensor(ui[order], device=device),
+            torch.as_tensor(centred[order], device=device))
 
 
 def _encode_side(config: ModelConfig, user_features, item_features) -> dict:

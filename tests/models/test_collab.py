@@ -51,3 +51,38 @@ def test_embedding_nn_with_side_features_shapes():
     # explicit side rows replace the table rows and change the output
     other = m(u, i, user_side=torch.ones(3, 3))
     assert not torch.allclose(other, y)
+
+
+def _tiny_rating_bags():
+    """Item 1 rated by users 1 (+1) and 2 (-1), item 2 by user 3 (+2); one-wide rows w[u] = u."""
+    from models.collab import RatingBags
+    bags = RatingBags(n_rows=3, n_members=4, width=1)
+    with torch.no_grad():
+        bags.weight.weight[:, 0] = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    bags.set_ratings(torch.tensor([0, 0, 2, 3]), torch.tensor([1, 2, 3]), torch.tensor([1.0, -1.0, 2.0]))
+    return bags
+
+
+def test_rating_bags_match_hand_computed_codes():
+    from math import sqrt
+    bags = _tiny_rating_bags()
+    codes = bags(torch.tensor([1, 2, 0, 1]))[:, 0]
+    # item 1: (1*1 + -1*2) / sqrt(2); item 2: 2*3 / 1; the unknown item 0 has no ratings
+    assert torch.allclose(codes, torch.tensor([-1 / sqrt(2), 6.0, 0.0, -1 / sqrt(2)]))
+    # leaving user 1 out of item 1 leaves -1*2 / sqrt(1); user 3 never rated item 1: nothing to leave out
+    left = bags(torch.tensor([1, 1]), leave_out=torch.tensor([1, 3]))[:, 0]
+    assert torch.allclose(left, torch.tensor([-2.0, -1 / sqrt(2)]))
+    rating, found = bags.rating_of(torch.tensor([1, 1, 2, 2]), torch.tensor([2, 3, 3, 1]))
+    assert rating.tolist() == [-1.0, 0.0, 2.0, 0.0] and found.tolist() == [True, False, True, False]
+
+
+def test_rating_input_leaves_the_target_out_only_while_training():
+    torch.manual_seed(0)
+    m = DotProductBias(4, 3, 1, rating_input=True)
+    m.item_ratings = _tiny_rating_bags()
+    u, i = torch.tensor([1, 3]), torch.tensor([1, 1])    # user 1 rated item 1, user 3 did not
+    train_scores = m.train().raw(u, i)
+    eval_scores = m.eval().raw(u, i)
+    assert not torch.isclose(train_scores[0], eval_scores[0])   # its own rating is hidden in training
+    assert torch.isclose(train_scores[1], eval_scores[1])       # nothing of user 3 to hide
+    assert torch.allclose(m.raw_all(u, torch.arange(3))[:, 1], eval_scores, atol=1e-6)

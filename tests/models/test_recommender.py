@@ -103,6 +103,7 @@ def test_save_load_round_trip_is_exact(data, kind, tmp_path):
     np.testing.assert_array_equal(ids_a, ids_b)
     np.testing.assert_array_equal(s_a, s_b)
     assert back.config == rec.config and back.history == rec.history
+    assert (getattr(back.model, "item_ratings", None) is not None) == cfg.rating_input   # dot default: on
 
 
 def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
@@ -139,7 +140,9 @@ def test_side_info_scores_cold_users_from_their_features(data):
 @pytest.mark.parametrize("loss", ["mse", "softmax"])
 def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
     (u, i, r), _ = data
-    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, loss=loss, epochs=2), device="cpu")
+    # popularity_boost 0: recommend() then ranks exactly by the model's own score (boost: test below)
+    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, loss=loss, epochs=2, popularity_boost=0.0),
+                          device="cpu")
     query = np.array([101, 100, 101, 424242])   # duplicate and unknown users on purpose
     ids, scores = rec.recommend(query, 10, exclude=(u, i), chunk_size=2)
     assert ids.shape == scores.shape == (4, 10)
@@ -154,6 +157,29 @@ def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
     assert ids[1, 0] == best
     if loss == "mse":
         np.testing.assert_allclose(scores[1], rec.predict(np.full(10, 100), ids[1]), rtol=1e-5)
+
+
+def test_popularity_boost_weights_the_item_bias_when_ranking():
+    """Item 11 wins on the dot product by 1.0, item 12 on the bias by 0.6: a boost of 1 flips them."""
+    from models.collab import DotProductBias
+    model = DotProductBias(2, 3, 1)                  # one user, two items (+ the unknown rows)
+    with torch.no_grad():
+        model.user_factors.weight[1] = 1.0
+        model.item_factors.weight[1:, 0] = torch.tensor([1.0, 0.0])
+        model.item_bias.weight[1:, 0] = torch.tensor([0.0, 0.6])
+        model.user_bias.weight.zero_()
+
+    def top(boost):
+        cfg = ModelConfig(kind="dot_bias", loss="softmax", n_factors=1, popularity_boost=boost)
+        ids, scores = Recommender(cfg, model, np.array([5]), np.array([11, 12]), device="cpu").recommend([5], 2)
+        return ids[0].tolist(), scores[0]
+
+    assert top(0.0)[0] == [11, 12]
+    ids, scores = top(1.0)
+    assert ids == [12, 11]
+    np.testing.assert_allclose(scores, [1.2, 1.0], rtol=1e-6)   # 2 × 0.6 beats 1.0 + 2 × 0
+    assert ModelConfig.for_kind("dot_bias", loss="softmax").popularity_boost == 1.0   # the tuned default
+    assert ModelConfig.for_kind("dot_bias").popularity_boost == 0.0                   # ratings: no boost
 
 
 def test_item_embeddings_align_with_ids(data):
@@ -171,3 +197,7 @@ def test_bad_inputs_are_refused():
         ModelConfig(kind="svd")
     with pytest.raises(ValueError, match="loss"):
         ModelConfig(loss="bpr")
+    with pytest.raises(ValueError, match="rating_input"):
+        ModelConfig.for_kind("dot_bias", loss="softmax", rating_input=True)
+    with pytest.raises(ValueError, match="rating_input"):
+        ModelConfig.for_kind("embedding_nn", rating_input=True)
