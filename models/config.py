@@ -41,6 +41,8 @@ class ModelConfig:
         if self.rating_input and (self.kind != "dot_bias" or self.loss != "mse"):
             raise ValueError("ModelConfig.rating_input needs kind='dot_bias' and loss='mse' (a ranking loss "
                              "would score each item with its own ratings in the input)")
+        if self.popularity_boost and self.kind != "dot_bias":
+            raise ValueError("ModelConfig.popularity_boost needs kind='dot_bias' (the NN has no item bias to boost)")
         self.layers = tuple(int(x) for x in self.layers)
         self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
 

@@ -201,3 +201,5 @@ def test_bad_inputs_are_refused():
         ModelConfig.for_kind("dot_bias", loss="softmax", rating_input=True)
     with pytest.raises(ValueError, match="rating_input"):
         ModelConfig.for_kind("embedding_nn", rating_input=True)
+    with pytest.raises(ValueError, match="popularity_boost"):
+        ModelConfig.for_kind("embedding_nn", loss="softmax", popularity_boost=1.0)
