@@ -83,7 +83,8 @@ def fit(cfg, train, valid, feats, device, verbose=True):
 RATING_MODELS = {
     "dot_bias (fastai book settings: 50 factors, wd 0.1, 5 epochs, lr 5e-3, bs 64)":
         ModelConfig(kind="dot_bias", n_factors=50, wd=0.1, epochs=5, lr=5e-3, batch_size=64),
-    "dot_bias fast (bs 1024, lr 5e-3)": ModelConfig(**FAST_RATING["dot_bias"]),
+    "dot_bias fast (side info, no rating input, bs 1024, lr 5e-3)": ModelConfig(**FAST_RATING["dot_bias"]),
+    "dot_bias default without side info": ModelConfig.for_kind("dot_bias", use_side_info=False),
     "dot_bias default": ModelConfig.for_kind("dot_bias"),
     "embedding_nn without side info": ModelConfig.for_kind("embedding_nn", use_side_info=False),
     "embedding_nn fast (100 hidden, bs 1024, lr 5e-3)": ModelConfig(**FAST_RATING["embedding_nn"]),

@@ -84,9 +84,12 @@ class DotProductBias(nn.Module):
     (`RatingBags`), so the user factors meet what other users said of the item, AutoRec-style. While
     training, the target rating is left out of its own item's code: left in, the model learns to read
     the answer off the input, which it never sees at test time.
+    Side features (user_side_dim/item_side_dim > 0): a linear map of a row's features adds to its
+    vector and bias (SVDFeature-style), so rare and unseen ids start from what they are.
     """
 
-    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5), rating_input: bool = False):
+    def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5), rating_input: bool = False,
+                 user_side_dim: int = 0, item_side_dim: int = 0):
         super().__init__()
         # n_users/n_items count the unknown row 0
         self.user_factors = _embedding(n_users, n_factors)
@@ -96,26 +99,77 @@ class DotProductBias(nn.Module):
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.y_range = tuple(y_range)
         self.item_ratings = RatingBags(n_items, n_users, n_factors) if rating_input else None
+        self.user_side_in = _side_tables(self, "user", n_users, user_side_dim, n_factors + 1)
+        self.item_side_in = _side_tables(self, "item", n_items, item_side_dim, n_factors + 1)
 
-    def item_vectors(self, items, leave_out=None):
-        """Item vectors [C, d]: own factors, plus the rating-column code when rating_input."""
-        q = self.item_factors(items)
-        return q if self.item_ratings is None else q + self.item_ratings(items, leave_out)
+    def set_side_tables(self, user_side: torch.Tensor | None, item_side: torch.Tensor | None):
+        """Install side-feature tables [n_users, du] and [n_items, di] (row 0 = unknown)."""
+        _install_side(self, user_side, item_side)
+
+    def _side(self, who: str, idx, given):
+        """Side offsets [B, d + 1] (vector, then bias) from the rows' features (given, else the table's), or None."""
+        lin = self.user_side_in if who == "user" else self.item_side_in
+        if lin is None:
+            return None
+        return lin(getattr(self, f"{who}_side")[idx] if given is None else given)
+
+    def user_vectors(self, users, user_side=None):
+        """User vectors [B, d]: own factors, plus the side-feature offset."""
+        p, s = self.user_factors(users), self._side("user", users, user_side)
+        return p if s is None else p + s[:, :-1]
+
+    def user_biases(self, users, user_side=None):
+        """User biases [B] (with the side-feature offset)."""
+        b, s = self.user_bias(users)[:, 0], self._side("user", users, user_side)
+        return b if s is None else b + s[:, -1]
+
+    def item_vectors(self, items, leave_out=None, item_side=None):
+        """Item vectors [C, d]: own factors, plus the rating-column code and the side-feature offset."""
+        q, s = self.item_factors(items), self._side("item", items, item_side)
+        if self.item_ratings is not None:
+            q = q + self.item_ratings(items, leave_out)
+        return q if s is None else q + s[:, :-1]
+
+    def item_biases(self, items, item_side=None):
+        """Item biases [C] (with the side-feature offset)."""
+        b, s = self.item_bias(items)[:, 0], self._side("item", items, item_side)
+        return b if s is None else b + s[:, -1]
 
     def raw(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid score [B] of pairs users[B], items[B]."""
-        q = self.item_vectors(items, users if self.training else None)        # [B, d]
-        dot = (self.user_factors(users) * q).sum(-1)
-        return dot + self.user_bias(users)[:, 0] + self.item_bias(items)[:, 0] + self.global_bias
+        q = self.item_vectors(items, users if self.training else None, item_side)       # [B, d]
+        dot = (self.user_vectors(users, user_side) * q).sum(-1)
+        return dot + self.user_biases(users, user_side) + self.item_biases(items, item_side) + self.global_bias
 
     def raw_all(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid scores [B, C] of every user in users[B] against every item in items[C]."""
-        s = self.user_factors(users) @ self.item_vectors(items).T            # [B, C]
-        s = s + self.item_bias(items)[:, 0][None, :]
-        return s + (self.user_bias(users)[:, 0] + self.global_bias)[:, None]
+        s = self.user_vectors(users, user_side) @ self.item_vectors(items, None, item_side).T   # [B, C]
+        s = s + self.item_biases(items, item_side)[None, :]
+        return s + (self.user_biases(users, user_side) + self.global_bias)[:, None]
 
     def forward(self, users, items, user_side=None, item_side=None):
-        return sigmoid_range(self.raw(users, items), *self.y_range)
+        return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)
+
+
+def _side_tables(module: nn.Module, who: str, n: int, dim: int, width: int) -> nn.Linear | None:
+    """Register `{who}_side` [n, dim] (filled by set_side_tables) and return a zero-initialised dim -> width map.
+
+    dim 0: nothing registered, None returned (a plain model's state dict stays as it was).
+    """
+    if dim <= 0:
+        return None
+    module.register_buffer(f"{who}_side", torch.zeros(n, dim))
+    lin = nn.Linear(dim, width, bias=False)
+    nn.init.zeros_(lin.weight)   # starts as the model without side features
+    return lin
+
+
+def _install_side(module: nn.Module, user_side, item_side):
+    # copy_ keeps the registered buffers (and their device)
+    if user_side is not None:
+        module.user_side.copy_(user_side)
+    if item_side is not None:
+        module.item_side.copy_(item_side)
 
 
 class EmbeddingNN(nn.Module):
@@ -146,10 +200,7 @@ class EmbeddingNN(nn.Module):
 
     def set_side_tables(self, user_side: torch.Tensor | None, item_side: torch.Tensor | None):
         """Install side-feature tables [n_users, du] and [n_items, di] (row 0 = unknown)."""
-        if user_side is not None:
-            self.user_side.copy_(user_side)
-        if item_side is not None:
-            self.item_side.copy_(item_side)
+        _install_side(self, user_side, item_side)
 
     def _drop_ids(self, idx):
         # Training only: hide some ids so the side features learn to stand in for unseen ones.

@@ -1,4 +1,4 @@
-"""Side features (user age/gender/occupation, item genres/year) as dense float tables.
+"""Side features (user age/gender/occupation, item genres/year/decade) as dense float tables.
 
 Input: plain dicts of numpy arrays keyed by raw id, e.g.
   user_features = {"user_id": ids[n], "age": ints[n], "gender": ["M"|"F"][n], "occupation": codes[n]}
@@ -66,11 +66,21 @@ def fit_item_meta(f: dict) -> dict:
         year = np.asarray(f[YEAR], dtype=np.float64)
         meta["year_mean"] = float(np.nanmean(year)) if np.isfinite(year).any() else 0.0
         meta["year_std"] = float(np.nanstd(year) or 1.0) if np.isfinite(year).any() else 1.0
+        meta["decades"] = sorted(set(_decades(year[np.isfinite(year)]).tolist()))
     return meta
 
 
+def _decades(year) -> np.ndarray:
+    # "1990" for 1990-1999; "" for a missing year (no decade column is ever "")
+    year = np.asarray(year, dtype=np.float64)
+    return np.array([str(int(y // 10 * 10)) if np.isfinite(y) else "" for y in year], dtype=object)
+
+
 def encode_items(f: dict, meta: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(raw ids int64 [n], features float32 [n, d]): genre flags, year z-score, year-missing flag."""
+    """(raw ids int64 [n], features float32 [n, d]): genre flags, year z-score, year-missing flag, decade flags.
+
+    The decade flags let a linear layer give each era its own offset (a z-score alone is one slope).
+    """
     ids = np.asarray(f[ITEM_ID], dtype=np.int64)
     cols = []
     if GENRES in meta["fields"]:
@@ -82,6 +92,8 @@ def encode_items(f: dict, meta: dict) -> tuple[np.ndarray, np.ndarray]:
         year = np.asarray(f[YEAR], dtype=np.float64)
         cols.append(_zscore(year, meta["year_mean"], meta["year_std"])[:, None])
         cols.append(np.isnan(year).astype(np.float32)[:, None])
+        if "decades" in meta:   # absent from the metadata of models saved before decades were added
+            cols.append(_one_hot(_decades(year), meta["decades"]))
     return ids, _stack(cols, len(ids))
 
 

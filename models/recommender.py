@@ -32,7 +32,8 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
                 item_side_dim: int = 0) -> torch.nn.Module:
     """The module for a config; n_users/n_items include the unknown row 0."""
     if config.kind == "dot_bias":
-        return DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input)
+        return DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input,
+                              user_side_dim, item_side_dim)
     us = config.n_factors or emb_size(n_users)
     its = config.n_factors or emb_size(n_items)
     return EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
@@ -42,11 +43,11 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
 class Recommender:
     """A trained model with its id vocabularies and side-feature tables.
 
-    Unknown ids: model index 0, whose embeddings and biases are fixed at zero. For dot_bias an
-    unknown user scores sigmoid_range(global bias + item bias) (a popularity-like fallback), an
-    unknown item sigmoid_range(global bias + user bias). For embedding_nn with side info an
-    unknown id is scored from its side features (given at fit, or passed to predict/recommend),
-    else from the mean feature row.
+    Unknown ids: model index 0, whose embeddings and biases are fixed at zero. For dot_bias without
+    side info an unknown user scores sigmoid_range(global bias + item bias) (a popularity-like
+    fallback), an unknown item sigmoid_range(global bias + user bias). With side info (either kind)
+    an unknown id is scored from its side features (given at fit, or passed to predict/recommend),
+    else from the mean feature row, and its rating count is taken as the lowest count seen in training.
     """
 
     def __init__(self, config: ModelConfig, model: torch.nn.Module, user_ids: np.ndarray,
@@ -76,20 +77,19 @@ class Recommender:
         dev = pick_device(device)
         torch.manual_seed(config.seed)
         user_ids, item_ids = np.unique(users), np.unique(items)
-        side = _encode_side(config, user_features, item_features)
-        du = side["user_rows"].shape[1] if "user_rows" in side else 0
-        di = side["item_rows"].shape[1] if "item_rows" in side else 0
+        ui, ii = _index(user_ids, users), _index(item_ids, items)
+        counts = {"user": np.bincount(ui, minlength=len(user_ids) + 1),
+                  "item": np.bincount(ii, minlength=len(item_ids) + 1)}
+        side = _encode_side(config, user_features, item_features, counts)
+        du, di = _side_dims(side)
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
         if getattr(model, "item_ratings", None) is not None:
-            model.item_ratings.set_ratings(*_ratings_by_item(_index(user_ids, users), _index(item_ids, items),
-                                                             ratings, len(item_ids) + 1, dev))
+            model.item_ratings.set_ratings(*_ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
         if du or di:
-            model.set_side_tables(
-                torch.as_tensor(fx.table_by_index(user_ids, side["user_feature_ids"], side["user_rows"]))
-                if du else None,
-                torch.as_tensor(fx.table_by_index(item_ids, side["item_feature_ids"], side["item_rows"]))
-                if di else None)
+            tables = {who: _side_table(side, who, vocab, counts[who])
+                      for who, vocab in (("user", user_ids), ("item", item_ids))}
+            model.set_side_tables(*(None if t is None else torch.as_tensor(t) for t in tables.values()))
 
         def tensors(u, i, r):
             return (torch.as_tensor(_index(user_ids, u), device=dev),
@@ -118,16 +118,16 @@ class Recommender:
 
     def _side_rows(self, who: str, ids: np.ndarray, idx: np.ndarray, given: dict | None):
         """Side rows [n, d] for raw ids: model table for known ids, else fit-time or given features."""
-        if f"{who}_rows" not in self.side:
+        if f"{who}_rows" not in self.side and f"{who}_count_z" not in self.side:
             return None
         table = (self.model.user_side if who == "user" else self.model.item_side).cpu().numpy()
         rows = table[idx]
         unknown = idx == 0
-        if unknown.any():
+        if unknown.any() and f"{who}_rows" in self.side:
             for fid, frows in self._feature_sources(who, given):
                 found, r = fx.lookup(ids[unknown], fid, frows)
                 sub = rows[unknown]
-                sub[found] = r[found]
+                sub[found, :r.shape[1]] = r[found]   # feature columns first; the count column keeps row 0's
                 rows[unknown] = sub
         return torch.as_tensor(rows, device=self.device)
 
@@ -185,10 +185,11 @@ class Recommender:
         m = self.model
         if isinstance(m, DotProductBias):
             u = torch.as_tensor(ui, device=self.device)
-            item_vecs = m.item_vectors(torch.arange(1, n_items + 1, device=self.device))
-            cols, raw = topk_dot(m.user_factors(u), item_vecs, k,
-                                 user_bias=m.user_bias(u)[:, 0] + m.global_bias,
-                                 item_bias=m.item_bias.weight[1:, 0] * (1 + self.config.popularity_boost),
+            us = self._side_rows("user", uniq, ui, user_features)
+            cand = torch.arange(1, n_items + 1, device=self.device)
+            cols, raw = topk_dot(m.user_vectors(u, us), m.item_vectors(cand), k,
+                                 user_bias=m.user_biases(u, us) + m.global_bias,
+                                 item_bias=m.item_biases(cand) * (1 + self.config.popularity_boost),
                                  exclude=csr,
                                  chunk_size=chunk_size, device=self.device)
         else:
@@ -257,9 +258,7 @@ class Recommender:
         config = ModelConfig.from_dict(payload["config"])
         side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
         user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
-        du = side["user_rows"].shape[1] if "user_rows" in side else 0
-        di = side["item_rows"].shape[1] if "item_rows" in side else 0
-        model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di)
+        model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, *_side_dims(side))
         state = payload["state_dict"]
         if "item_ratings.members" in state:   # variable-length buffers: install them before loading
             model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
@@ -278,10 +277,15 @@ def _ratings_by_item(ui: np.ndarray, ii: np.ndarray, ratings: np.ndarray, n_item
             torch.as_tensor(centred[order], device=device))
 
 
-def _encode_side(config: ModelConfig, user_features, item_features) -> dict:
-    """Encoding metadata and encoded rows of the fit-time side features (embedding_nn only)."""
+def _encode_side(config: ModelConfig, user_features, item_features, counts: dict) -> dict:
+    """Encoding metadata and encoded rows of the fit-time side features, and rating-count statistics.
+
+    With use_side_info each side table also gets a column of log(1 + training ratings of the id),
+    z-scored: how much a user rates or an item is rated says something of the ratings (popular films
+    are rated higher), and it needs nothing beyond the ratings.
+    """
     side: dict = {}
-    if config.kind != "embedding_nn" or not config.use_side_info:
+    if not config.use_side_info:
         return side
     if user_features is not None:
         meta = fx.fit_user_meta(user_features)
@@ -291,4 +295,25 @@ def _encode_side(config: ModelConfig, user_features, item_features) -> dict:
         meta = fx.fit_item_meta(item_features)
         ids, rows = fx.encode_items(item_features, meta)
         side.update(item_meta=meta, item_feature_ids=ids, item_rows=rows)
+    for who, n in counts.items():
+        logc = np.log1p(n[1:].astype(np.float64))          # known ids only
+        side[f"{who}_count_z"] = [float(logc.min()), float(logc.mean()), float(logc.std() or 1.0)]
     return side
+
+
+def _side_dims(side: dict) -> tuple[int, int]:
+    """Widths of the user and item side tables: feature columns, plus the count column."""
+    return tuple((side[f"{who}_rows"].shape[1] if f"{who}_rows" in side else 0) + (f"{who}_count_z" in side)
+                 for who in ("user", "item"))
+
+
+def _side_table(side: dict, who: str, vocab: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """Side table by model index [len(vocab) + 1, width]; row 0 (unknown) gets the mean features, lowest count."""
+    parts = []
+    if f"{who}_rows" in side:
+        parts.append(fx.table_by_index(vocab, side[f"{who}_feature_ids"], side[f"{who}_rows"]))
+    if f"{who}_count_z" in side:
+        low, mean, std = side[f"{who}_count_z"]
+        logc = np.maximum(np.log1p(counts.astype(np.float64)), low)   # unknown: as the least-rated known id
+        parts.append(((logc - mean) / std).astype(np.float32)[:, None])
+    return np.concatenate(parts, 1) if parts else None

@@ -121,7 +121,7 @@ def _kind(rec, meta: ModelMeta) -> str:
 
 
 def supports_side_info(rec) -> bool:
-    """Whether the model scores unseen users from their features (embedding_nn trained with user side info)."""
+    """Whether the model scores unseen users from their features (trained with use_side_info and user features)."""
     return bool(getattr(rec.config, "use_side_info", False)) and "user_rows" in getattr(rec, "side", {})
 
 

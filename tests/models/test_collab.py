@@ -86,3 +86,28 @@ def test_rating_input_leaves_the_target_out_only_while_training():
     assert not torch.isclose(train_scores[0], eval_scores[0])   # its own rating is hidden in training
     assert torch.isclose(train_scores[1], eval_scores[1])       # nothing of user 3 to hide
     assert torch.allclose(m.raw_all(u, torch.arange(3))[:, 1], eval_scores, atol=1e-6)
+
+
+def test_dot_bias_side_features_offset_vectors_and_biases_by_hand():
+    m = DotProductBias(3, 3, 2, user_side_dim=1, item_side_dim=2)
+    with torch.no_grad():
+        for p in (m.user_factors.weight, m.item_factors.weight, m.user_bias.weight, m.item_bias.weight):
+            p.zero_()
+        m.user_factors.weight[1] = torch.tensor([1.0, 0.0])
+        m.item_factors.weight[2] = torch.tensor([0.0, 1.0])
+        m.user_side_in.weight[:] = torch.tensor([[1.0], [2.0], [0.5]])         # [d + 1, du]: vector, then bias
+        m.item_side_in.weight[:] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    m.set_side_tables(torch.tensor([[0.0], [2.0], [0.0]]), torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, -1.0]]))
+    # user 1: vector (1,0) + 2*(1,2) = (3,4), bias 2*0.5 = 1; item 2: (0,1) + (3,-1) = (3,0), bias 3-1 = 2
+    assert torch.allclose(m.raw(torch.tensor([1]), torch.tensor([2])), torch.tensor([3 * 3 + 4 * 0 + 1 + 2.0]))
+    # explicit rows replace the table's (a cold user scored from features given at query time)
+    given = m.raw(torch.tensor([0]), torch.tensor([2]), user_side=torch.tensor([[1.0]]))
+    assert torch.allclose(given, torch.tensor([1 * 3 + 2 * 0 + 0.5 + 2.0]))
+    assert torch.allclose(m.raw_all(torch.tensor([1]), torch.arange(3))[0, 2], torch.tensor(12.0))
+
+
+def test_dot_bias_without_side_features_keeps_its_state_dict():
+    # models saved before side features existed must load: no side buffers or maps unless asked for
+    assert not any("side" in k for k in DotProductBias(3, 3, 2).state_dict())
+    side = DotProductBias(3, 3, 2, user_side_dim=1).state_dict()
+    assert "user_side" in side and "user_side_in.weight" in side and "item_side" not in side

@@ -108,7 +108,7 @@ def test_save_load_round_trip_is_exact(data, kind, tmp_path):
 
 def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     train, _ = data
-    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", **FAST), device="cpu")
+    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", use_side_info=False, **FAST), device="cpu")
     m = rec.model
     g = float(m.global_bias.detach())
     item = 1003
@@ -121,10 +121,12 @@ def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     assert rec.known_users([100, 999_999]).tolist() == [True, False]
 
 
-def test_side_info_scores_cold_users_from_their_features(data):
+@pytest.mark.parametrize("kind", KINDS)
+def test_side_info_scores_cold_users_from_their_features(data, kind):
     train, _ = data
     users, items = side_features()
-    cfg = ModelConfig.for_kind("embedding_nn", use_side_info=True, id_dropout=0.1, **FAST)
+    extra = {"id_dropout": 0.1} if kind == "embedding_nn" else {}
+    cfg = ModelConfig.for_kind(kind, use_side_info=True, **extra, **FAST)
     rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
     new = {fx.USER_ID: np.array([5000, 5001]), fx.AGE: np.array([20, 65]), fx.GENDER: np.array(["F", "M"]),
            fx.OCCUPATION: np.array(["a", "zzz"])}   # 'zzz' is an unseen category: encodes as zeros
@@ -203,3 +205,44 @@ def test_bad_inputs_are_refused():
         ModelConfig.for_kind("embedding_nn", rating_input=True)
     with pytest.raises(ValueError, match="popularity_boost"):
         ModelConfig.for_kind("embedding_nn", loss="softmax", popularity_boost=1.0)
+
+
+def test_item_decades_are_one_hot_after_genres_and_year():
+    f = {fx.ITEM_ID: np.array([1, 2, 3]), fx.GENRES: np.array([[1, 0], [0, 1], [0, 0]], bool),
+         fx.YEAR: np.array([1995.0, np.nan, 1977.0])}
+    meta = fx.fit_item_meta(f)
+    assert meta["decades"] == ["1970", "1990"]
+    _, rows = fx.encode_items(f, meta)
+    # genres (2), year z-score (mean 1986, std 9), year missing, decade 1970, decade 1990
+    np.testing.assert_allclose(rows, [[1, 0, 1, 0, 0, 1], [0, 1, 0, 1, 0, 0], [0, 0, -1, 0, 1, 0]])
+    old = {k: v for k, v in meta.items() if k != "decades"}   # metadata of a model saved before decades
+    assert fx.encode_items(f, old)[1].shape == (3, 4)
+
+
+def test_side_tables_carry_a_log_count_column():
+    from models.recommender import _side_table
+    side = {"item_count_z": [np.log1p(1.0), 1.0, 0.5]}   # (lowest, mean, std) of log(1 + count) over known ids
+    table = _side_table(side, "item", np.array([10, 20]), np.array([0, 1, np.e ** 2 - 1]))
+    # unknown row 0 counts as the least-rated known id; the rest log(1 + n), z-scored
+    np.testing.assert_allclose(table[:, 0], [(np.log1p(1) - 1) / 0.5, (np.log1p(1) - 1) / 0.5, (2 - 1) / 0.5],
+                               rtol=1e-6)
+
+
+def test_dot_side_info_learns_from_features_alone():
+    # Items' ratings depend only on a genre flag; a dot model with side info must score a never-rated
+    # item of the liked genre above one of the other genre (without side info both get the same score).
+    rng = np.random.default_rng(0)
+    n_items = 40
+    liked = np.arange(n_items) % 2 == 0
+    u = rng.integers(0, 30, 2000)
+    i = rng.integers(0, n_items, 2000)
+    r = np.where(liked[i], 4.5, 1.5).astype(np.float32)
+    items = {fx.ITEM_ID: np.arange(n_items + 2), fx.GENRES: np.r_[liked, [True, False]][:, None],
+             fx.YEAR: np.full(n_items + 2, 1990.0)}
+    cfg = ModelConfig.for_kind("dot_bias", epochs=5, batch_size=128, lr=1e-2)
+    rec = Recommender.fit(u, i, r, cfg, item_features=items, device="cpu")
+    new = rec.predict([0, 0], [n_items, n_items + 1])   # cold items: liked genre, other genre
+    assert new[0] - new[1] > 0.1   # the item biases explain most of it; the genre weight must carry some
+    plain = Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", epochs=1, use_side_info=False), device="cpu")
+    p = plain.predict([0, 0], [n_items, n_items + 1])
+    assert p[0] == p[1]
