@@ -113,39 +113,33 @@ class DotProductBias(nn.Module):
             return None
         return lin(getattr(self, f"{who}_side")[idx] if given is None else given)
 
-    def user_vectors(self, users, user_side=None):
-        """User vectors [B, d]: own factors, plus the side-feature offset."""
-        p, s = self.user_factors(users), self._side("user", users, user_side)
-        return p if s is None else p + s[:, :-1]
+    def user_terms(self, users, user_side=None):
+        """(vectors [B, d], biases [B]) of users: own factors and bias, plus the side-feature offsets."""
+        p, b, s = self.user_factors(users), self.user_bias(users)[:, 0], self._side("user", users, user_side)
+        return (p, b) if s is None else (p + s[:, :-1], b + s[:, -1])
 
-    def user_biases(self, users, user_side=None):
-        """User biases [B] (with the side-feature offset)."""
-        b, s = self.user_bias(users)[:, 0], self._side("user", users, user_side)
-        return b if s is None else b + s[:, -1]
-
-    def item_vectors(self, items, leave_out=None, item_side=None):
-        """Item vectors [C, d]: own factors, plus the rating-column code and the side-feature offset."""
-        q, s = self.item_factors(items), self._side("item", items, item_side)
+    def item_terms(self, items, leave_out=None, item_side=None):
+        """(vectors [C, d], biases [C]) of items: own factors and bias, the rating-column code, the side offsets."""
+        q, b, s = self.item_factors(items), self.item_bias(items)[:, 0], self._side("item", items, item_side)
         if self.item_ratings is not None:
             q = q + self.item_ratings(items, leave_out)
-        return q if s is None else q + s[:, :-1]
+        return (q, b) if s is None else (q + s[:, :-1], b + s[:, -1])
 
-    def item_biases(self, items, item_side=None):
-        """Item biases [C] (with the side-feature offset)."""
-        b, s = self.item_bias(items)[:, 0], self._side("item", items, item_side)
-        return b if s is None else b + s[:, -1]
+    def item_vectors(self, items, leave_out=None, item_side=None):
+        """Item vectors [C, d] (the first half of item_terms)."""
+        return self.item_terms(items, leave_out, item_side)[0]
 
     def raw(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid score [B] of pairs users[B], items[B]."""
-        q = self.item_vectors(items, users if self.training else None, item_side)       # [B, d]
-        dot = (self.user_vectors(users, user_side) * q).sum(-1)
-        return dot + self.user_biases(users, user_side) + self.item_biases(items, item_side) + self.global_bias
+        p, bu = self.user_terms(users, user_side)                                           # [B, d], [B]
+        q, bi = self.item_terms(items, users if self.training else None, item_side)        # [B, d], [B]
+        return (p * q).sum(-1) + bu + bi + self.global_bias
 
     def raw_all(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid scores [B, C] of every user in users[B] against every item in items[C]."""
-        s = self.user_vectors(users, user_side) @ self.item_vectors(items, None, item_side).T   # [B, C]
-        s = s + self.item_biases(items, item_side)[None, :]
-        return s + (self.user_biases(users, user_side) + self.global_bias)[:, None]
+        p, bu = self.user_terms(users, user_side)                                           # [B, d], [B]
+        q, bi = self.item_terms(items, None, item_side)                                     # [C, d], [C]
+        return p @ q.T + bi[None, :] + (bu + self.global_bias)[:, None]
 
     def forward(self, users, items, user_side=None, item_side=None):
         return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)

@@ -187,9 +187,9 @@ class Recommender:
             u = torch.as_tensor(ui, device=self.device)
             us = self._side_rows("user", uniq, ui, user_features)
             cand = torch.arange(1, n_items + 1, device=self.device)
-            cols, raw = topk_dot(m.user_vectors(u, us), m.item_vectors(cand), k,
-                                 user_bias=m.user_biases(u, us) + m.global_bias,
-                                 item_bias=m.item_biases(cand) * (1 + self.config.popularity_boost),
+            (p, bu), (q, bi) = m.user_terms(u, us), m.item_terms(cand)
+            cols, raw = topk_dot(p, q, k, user_bias=bu + m.global_bias,
+                                 item_bias=bi * (1 + self.config.popularity_boost),
                                  exclude=csr,
                                  chunk_size=chunk_size, device=self.device)
         else:
