@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean-home ui-prefect ui-mlflow
+.PHONY: run test install ui-prefect ui-mlflow
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,6 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
 
 ui-prefect: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200

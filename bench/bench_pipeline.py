@@ -41,8 +41,9 @@ def plain_compute(home: Path, data: Path) -> dict[str, float]:
     from tasks import acquire, lake, movielens, warehouse
     from tasks import contract as c
     from tasks import publish as pub
+    from tasks.model_ref import ModelRef, ServingModel
     from tasks import split as splits
-    from tasks import train as training
+    from tasks import training as training
     from tasks.settings import Paths
 
     paths = Paths(home)
@@ -63,7 +64,7 @@ def plain_compute(home: Path, data: Path) -> dict[str, float]:
         t = time.perf_counter()
         result = training.train_and_evaluate(split, training.pipeline_config(kind), tables.users, tables.movies)
         s[f"train_{kind}"] = time.perf_counter() - t
-        models.append((result.recommender, {"name": c.registered_model_name(kind), "version": "0"}))
+        models.append(ServingModel(result.recommender, ModelRef(c.registered_model_name(kind), "0")))
     t = time.perf_counter()
     pub.publish(paths, models, tables.ratings, tables.movies, tables.users, split_id=split.split_id,
                 data_hash=data_hash)

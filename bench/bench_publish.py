@@ -31,6 +31,7 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
     from tasks import contract as c
     from tasks import lake, movielens, synthetic
     from tasks import publish as pub
+    from tasks.model_ref import ModelRef, ServingModel
     from tasks.settings import Paths
 
     paths = Paths(home)
@@ -49,10 +50,11 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
         models[kind] = Recommender.fit(r[c.USER_ID].to_numpy(), r[c.ITEM_ID].to_numpy(),
                                        r[c.RATING].to_numpy(), config)
         results.append({"bench": "train", "kind": kind, "seconds": round(time.perf_counter() - t0, 3)})
-    metas = {kind: pub.ModelMeta(c.registered_model_name(kind), "1", f"models:/{c.registered_model_name(kind)}/1",
-                                 kind) for kind in models}
+    served = {kind: ServingModel(models[kind], ModelRef(c.registered_model_name(kind), "1",
+                                                         f"models:/{c.registered_model_name(kind)}/1"))
+              for kind in models}
     for first in (c.MODEL_KIND_DOT, c.MODEL_KIND_NN):
-        pairs = [(models[first], metas[first])] + [(models[c.MODEL_KIND_DOT], metas[c.MODEL_KIND_DOT])]
+        pairs = [served[first], served[c.MODEL_KIND_DOT]]
         res = pub.publish(paths, pairs, tables.ratings, tables.movies, tables.users, n=n, k=k,
                           data_hash=data_hash)
         s = res.seconds

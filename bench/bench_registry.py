@@ -50,7 +50,7 @@ def main() -> None:
     from tasks import registry as r
     from tasks import tracking as t
     from tasks.settings import Paths
-    from tasks.train import model_config
+    from tasks.training import model_config
     imports = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-registry-") as tmp:
@@ -88,7 +88,7 @@ def main() -> None:
                 d = time.perf_counter()
                 version = r.register(paths, run_id, kind)
                 e = time.perf_counter()
-                r.promote_if_better(paths, kind, version)
+                r.promote_if_better(paths, kind, version, "rmse")
                 f, cpu_f = time.perf_counter(), time.process_time()
                 row = {"kind": kind, "round": i, "fit_seconds": round(fit_s, 2), "pictures_alone": round(b - a, 3),
                        "log_training": round(d - b, 3), "register": round(e - d, 3), "promote": round(f - e, 3),

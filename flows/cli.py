@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 
 from tasks import settings
+
+
+FLOW_COMMANDS = ("run", "ingest", "train", "publish")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -44,12 +46,9 @@ def _split_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--leave-k", type=int, default=1, help="k for leave_last_k")
+    p.add_argument("--cutoff", type=int, default=None,
+                   help="temporal: unix seconds (default: the test-fraction quantile of the rating times)")
     p.add_argument("--seed", type=int, default=42)
-
-
-def _split_params(a) -> dict:
-    return {"strategy": a.split, "test_fraction": a.test_fraction, "valid_fraction": a.valid_fraction,
-            "k": a.leave_k, "seed": a.seed}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--kind", default="dot_bias", choices=("dot_bias", "embedding_nn"))
     _split_options(p)
+    p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
-    p.add_argument("--promotion-metric", default=None)
+    p.add_argument("--promotion-metric", default=None, help="metric that moves `champion` (default: ndcg@10)")
+    p.add_argument("--top-k", type=int, default=10, help="k of the ranking metrics (default 10)")
+    p.add_argument("--force", action="store_true", help="train even if an identical training is registered")
+    p.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")
 
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
@@ -125,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return synthetic.main(argv[1:]) or 0
     a = build_parser().parse_args(argv)
     paths = settings.apply_environment(a.home)
-    # The temporary Prefect API can take longer than its 20 s default to start on a busy 2-core box.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    if a.command in FLOW_COMMANDS:  # only commands that run a flow need Prefect's home on disk
+        settings.prepare_prefect_home()
     from flows import commands
 
     return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0

@@ -30,15 +30,18 @@ def _split(a) -> "SplitSpec":  # noqa: F821
         kw["k"] = a.leave_k
     else:
         kw["test_fraction"] = a.test_fraction
+    if a.cutoff is not None:
+        kw["cutoff"] = a.cutoff
     return SplitSpec(**kw)
 
 
 def run(a, paths: Paths) -> int:
-    from flows.pipeline import DEFAULT_METRIC, pipeline
+    from flows.pipeline import pipeline
+    from tasks.evaluate import PROMOTION_METRIC
 
     summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
                        dot_config=a.dot_config, nn_config=a.nn_config,
-                       promotion_metric=a.promotion_metric or DEFAULT_METRIC, n=a.top_n, k=a.similar_k,
+                       promotion_metric=a.promotion_metric or PROMOTION_METRIC, n=a.top_n, k=a.similar_k,
                        retain=a.retain, force=a.force)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
@@ -66,11 +69,12 @@ def ingest(a, paths: Paths) -> int:
 
 
 def train(a, paths: Paths) -> int:
-    from flows.pipeline import DEFAULT_METRIC
     from flows.train import train as train_flow
+    from tasks.evaluate import PROMOTION_METRIC
 
-    _print_json(train_flow(kind=a.kind, split=_split(a), config=a.config, home=str(paths.home),
-                           promotion_metric=a.promotion_metric or DEFAULT_METRIC))
+    _print_json(train_flow(kind=a.kind, split=a.split_id or _split(a), config=a.config, home=str(paths.home),
+                           k=a.top_k, promotion_metric=a.promotion_metric or PROMOTION_METRIC, force=a.force,
+                           to_registry=a.to_registry))
     return 0
 
 

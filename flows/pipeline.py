@@ -17,17 +17,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from flows.artifacts import publish_run_artifacts
 from flows.ingest import ingest
 from flows.publish import publish
 from flows.train import train
 from tasks import contract as c
 from tasks import report
-from tasks import train as training
+from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
-DEFAULT_METRIC = training.PROMOTION_METRIC  # compared on the validation part (valid_ndcg_at_10)
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)
@@ -58,7 +58,7 @@ def _run_name() -> str:
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
 def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
-             promotion_metric: str = DEFAULT_METRIC, n: int = 50, k: int = 20, retain: int = 5,
+             promotion_metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
              train_on: Literal["local", "deployment"] = "local", force: bool = False) -> dict:
     """Ingest, split, train and register both models, publish from the champions; returns a summary."""
     kinds = list(kinds or c.MODEL_KINDS)
@@ -78,11 +78,6 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
 
     paths = resolve_paths(home)
     summary = {"ingest": ingested, "models": trained, "publication": published, "warehouse": str(paths.warehouse)}
-    report.publish_artifacts(summary, paths.mlflow_tracking_uri)
+    publish_run_artifacts(summary, paths.mlflow_tracking_uri)
     return summary
 
-
-if __name__ == "__main__":
-    from flows.cli import main
-
-    raise SystemExit(main(["run"]))

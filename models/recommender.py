@@ -13,7 +13,7 @@ from models import features as fx
 from models.collab import DotProductBias, EmbeddingNN, emb_size, sigmoid_range
 from models.config import ModelConfig
 from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
-from models.train import pick_device, train
+from models.training_loop import pick_device, train
 
 FORMAT = "lensflow-recommender/1"
 _PREDICT_CHUNK = 1 << 18

@@ -16,6 +16,8 @@ import pandas as pd
 
 from tasks import contract as c
 
+# The metric that decides promotion (on the validation part) and which champion serves the lists.
+PROMOTION_METRIC = "ndcg_at_10"
 
 # ---- rating error ---------------------------------------------------------------------------
 def rmse(y_true, y_pred) -> float:

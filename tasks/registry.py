@@ -12,35 +12,22 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks import contract as c
+from tasks.evaluate import PROMOTION_METRIC
 from tasks import tracking as t
 from tasks.faults import maybe_crash
+from tasks.model_ref import ModelRef
 from tasks.settings import Paths
 
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss", "gini"})
 SPLIT_PREFIXES = ("valid_", "test_")   # record_training logs metrics per split part: valid_rmse, test_ndcg_at_10
-DEFAULT_METRIC = "rmse"
 
 TAG_DECISION = "promotion.decision"   # promoted | kept | refused | manual
 TAG_REASON = "promotion.reason"
 TAG_METRIC = "promotion.metric"
 PROMOTED, KEPT, REFUSED, MANUAL = "promoted", "kept", "refused", "manual"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered version and its lineage: what publish records next to every row it writes."""
-
-    name: str
-    version: str
-    uri: str          # models:/<name>/<version>
-    run_id: str
-    split_id: str
-    data_hash: str
 
 
 @dataclass(frozen=True)
@@ -101,6 +88,39 @@ def register(paths: Paths, run_id: str, kind: str | None = None) -> str:
     return str(mv.version)
 
 
+def find_by_tag(paths: Paths, kind: str, tag: str, value: str) -> ModelRef | None:
+    """The newest decided version of `kind` whose finished run has tags.<tag> = value, or None."""
+    cl = t.client(paths)
+    exp = cl.get_experiment_by_name(t.EXPERIMENT)
+    if exp is None:
+        return None
+    runs = cl.search_runs([exp.experiment_id], filter_string=f"tags.{tag} = '{_quote(value)}' "
+                          f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                          max_results=5)
+    name = c.registered_model_name(kind)
+    for run in runs:
+        versions = cl.search_model_versions(f"name = '{_quote(name)}' and run_id = '{_quote(run.info.run_id)}'")
+        # A version without a promotion decision was registered by a run that died before promoting it:
+        # reusing it would skip the comparison with the champion for good, so train again instead.
+        versions = [v for v in versions if TAG_DECISION in (v.tags or {})]
+        if versions:
+            return resolve(paths, kind, str(max(int(v.version) for v in versions)))
+    return None
+
+
+def _quote(value: str) -> str:
+    """MLflow filter strings have no bound parameters: allow only the characters our ids use."""
+    if not all(ch.isalnum() or ch in "-_." for ch in value):
+        raise ValueError(f"refusing to put {value!r} into an MLflow filter string")
+    return value
+
+
+def run_metrics(paths: Paths, run_id: str) -> dict[str, float]:
+    """Final metrics of a run (finite values only)."""
+    data = t.client(paths).get_run(run_id).data.metrics
+    return {k: float(v) for k, v in data.items() if v is not None and math.isfinite(v)}
+
+
 def version_metric(paths: Paths, name: str, version: str, metric: str) -> float | None:
     """The metric logged by the run behind a version (None when absent or not finite)."""
     cl = t.client(paths)
@@ -117,7 +137,7 @@ def champion_version(paths: Paths, kind: str) -> str | None:
         return None
 
 
-def promote_if_better(paths: Paths, kind: str, version: str, metric: str = DEFAULT_METRIC, *,
+def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMOTION_METRIC, *,
                       rescore: Callable[[object], Mapping[str, float]] | None = None) -> Decision:
     """Move `champion` to `version` only if it beats the champion on the same validation data.
 
@@ -258,10 +278,10 @@ class Recorded:
     decision: Decision
 
 
-def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str = DEFAULT_METRIC,
+def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str = PROMOTION_METRIC,
                     rescore: Callable[[object], Mapping[str, float]] | None = None,
                     tags: Mapping[str, str] | None = None) -> Recorded:
-    """Log a `tasks.train.TrainResult` as a run, register it (`candidate`) and promote it on evidence.
+    """Log a `tasks.training.TrainResult` as a run, register it (`candidate`) and promote it on evidence.
 
     Metrics are logged as valid_<name> and test_<name>; promotion compares valid_<metric> (test_<metric>
     when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
@@ -281,11 +301,3 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     part = "valid_" if result.valid_metrics else "test_"
     return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore))
 
-
-def _task(fn, name):
-    # Writes to the registry: never cached, never retried blindly (a retry would register twice).
-    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
-
-
-record_training_task = _task(record_training, "record-training")
-promote_task = _task(promote, "promote-model")

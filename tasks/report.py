@@ -1,5 +1,5 @@
-"""Run summaries: what a training produced (read back from the registry) and the Prefect artifacts
-that make a pipeline run readable in the UI.
+"""Run summaries: what a training produced (read back from the registry), and the tables and markdown
+that flows/artifacts.py shows in the Prefect UI.
 """
 
 from __future__ import annotations
@@ -93,13 +93,3 @@ def summary_markdown(summary: dict, tracking_uri: str) -> str:
     lines += [f"- **serving**: {served} (first: recommendations; similar items from the dot-bias embeddings "
               "when available)", f"- **warehouse**: `{summary['warehouse']}`"]
     return "\n".join(lines)
-
-
-def publish_artifacts(summary: dict, tracking_uri: str) -> None:
-    """A metrics table and a markdown summary on the current flow run (visible in the Prefect UI)."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    create_table_artifact(metrics_table(summary["models"]), key="model-metrics",
-                          description="Test and validation metrics of each model in this run")
-    create_markdown_artifact(summary_markdown(summary, tracking_uri), key="pipeline-summary",
-                             description="What this pipeline run did and why")

@@ -71,15 +71,15 @@ def paths(override: str | os.PathLike | None = None) -> Paths:
 
 
 def apply_environment(override: str | os.PathLike | None = None) -> Paths:
-    """Point Prefect at the data home unless the user chose otherwise; call before importing prefect."""
+    """Point Prefect at the data home unless the user chose otherwise; call before importing prefect.
+
+    Sets environment variables only: nothing is created on disk (see `prepare_prefect_home`).
+    """
     p = paths(override)
     if override:
         os.environ[HOME_ENV] = str(p.home)
     if not _USER_PREFECT_HOME:
         os.environ["PREFECT_HOME"] = str(p.prefect_home)
-    # Prefect creates PREFECT_HOME but not its parents; its temporary server then cannot open its
-    # database and the client waits out the whole startup timeout.
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     # The temporary API can take longer than Prefect's 20 s default to start on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # No network here, and no reason to phone home from a batch job.
@@ -87,3 +87,14 @@ def apply_environment(override: str | os.PathLike | None = None) -> Paths:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     return p
+
+
+def prepare_prefect_home() -> Path:
+    """Create PREFECT_HOME with its parents, before a flow runs.
+
+    Prefect creates PREFECT_HOME but not its parents; its temporary server then cannot open its
+    database and the client waits out the whole startup timeout.
+    """
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -11,7 +11,7 @@ import pandas as pd
 
 from tasks import contract as c
 from tasks import lake, registry
-from tasks import publish as pub
+from tasks import score_tables
 from tasks.settings import Paths
 
 
@@ -32,7 +32,15 @@ def score_shard(paths: Paths, kind: str, version: str, lo: int, hi: int, n: int)
     ratings = lake.read(paths, c.RATINGS)
     users = lake.read(paths, c.USERS)
     mine = users[(users[c.USER_ID] >= lo) & (users[c.USER_ID] <= hi)]
-    return pub.score_recommendations(rec, ratings, mine[c.USER_ID].to_numpy(), n, users_df=mine)
+    return score_tables.score_recommendations(rec, ratings, mine[c.USER_ID].to_numpy(), n, users_df=mine)
+
+
+def plan(users, shards: int) -> tuple[list[int], list[int]]:
+    """(lows, highs) of the user-id ranges to score as separate tasks; empty when shards <= 1 (score in one go)."""
+    if shards <= 1:
+        return [], []
+    ranges = user_ranges(users, shards)
+    return [lo for lo, _ in ranges], [hi for _, hi in ranges]
 
 
 def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -21,12 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from tasks import contract as c
 from tasks import durable
-from tasks import sql
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
@@ -376,49 +373,3 @@ def current(paths: Paths) -> str | None:
     """Id of the split used by the last training, or None."""
     path = paths.splits / CURRENT_FILE
     return path.read_text().strip() if path.is_file() else None
-
-
-# --- warehouse ----------------------------------------------------------------------------------
-
-def warehouse_section(con, paths: Paths) -> None:
-    """Create `splits` (every stored split) and `split_ratings` (the CURRENT split) and check them."""
-    ids = stored_ids(paths)
-    if not ids:
-        return  # nothing stored yet: the section creates nothing
-    files = [str(paths.splits / sid / SPLIT_FILE) for sid in ids]
-    sql.run(con, c.SPLITS, {"files": files, "current": current(paths) or ""})
-    _check(con, "check_splits")
-    sid = current(paths)
-    if sid is None:
-        return
-    folder = paths.splits / sid
-    sql.run(con, c.SPLIT_RATINGS, {
-        "split_id": sid,
-        "train_file": str(folder / f"{c.PART_TRAIN}.parquet"), "train": c.PART_TRAIN,
-        "valid_file": str(folder / f"{c.PART_VALID}.parquet"), "valid": c.PART_VALID,
-        "test_file": str(folder / f"{c.PART_TEST}.parquet"), "test": c.PART_TEST,
-    })
-    _check(con, "check_split_ratings", {"split_id": sid, "parts": list(c.PARTS)})
-
-
-def _check(con, name: str, params: dict | None = None) -> None:
-    """Run a check query (every row it returns is a broken rule) via the warehouse's checker."""
-    from tasks.warehouse import check  # imported here: the warehouse may list this module's section
-
-    check(con, name, params)
-
-
-# --- Prefect tasks (compute and local files: no retries; DataFrame inputs are never hashed) -----------
-
-@task(name="split", task_run_name="split-{spec.strategy}", cache_policy=NO_CACHE, persist_result=False)
-def get_or_create_task(paths: Paths, ratings: pd.DataFrame, spec: SplitSpec, data_hash: str) -> Split:
-    """get_or_create, logging whether the stored split was reused."""
-    split = get_or_create(paths, ratings, spec, data_hash)
-    get_run_logger().info("split %s %s: %s", split.split_id, "reused" if split.reused else "created",
-                          split.counts())
-    return split
-
-
-load_task = task(name="load-split", task_run_name="load-split-{sid}", cache_policy=NO_CACHE,
-                 persist_result=False)(load)
-set_current_task = task(name="set-current-split", cache_policy=NO_CACHE)(set_current)

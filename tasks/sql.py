@@ -10,32 +10,54 @@ from tasks import contract as c
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# Identifiers a template may receive: the contract's table and column names, nothing else.
+_CONTRACT_NAMES = frozenset(v for k, v in vars(c).items() if k.isupper() and isinstance(v, str))
 
 
 @lru_cache(maxsize=None)
-def load(name: str) -> str:
-    """The text of `sql/<name>.sql`, with `{{ name }}` placeholders filled from the contract only."""
+def _text(name: str) -> str:
     path = SQL_DIR / f"{name}.sql"
     if not path.is_file():
         raise FileNotFoundError(f"no SQL file {path}")
-    text = path.read_text()
+    return path.read_text()
+
+
+def _identifier(value) -> str:
+    """A contract name, or a tuple of them as a comma-separated list; anything else is refused."""
+    names = (value,) if isinstance(value, str) else tuple(value)
+    bad = [n for n in names if n not in _CONTRACT_NAMES]
+    if bad or not names:
+        raise KeyError(f"SQL identifiers must be contract names, got {bad or value!r}")
+    return ", ".join(names)
+
+
+@lru_cache(maxsize=None)
+def _render(name: str, identifiers: tuple) -> str:
+    given = dict(identifiers)
 
     def fill(m: re.Match) -> str:
         key = m.group(1)
+        if key in given:
+            return _identifier(given[key])
         value = getattr(c, key.upper(), None)
         if not isinstance(value, str):
-            raise KeyError(f"{path.name}: placeholder {{{{{key}}}}} is not a contract name")
+            raise KeyError(f"{name}.sql: placeholder {{{{{key}}}}} is not a contract name")
         return value
 
-    return _PLACEHOLDER.sub(fill, text)
+    return _PLACEHOLDER.sub(fill, _text(name))
 
 
-def run(con, name: str, params: dict | list | None = None):
-    """Execute `sql/<name>.sql` on a DuckDB connection with bound parameters; returns the relation/cursor."""
-    text = load(name)
+def load(name: str, **identifiers) -> str:
+    """The text of `sql/<name>.sql`; `{{ x }}` is filled from `identifiers` (contract names only), else the contract."""
+    return _render(name, tuple(sorted(identifiers.items())))
+
+
+def run(con, name: str, params: dict | list | None = None, **identifiers):
+    """Execute `sql/<name>.sql` on a DuckDB connection with bound parameters; returns the cursor."""
+    text = load(name, **identifiers)
     return con.execute(text, params) if params is not None else con.execute(text)
 
 
-def rows(con, name: str, params: dict | list | None = None) -> list[tuple]:
+def rows(con, name: str, params: dict | list | None = None, **identifiers) -> list[tuple]:
     """Run a query file and fetch all rows (fetchall closes the result, unlike fetchone in DuckDB 2)."""
-    return run(con, name, params).fetchall()
+    return run(con, name, params, **identifiers).fetchall()

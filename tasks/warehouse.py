@@ -17,30 +17,22 @@ from typing import Callable, Sequence
 
 import duckdb
 
+from tasks import checks
 from tasks import contract as c
 from tasks import durable
-from tasks import lake, sql
+from tasks import lake, publications, split, sql
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 Section = Callable[[duckdb.DuckDBPyConnection, Paths], None]
-SOURCE_CHECKS = ("check_ratings_unique", "check_ratings_range", "check_ratings_known_ids",
-                 "check_movies_unique", "check_users_unique")
 
 
-class WarehouseCheckError(RuntimeError):
-    """A check query returned rows; the live warehouse was left as it was."""
-
-    def __init__(self, check: str, sample: list[tuple]):
-        self.check, self.sample = check, sample
-        super().__init__(f"warehouse check '{check}' (sql/{check}.sql) failed: {sample[:5]}")
-
-
-def check(con, name: str, params: dict | None = None) -> None:
-    """Run a check query; every row it returns is a broken rule."""
-    broken = sql.rows(con, name, params)
+def check(con, name: str, table: str, params: dict | None = None) -> None:
+    """Run the table-specific rule `sql/check_<name>.sql`; raise CheckFailed if it returns rows."""
+    rule = checks.singular(name, table)
+    broken = rule.offending_rows(con, params)
     if broken:
-        raise WarehouseCheckError(name, broken)
+        raise checks.CheckFailed(rule, broken, "warehouse: ")
 
 
 def load_sources(con, paths: Paths) -> None:
@@ -50,30 +42,55 @@ def load_sources(con, paths: Paths) -> None:
         return  # nothing ingested yet: the section creates nothing
     for table in c.SOURCE_TABLES:
         sql.run(con, table, {"path": str(snap.table_path(table))})
-    for name in SOURCE_CHECKS:
-        check(con, name)
-    check(con, "check_genres_complete", {"n_genres": len(c.GENRE_NAMES)})
+    checks.enforce(con, c.SOURCE_TABLES, context="warehouse: ")
     counts = snap.row_counts
-    check(con, "check_source_row_counts", {f"{t}_rows": int(counts[t]) for t in c.SOURCE_TABLES})
+    check(con, "source_row_counts", c.RATINGS, {f"{t}_rows": int(counts[t]) for t in c.SOURCE_TABLES})
 
 
-def split_section(con, paths: Paths) -> None:
-    """The stored splits and the current split's assignments (tasks.split)."""
-    from tasks import split  # lazy: split imports pandas-heavy code this module does not need
+def split_tables(con, paths: Paths) -> None:
+    """Section: `splits` (every stored split) and `split_ratings` (the CURRENT split), checked."""
+    ids = split.stored_ids(paths)
+    if not ids:
+        return  # nothing stored yet: the section creates nothing
+    files = [str(paths.splits / sid / split.SPLIT_FILE) for sid in ids]
+    sid = split.current(paths)
+    sql.run(con, c.SPLITS, {"files": files, "current": sid or ""})
+    check(con, "splits", c.SPLITS)
+    if sid is None:
+        return
+    folder = paths.splits / sid
+    sql.run(con, c.SPLIT_RATINGS, {
+        "split_id": sid,
+        "train_file": str(folder / f"{c.PART_TRAIN}.parquet"), "train": c.PART_TRAIN,
+        "valid_file": str(folder / f"{c.PART_VALID}.parquet"), "valid": c.PART_VALID,
+        "test_file": str(folder / f"{c.PART_TEST}.parquet"), "test": c.PART_TEST,
+    })
+    check(con, "split_ratings", c.SPLIT_RATINGS, {"split_id": sid, "parts": list(c.PARTS)})
 
-    split.warehouse_section(con, paths)
 
+def publication_tables(con, paths: Paths) -> None:
+    """Section: the live publication's tables, the publications history and the title views, checked.
 
-def publication_section(con, paths: Paths) -> None:
-    """The live publication, its history and the title views (tasks.publish)."""
-    from tasks import publish  # lazy: publish imports torch and Prefect
-
-    publish.warehouse_section(con, paths)
+    Creates nothing before the first publish. Needs the `movies` table (load_sources runs first).
+    """
+    live = publications.current(paths)
+    if live is None:
+        return
+    snapshot = paths.publications / live
+    sql.run(con, c.RECOMMENDATIONS, {"path": str(snapshot / publications.RECOMMENDATIONS_FILE)})
+    sql.run(con, c.SIMILAR_ITEMS, {"path": str(snapshot / publications.SIMILAR_ITEMS_FILE)})
+    sql.run(con, c.PUBLICATIONS, {"files": [str(p / publications.RECORD_FILE) for p in publications.retained(paths)]})
+    sql.run(con, c.USER_RECOMMENDATIONS)
+    sql.run(con, c.ITEM_NEIGHBORS)
+    # The rules that depend only on the published rows; the rated-item and catalogue rules ran on the
+    # staged snapshot against the ratings it was scored from (ratings may grow since).
+    checks.enforce(con, (c.RECOMMENDATIONS, c.SIMILAR_ITEMS), params={c.PUBLICATION_ID: live},
+                   context="warehouse: ")
 
 
 # Every rebuild builds the whole warehouse, whoever asks (ingest, split, publish): a swap never drops
 # another step's tables. Order matters: later sections join on the source tables.
-DEFAULT_SECTIONS: tuple[Section, ...] = (load_sources, split_section, publication_section)
+SECTIONS: tuple[Section, ...] = (load_sources, split_tables, publication_tables)
 
 
 def _remove(path: Path) -> None:
@@ -83,7 +100,7 @@ def _remove(path: Path) -> None:
 
 def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
     """Build a complete new warehouse from the sections, check it and swap it live; returns its build record."""
-    sections = DEFAULT_SECTIONS if sections is None else tuple(sections)
+    sections = SECTIONS if sections is None else tuple(sections)
     live = paths.warehouse
     live.parent.mkdir(parents=True, exist_ok=True)
     tmp = live.with_name(f"{live.name}.tmp-{uuid.uuid4().hex}")
@@ -147,6 +164,26 @@ def build_id(paths: Paths) -> str | None:
     """Id of the live warehouse build, or None when there is no warehouse."""
     info = build_info(paths)
     return info[c.BUILD_ID] if info else None
+
+
+def served_publication(paths: Paths) -> str | None:
+    """The publication id the live warehouse file serves (one id in both tables), or None."""
+    if not paths.warehouse.is_file():
+        return None
+    con = connect_readonly(paths)
+    try:
+        rows = sql.rows(con, "query_live_publication")
+    except duckdb.CatalogException:  # built before the first publish: no published tables
+        return None
+    finally:
+        con.close()
+    ids = {row[1] for row in rows}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def live_publication_matches(paths: Paths, refs, data_hash: str) -> str | None:
+    """The live publication id if the warehouse serves it and it comes from these model versions and data."""
+    return publications.matches(paths, refs, data_hash, served=served_publication(paths))
 
 
 def up_to_date(paths: Paths, data_hash: str) -> bool:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,29 +15,10 @@ import pytest
 from tasks import contract as c
 from tasks import warehouse
 from tasks.settings import Paths
+from tests.conftest import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"prefect server not healthy at {url} after {timeout} s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -54,7 +33,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_pipeline_deployment_trains_on_gpu_pool_and_publishes(tmp_path, synthetic_small):
-    port = _free_port()
+    port = free_port()
     home = Paths(tmp_path / "home")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -76,7 +55,7 @@ def test_pipeline_deployment_trains_on_gpu_pool_and_publishes(tmp_path, syntheti
 
     try:
         server = start("server", "start", "--host", "127.0.0.1", "--port", str(port), log="server.log")
-        _wait_healthy(f"http://127.0.0.1:{port}/api/health", server)
+        wait_healthy(f"http://127.0.0.1:{port}/api/health", server)
         for pool in ("cpu", "gpu"):
             prefect("work-pool", "create", pool, "--type", "process")
         deployed = prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")

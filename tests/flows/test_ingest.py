@@ -83,7 +83,7 @@ def test_ingest_real_ml100k(ingest, home, real_ml100k):
 def test_acquire_retries_only_transient_failures():
     from prefect.states import Failed
 
-    from flows.ingest import _transient
+    from flows.steps import _transient
     from tasks.acquire import ChecksumMismatch
     from tasks.errors import SourceUnavailable
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tasks import contract as c
-from tasks import publish as pub
+from tasks import publications as store
 from tasks import registry, synthetic, warehouse
 from tasks.split import SplitSpec
 
@@ -49,10 +49,10 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     publication = first["publication"]
     assert publication["skipped"] is False
     pid, recorded, n_rows = _live_rows(home)
-    assert pid == publication["publication_id"] == pub.current(home)
+    assert pid == publication["publication_id"] == store.current(home)
     assert n_rows == publication["recommendation_rows"] > 0
     # every published row traces to a registered version, the split and the data snapshot
-    record = json.loads((home.publications / pid / pub.RECORD_FILE).read_text())
+    record = json.loads((home.publications / pid / store.RECORD_FILE).read_text())
     assert record[c.DATA_HASH] == first["ingest"]["data_hash"]
     assert record[c.SPLIT_ID] == first["models"][0]["split_id"]
     served = {(m["name"], m["version"]) for m in publication["models"]}

@@ -56,7 +56,7 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
     assert sp.stored_ids(home) == [summary["split_id"]]
 
     # the split tables plug into the warehouse rebuild
-    warehouse.rebuild(home, sections=(warehouse.load_sources, sp.warehouse_section))
+    warehouse.rebuild(home, sections=(warehouse.load_sources, warehouse.split_tables))
     con = warehouse.connect_readonly(home)
     try:
         parts = dict(con.sql(f"select {c.PART}, count(*) from {c.SPLIT_RATINGS} group by all").fetchall())

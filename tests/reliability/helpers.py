@@ -49,20 +49,22 @@ def publish(paths: Paths, model=None, version: str = "1"):
     """Publish a tiny model (trained now unless given) on the live lake tables; returns PublicationResult."""
     from tasks import lake
     from tasks import publish as pub
+    from tasks.model_ref import ModelRef, ServingModel
 
     ratings, movies, users = (lake.read(paths, t) for t in (c.RATINGS, c.MOVIES, c.USERS))
     model = model if model is not None else tiny_model(ratings)
-    meta = pub.ModelMeta(c.registered_model_name(c.MODEL_KIND_DOT), version,
-                         f"models:/{c.registered_model_name(c.MODEL_KIND_DOT)}/{version}", c.MODEL_KIND_DOT,
-                         {"ndcg_at_10": 0.0}, "split-reliability", lake.current_hash(paths))
-    return pub.publish(paths, [(model, meta)], ratings, movies, users, n=10, k=5, device="cpu")
+    ref = ModelRef(c.registered_model_name(c.MODEL_KIND_DOT), version,
+                   f"models:/{c.registered_model_name(c.MODEL_KIND_DOT)}/{version}", "",
+                   "split-reliability", lake.current_hash(paths))
+    return pub.publish(paths, [ServingModel(model, ref, {"ndcg_at_10": 0.0})], ratings, movies, users,
+                       n=10, k=5, device="cpu")
 
 
 def train(paths: Paths, seed: int = 42):
     """Split (stored), train a tiny dot-bias model, log/register/promote it in MLflow; returns Recorded."""
     from tasks import lake
     from tasks import split as splits
-    from tasks import train as training
+    from tasks import training as training
 
     snap = lake.current(paths)
     ratings = lake.read(paths, c.RATINGS)
@@ -153,7 +155,7 @@ def check_consistent(paths: Paths) -> dict:
     import pyarrow.parquet as pq
 
     from tasks import lake
-    from tasks import publish as pub
+    from tasks import publications as store
 
     seen = served(paths)
     ids = {row[1] for row in seen["live"]}
@@ -164,12 +166,12 @@ def check_consistent(paths: Paths) -> dict:
     history = {row[0]: row[1:] for row in seen["history"]}
     assert history[served_id] == (counts[c.RECOMMENDATIONS], counts[c.SIMILAR_ITEMS]), (history, counts)
     folder = paths.publications / served_id
-    assert pq.read_metadata(folder / pub.RECOMMENDATIONS_FILE).num_rows == counts[c.RECOMMENDATIONS]
-    assert pq.read_metadata(folder / pub.SIMILAR_ITEMS_FILE).num_rows == counts[c.SIMILAR_ITEMS]
-    pointer = pub.current(paths)
-    assert pointer is not None and (paths.publications / pointer / pub.RECORD_FILE).is_file(), pointer
-    record = json.loads((paths.publications / pointer / pub.RECORD_FILE).read_text())
-    assert pq.read_metadata(paths.publications / pointer / pub.RECOMMENDATIONS_FILE).num_rows == \
+    assert pq.read_metadata(folder / store.RECOMMENDATIONS_FILE).num_rows == counts[c.RECOMMENDATIONS]
+    assert pq.read_metadata(folder / store.SIMILAR_ITEMS_FILE).num_rows == counts[c.SIMILAR_ITEMS]
+    pointer = store.current(paths)
+    assert pointer is not None and (paths.publications / pointer / store.RECORD_FILE).is_file(), pointer
+    record = json.loads((paths.publications / pointer / store.RECORD_FILE).read_text())
+    assert pq.read_metadata(paths.publications / pointer / store.RECOMMENDATIONS_FILE).num_rows == \
         record[c.RECOMMENDATION_ROWS]
     snap = lake.current(paths)
     assert snap is not None and all(snap.table_path(t).is_file() for t in c.SOURCE_TABLES)

@@ -24,7 +24,8 @@ import pytest
 
 from tasks import contract as c
 from tasks import faults, lake
-from tasks import publish as pub
+from tasks import publications as store
+from tasks.model_ref import ModelRef
 from tests.reliability import helpers
 
 REPO = helpers.REPO
@@ -105,7 +106,7 @@ def undecided_versions(paths) -> list[str]:
 
 @pytest.mark.parametrize("step,label", KILL_POINTS, ids=[f"{s}:{lbl}" for s, lbl in KILL_POINTS])
 def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publishes(step, label, base, tmp_path):
-    from tasks import champions, movielens, registry
+    from tasks import movielens, registry, warehouse
 
     home, source_a, source_b = base
     paths = helpers.copy_home(home, tmp_path / "home")
@@ -123,9 +124,9 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
         ahead = POINTER_AHEAD[(step, label)]
         if ahead == "publication":
             assert not after["agree"] and after["lake"] == after["warehouse_data_hash"]
-            record = json.loads((paths.publications / after["current"] / pub.RECORD_FILE).read_text())
-            refs = [pub.ModelMeta(record[c.MODEL_NAME], record[c.MODEL_VERSION])]
-            assert champions.live_publication_matches(paths, refs, record[c.DATA_HASH]) is None
+            record = json.loads((paths.publications / after["current"] / store.RECORD_FILE).read_text())
+            refs = [ModelRef(record[c.MODEL_NAME], record[c.MODEL_VERSION])]
+            assert warehouse.live_publication_matches(paths, refs, record[c.DATA_HASH]) is None
         else:
             assert after["agree"]
             assert after["lake"] == movielens.content_hash(source_b) != after["warehouse_data_hash"]
@@ -248,6 +249,6 @@ def test_sigkill_of_real_pipeline_runs_then_a_rerun_publishes(base, tmp_path, pr
     final = helpers.check_consistent(paths)
     assert final["agree"], final
     assert final["lake"] == final["warehouse_data_hash"] == lake.current_hash(paths)
-    record = json.loads((paths.publications / final["served"] / pub.RECORD_FILE).read_text())
+    record = json.loads((paths.publications / final["served"] / store.RECORD_FILE).read_text())
     assert record[c.MODEL_NAME].startswith(c.REGISTERED_MODEL_PREFIX) and record[c.DATA_HASH] == final["lake"]
     RESULTS.append({"kill": "none (rerun)", "returncode": proc.returncode, "served": final["served"]})

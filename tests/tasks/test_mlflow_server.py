@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -14,29 +12,10 @@ from models.config import ModelConfig
 from tasks import contract as c
 from tasks import registry as r
 from tasks import tracking as t
+from tests.conftest import free_port, wait_healthy
 from tests.tasks.test_tracking import data, empty_mlflow_db, fit, rmse_on  # noqa: F401  (fixtures)
 
 KIND = c.MODEL_KIND_NN
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}: {proc.stdout.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"mlflow server at {url} not healthy after {timeout} s")
 
 
 @pytest.fixture
@@ -49,7 +28,7 @@ def server(home, empty_mlflow_db, monkeypatch):
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc)
+        wait_healthy(url + "/health", proc, timeout=120)
         monkeypatch.setenv(t.ENV_TRACKING_URI, url)  # as a team would: everyone points at the server
         yield url
     finally:
@@ -69,7 +48,7 @@ def test_log_register_promote_and_load_through_a_server(server, home, data):
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-s", "hash-s"), train=train)
     version = r.register(home, run_id, KIND)
-    assert r.promote_if_better(home, KIND, version).promoted
+    assert r.promote_if_better(home, KIND, version, "rmse").promoted
 
     # the server holds it all: the same questions asked over HTTP
     with urllib.request.urlopen(f"{server}/api/2.0/mlflow/registered-models/alias?"

@@ -11,8 +11,11 @@ import pytest
 
 from tasks import contract as c
 from tasks import popularity
+from tasks import publications as store
 from tasks import publish as pub
+from tasks import score_tables as st
 from tasks import sql
+from tasks.model_ref import ModelRef, ServingModel
 from tasks.settings import Paths
 
 N_COLD = 10  # users left out of training: they must get popularity (or side-info) recommendations
@@ -27,7 +30,7 @@ class World:
     movies: pd.DataFrame
     users: pd.DataFrame
     model: object
-    meta: pub.ModelMeta
+    meta: ModelRef
     cold: np.ndarray
 
 
@@ -54,15 +57,20 @@ def make_world(root, synthetic_folder) -> World:
     lake.write_snapshot(paths, tables, "synthetic")
     cold = np.sort(tables.users[c.USER_ID].to_numpy())[-N_COLD:]
     train = tables.ratings[~tables.ratings[c.USER_ID].isin(cold)]
-    meta = pub.ModelMeta(c.registered_model_name(c.MODEL_KIND_DOT), "1", "models:/lensflow-dot_bias/1",
-                         c.MODEL_KIND_DOT, {"ndcg_at_10": 0.1}, "split-x", "synthetic")
+    meta = ModelRef(c.registered_model_name(c.MODEL_KIND_DOT), "1", "models:/lensflow-dot_bias/1",
+                    "run-x", "split-x", "synthetic")
     return World(paths, tables.ratings, tables.movies, tables.users, train_tiny(train), meta, cold)
 
 
 def publish_world(w: World, **kw) -> pub.PublicationResult:
     """One publish of the world's model with small n and k."""
     kw = {"n": 10, "k": 5, **kw}
-    return pub.publish(w.paths, [(w.model, w.meta)], w.ratings, w.movies, w.users, **kw)
+    return pub.publish(w.paths, serving(w), w.ratings, w.movies, w.users, **kw)
+
+
+def serving(w: World) -> list[ServingModel]:
+    """The world's model as the one serving model, with its (made-up) run metrics."""
+    return [ServingModel(w.model, w.meta, {"ndcg_at_10": 0.1})]
 
 
 def query(paths: Paths, name: str, params: dict | None = None) -> list[dict]:
@@ -91,7 +99,7 @@ def published(world) -> pub.PublicationResult:
 # --- scoring -------------------------------------------------------------------------------------
 
 def test_recommendations_never_contain_rated_items(world):
-    recs = pub.score_recommendations(world.model, world.ratings, world.users[c.USER_ID].to_numpy(), 30)
+    recs = st.score_recommendations(world.model, world.ratings, world.users[c.USER_ID].to_numpy(), 30)
     rated = set(zip(world.ratings[c.USER_ID], world.ratings[c.ITEM_ID]))
     assert len(recs) > 0
     assert not any(pair in rated for pair in zip(recs[c.USER_ID], recs[c.ITEM_ID]))
@@ -109,8 +117,8 @@ def test_recommendations_never_contain_rated_items(world):
 
 def test_model_rows_reproduce_recommend(world):
     users = world.users[c.USER_ID].to_numpy()
-    recs = pub.score_recommendations(world.model, world.ratings, users, 10)
-    known = recs[recs[c.SOURCE] == pub.SOURCE_MODEL]
+    recs = st.score_recommendations(world.model, world.ratings, users, 10)
+    known = recs[recs[c.SOURCE] == st.SOURCE_MODEL]
     some = np.unique(known[c.USER_ID])[:15]
     items, scores = world.model.recommend(some, 10, exclude=(world.ratings[c.USER_ID].to_numpy(),
                                                              world.ratings[c.ITEM_ID].to_numpy()))
@@ -122,11 +130,11 @@ def test_model_rows_reproduce_recommend(world):
 
 def test_unknown_users_get_popularity_fallback(world):
     users = world.users[c.USER_ID].to_numpy()
-    recs = pub.score_recommendations(world.model, world.ratings, users, 10)
+    recs = st.score_recommendations(world.model, world.ratings, users, 10)
     cold = recs[recs[c.USER_ID].isin(world.cold)]
     assert set(cold[c.USER_ID]) == set(world.cold)
-    assert set(cold[c.SOURCE]) == {pub.SOURCE_POPULARITY}
-    assert set(recs[~recs[c.USER_ID].isin(world.cold)][c.SOURCE]) == {pub.SOURCE_MODEL}
+    assert set(cold[c.SOURCE]) == {st.SOURCE_POPULARITY}
+    assert set(recs[~recs[c.USER_ID].isin(world.cold)][c.SOURCE]) == {st.SOURCE_MODEL}
     # the fallback list is the Bayesian-average ranking with the user's own rated items removed
     ranking = popularity.bayesian_average(world.ratings)
     user = world.cold[0]
@@ -138,10 +146,10 @@ def test_unknown_users_get_popularity_fallback(world):
 def test_unknown_users_get_side_info_when_the_model_has_it(world):
     train = world.ratings[~world.ratings[c.USER_ID].isin(world.cold)]
     nn = train_tiny(train, c.MODEL_KIND_NN, users=world.users, use_side_info=True)
-    recs = pub.score_recommendations(nn, world.ratings, world.users[c.USER_ID].to_numpy(), 10,
+    recs = st.score_recommendations(nn, world.ratings, world.users[c.USER_ID].to_numpy(), 10,
                                      users_df=world.users)
     cold = recs[recs[c.USER_ID].isin(world.cold)]
-    assert set(cold[c.SOURCE]) == {pub.SOURCE_SIDE_INFO}
+    assert set(cold[c.SOURCE]) == {st.SOURCE_SIDE_INFO}
     assert len(cold) == 10 * N_COLD
     rated = set(zip(world.ratings[c.USER_ID], world.ratings[c.ITEM_ID]))
     assert not any(pair in rated for pair in zip(cold[c.USER_ID], cold[c.ITEM_ID]))
@@ -169,7 +177,7 @@ def test_popularity_recommend_excludes_each_users_items():
 
 
 def test_similar_items_are_cosine_neighbours_without_self(world):
-    sims = pub.score_similar_items(world.model, 5)
+    sims = st.score_similar_items(world.model, 5)
     ids, vectors = world.model.item_embeddings()
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     full = unit @ unit.T
@@ -184,41 +192,31 @@ def test_similar_items_are_cosine_neighbours_without_self(world):
 
 
 def test_choose_models_prefers_dot_bias_for_similarity(world):
-    nn_meta = pub.ModelMeta("lensflow-embedding_nn", "3", kind=c.MODEL_KIND_NN)
-    (rec, rec_meta), (sim, sim_meta) = pub.choose_models([("nn", nn_meta), (world.model, world.meta)])
-    assert rec == "nn" and rec_meta.version == "3"
-    assert sim is world.model and sim_meta.kind == c.MODEL_KIND_DOT
-
-
-def test_model_meta_accepts_a_registry_ref_like_object():
-    from tasks.registry import ModelRef
-
-    ref = ModelRef("lensflow-dot_bias", "4", "models:/lensflow-dot_bias/4", "run1", "split9", "hash7")
-    meta = pub.model_meta(ref)
-    assert (meta.name, meta.version, meta.uri, meta.split_id, meta.data_hash) == \
-        ("lensflow-dot_bias", "4", "models:/lensflow-dot_bias/4", "split9", "hash7")
-    with pytest.raises(ValueError, match="name and a version"):
-        pub.model_meta({"name": "x"})
+    nn = train_tiny(world.ratings, c.MODEL_KIND_NN)
+    nn_model = ServingModel(nn, ModelRef("lensflow-embedding_nn", "3"))
+    rec, sim = pub.choose_models([nn_model, ServingModel(world.model, world.meta)])
+    assert rec.recommender is nn and rec.ref.version == "3"
+    assert sim.recommender is world.model and sim.kind == c.MODEL_KIND_DOT
 
 
 # --- publish: snapshot, warehouse, history --------------------------------------------------------
 
 def test_publish_writes_snapshot_and_warehouse(world, published):
     res = published
-    assert pub.current(world.paths) == res.publication_id
-    for name in (pub.RECOMMENDATIONS_FILE, pub.SIMILAR_ITEMS_FILE, pub.RECORD_FILE):
+    assert store.current(world.paths) == res.publication_id
+    for name in (store.RECOMMENDATIONS_FILE, store.SIMILAR_ITEMS_FILE, store.RECORD_FILE):
         assert (res.snapshot / name).is_file()
     assert res.recommendation_rows == 10 * len(world.users)
-    assert res.rows_by_source == {pub.SOURCE_MODEL: 10 * (len(world.users) - N_COLD),
-                                  pub.SOURCE_POPULARITY: 10 * N_COLD}
+    assert res.rows_by_source == {st.SOURCE_MODEL: 10 * (len(world.users) - N_COLD),
+                                  st.SOURCE_POPULARITY: 10 * N_COLD}
     live = query(world.paths, "query_live_publication")
     assert [(r["table_name"], r[c.PUBLICATION_ID], r["listed"]) for r in live] == [
         (c.RECOMMENDATIONS, res.publication_id, True), (c.SIMILAR_ITEMS, res.publication_id, True)]
-    record = json.loads((res.snapshot / pub.RECORD_FILE).read_text())
+    record = json.loads((res.snapshot / store.RECORD_FILE).read_text())
     assert record[c.MODEL_URI] == world.meta.uri and record[c.SPLIT_ID] == "split-x"
     assert record[c.DATA_HASH] == "synthetic" and json.loads(record[c.METRICS_JSON]) == {"ndcg_at_10": 0.1}
     # the published Parquet is sorted by (user_id, rank)
-    recs = pd.read_parquet(res.snapshot / pub.RECOMMENDATIONS_FILE)
+    recs = pd.read_parquet(res.snapshot / store.RECOMMENDATIONS_FILE)
     assert list(recs.columns) == list(c.RECOMMENDATIONS_COLUMNS)
     assert recs.equals(recs.sort_values([c.USER_ID, c.RANK], ignore_index=True))
 
@@ -277,16 +275,16 @@ def test_republish_history_diff_and_retention(tmp_path, synthetic_small):
     assert diff == (first.publication_id, second.publication_id, len(w.users), 0, 1.0, 0, 0)
     # a model trained with another seed: the diff must match a pandas recount of the two snapshots
     train = w.ratings[~w.ratings[c.USER_ID].isin(w.cold)]
-    other = pub.ModelMeta(w.meta.name, "2", kind=c.MODEL_KIND_DOT)
-    third = pub.publish(w.paths, [(train_tiny(train, seed=1), other)], w.ratings, w.movies, w.users,
+    other = ModelRef(w.meta.name, "2")
+    third = pub.publish(w.paths, [ServingModel(train_tiny(train, seed=1), other)], w.ratings, w.movies, w.users,
                         n=10, k=5, retain=2)
     diff = publication_diff(w.paths, third.publication_id, second.publication_id)  # order-insensitive
     assert diff[:2] == (second.publication_id, third.publication_id)
-    old, new = (pd.read_parquet(r.snapshot / pub.RECOMMENDATIONS_FILE) for r in (second, third))
+    old, new = (pd.read_parquet(r.snapshot / store.RECOMMENDATIONS_FILE) for r in (second, third))
     assert tuple(float(x) if isinstance(x, float) else x for x in diff[2:]) == expected_diff(old, new)
     assert diff[3] > 0  # the new model really changed some lists
     # retention: only the two newest snapshots are kept, on disk and in the publications table
-    assert [p.name for p in pub.retained(w.paths)] == [second.publication_id, third.publication_id]
+    assert [p.name for p in store.retained(w.paths)] == [second.publication_id, third.publication_id]
     assert not (w.paths.publications / first.publication_id).exists()
     listed = query(w.paths, "query_publications")
     assert [r[c.PUBLICATION_ID] for r in listed] == [third.publication_id, second.publication_id]
@@ -298,11 +296,13 @@ def test_republish_history_diff_and_retention(tmp_path, synthetic_small):
 def test_publish_task_runs_in_a_flow(prefect_api, world, published):
     from prefect import flow
 
+    from flows import steps
+
     @flow
     def publish_flow():
-        return pub.publish_task(world.paths, [(world.model, world.meta)], world.ratings, world.movies,
-                                world.users, n=3, k=2)
+        return steps.publish_tables(world.paths, serving(world), world.ratings, world.movies,
+                                    world.users, n=3, k=2)
 
     res = publish_flow()
-    assert pub.current(world.paths) == res.publication_id != published.publication_id
+    assert store.current(world.paths) == res.publication_id != published.publication_id
     assert res.recommendation_rows == 3 * len(world.users)

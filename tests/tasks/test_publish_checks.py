@@ -7,8 +7,11 @@ import json
 import pandas as pd
 import pytest
 
+from tasks import checks
 from tasks import contract as c
+from tasks import publications as store
 from tasks import publish as pub
+from tasks import score_tables as st
 from tests.tasks.test_publish import make_world, publish_world, query
 
 N, K = 10, 5
@@ -19,8 +22,8 @@ def live(tmp_path_factory, synthetic_small):
     """A world with one good publication live, plus the good frames of a second one to corrupt."""
     w = make_world(tmp_path_factory.mktemp("checks") / "home", synthetic_small)
     first = publish_world(w, n=N, k=K)
-    recs = pub.score_recommendations(w.model, w.ratings, w.users[c.USER_ID].to_numpy(), N)
-    sims = pub.score_similar_items(w.model, K, catalogue=w.movies[c.ITEM_ID].to_numpy())
+    recs = st.score_recommendations(w.model, w.ratings, w.users[c.USER_ID].to_numpy(), N)
+    sims = st.score_similar_items(w.model, K, catalogue=w.movies[c.ITEM_ID].to_numpy())
     return w, first, recs, sims
 
 
@@ -71,9 +74,9 @@ def unknown_item(df, key, w):
     return df
 
 
-def unknown_user(df, key, w):
+def unknown_key(df, key, w):
     df = df.copy()
-    df.loc[df[key] == df[key].max(), key] = 10 ** 7   # a whole list for a user the catalogue lacks
+    df.loc[df[key] == df[key].max(), key] = 10 ** 7   # a whole list for a user (or item) the catalogue lacks
     return df
 
 
@@ -83,31 +86,41 @@ def self_similar(df, key, w):
     return df
 
 
+def out_of_range(df, key, w):
+    df = df.copy()
+    first = _user_rows(df, key, df[key].iloc[0])[0]
+    df.loc[first, c.SIMILARITY] = 1.5          # rank 1 stays the highest: only the cosine range breaks
+    return df
+
+
 def foreign_publication(df, key, w):
     df = df.copy()
     df.loc[df.index[0], c.PUBLICATION_ID] = "someone-else"
     return df
 
 
+R, S = c.RECOMMENDATIONS, c.SIMILAR_ITEMS
 CASES = [
-    (c.RECOMMENDATIONS, foreign_publication, "check_publication_rows"),
-    (c.RECOMMENDATIONS, dup_row, "check_recommendations_unique"),
-    (c.RECOMMENDATIONS, gap_rank, "check_recommendations_ranks"),
-    (c.RECOMMENDATIONS, rising_score, "check_recommendations_sorted"),
-    (c.RECOMMENDATIONS, bad_source, "check_recommendations_source"),
-    (c.RECOMMENDATIONS, rated_item, "check_recommendations_not_rated"),
-    (c.RECOMMENDATIONS, unknown_item, "check_recommendations_known_ids"),
-    (c.RECOMMENDATIONS, unknown_user, "check_recommendations_known_ids"),
-    (c.SIMILAR_ITEMS, dup_row, "check_similar_items_unique"),
-    (c.SIMILAR_ITEMS, gap_rank, "check_similar_items_ranks"),
-    (c.SIMILAR_ITEMS, rising_score, "check_similar_items_sorted"),
-    (c.SIMILAR_ITEMS, self_similar, "check_similar_items_not_self"),
-    (c.SIMILAR_ITEMS, unknown_item, "check_similar_items_known_ids"),
+    (R, foreign_publication, checks.singular("publication_rows", R).name),
+    (R, dup_row, checks.unique(R, c.USER_ID, c.RANK).name),
+    (R, gap_rank, checks.dense_ranks(R, c.USER_ID).name),
+    (R, rising_score, checks.sorted_by_rank(R, c.USER_ID, c.SCORE).name),
+    (R, bad_source, checks.accepted_values(R, c.SOURCE, c.SOURCES).name),
+    (R, rated_item, checks.not_in(R, c.RATINGS, c.USER_ID, c.ITEM_ID).name),
+    (R, unknown_item, checks.known_ids(R, c.ITEM_ID, c.MOVIES).name),
+    (R, unknown_key, checks.known_ids(R, c.USER_ID, c.USERS).name),
+    (S, dup_row, checks.unique(S, c.ITEM_ID, c.RANK).name),
+    (S, gap_rank, checks.dense_ranks(S, c.ITEM_ID).name),
+    (S, rising_score, checks.sorted_by_rank(S, c.ITEM_ID, c.SIMILARITY).name),
+    (S, out_of_range, checks.in_range(S, c.SIMILARITY, -1.0001, 1.0001).name),
+    (S, self_similar, checks.not_self(S, c.ITEM_ID, c.SIMILAR_ITEM_ID).name),
+    (S, unknown_item, checks.known_ids(S, c.SIMILAR_ITEM_ID, c.MOVIES, c.ITEM_ID).name),
+    (S, unknown_key, checks.known_ids(S, c.ITEM_ID, c.MOVIES).name),
 ]
 
 
 def test_every_check_has_a_case():
-    assert {check for _, _, check in CASES} == set(pub.CHECKS)
+    assert {check for _, _, check in CASES} == {chk.name for chk in checks.checks_for(pub.PUBLISHED, checks.AT_PUBLISH)}
 
 
 @pytest.mark.parametrize("table,corrupt,check", CASES, ids=[f"{t}-{f.__name__}" for t, f, _ in CASES])
@@ -115,23 +128,23 @@ def test_corrupted_table_is_refused_and_previous_stays_live(live, table, corrupt
     w, first, recs, sims = live
     publication_id = pub.new_publication_id()
     meta = w.meta
-    recs = pub._tag(recs, meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
-    sims = pub._tag(sims, meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
+    recs = pub.tag(recs, meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
+    sims = pub.tag(sims, meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
     if table == c.RECOMMENDATIONS:
         recs = corrupt(recs, c.USER_ID, w)
     else:
         sims = corrupt(sims, c.ITEM_ID, w)
-    record = json.loads((first.snapshot / pub.RECORD_FILE).read_text())
+    record = json.loads((first.snapshot / store.RECORD_FILE).read_text())
     record.update({c.PUBLICATION_ID: publication_id,
                    c.SNAPSHOT_PATH: str(w.paths.publications / publication_id)})
     with pytest.raises(pub.PublicationCheckError) as err:
         pub.publish_tables(w.paths, publication_id, recs, sims, record, w.ratings, w.movies, w.users)
     assert err.value.check == check and err.value.sample
-    assert f"check '{check}'" in str(err.value) and first.publication_id in str(err.value)
+    assert f"check {check} (sql/check_" in str(err.value) and first.publication_id in str(err.value)
     # nothing changed: pointer, snapshot folders, warehouse contents
-    assert pub.current(w.paths) == first.publication_id
-    assert [p.name for p in pub.retained(w.paths)] == [first.publication_id]
-    assert not any(p.name.startswith(pub.STAGING_PREFIX) for p in w.paths.publications.iterdir())
+    assert store.current(w.paths) == first.publication_id
+    assert [p.name for p in store.retained(w.paths)] == [first.publication_id]
+    assert not any(p.name.startswith(store.STAGING_PREFIX) for p in w.paths.publications.iterdir())
     served = {r[c.PUBLICATION_ID] for r in query(w.paths, "query_live_publication")}
     assert served == {first.publication_id}
 
@@ -139,12 +152,12 @@ def test_corrupted_table_is_refused_and_previous_stays_live(live, table, corrupt
 def test_uncorrupted_frames_pass_every_check(live, tmp_path):
     w, first, recs, sims = live
     publication_id = pub.new_publication_id()
-    recs = pub._tag(recs, w.meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
-    sims = pub._tag(sims, w.meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
-    record = json.loads((first.snapshot / pub.RECORD_FILE).read_text())
+    recs = pub.tag(recs, w.meta, publication_id, c.RECOMMENDATIONS_COLUMNS)
+    sims = pub.tag(sims, w.meta, publication_id, c.SIMILAR_ITEMS_COLUMNS)
+    record = json.loads((first.snapshot / store.RECORD_FILE).read_text())
     from tasks.settings import Paths
 
-    staged = pub.stage(Paths(tmp_path), publication_id, recs, sims, record)
+    staged = store.stage(Paths(tmp_path), publication_id, recs, sims, record)
     assert pub.run_checks(staged, publication_id, w.ratings, w.movies, w.users) == []
 
 
@@ -152,13 +165,13 @@ def test_failed_warehouse_rebuild_puts_the_previous_publication_back(live, monke
     w, first, recs, sims = live
 
     def broken(paths):  # fault injection: the swap step fails after CURRENT moved
-        assert pub.current(paths) != first.publication_id
+        assert store.current(paths) != first.publication_id
         raise OSError("disk full")
 
-    monkeypatch.setattr(pub, "rebuild_warehouse", broken)
+    monkeypatch.setattr(pub.warehouse, "rebuild", broken)
     with pytest.raises(OSError, match="disk full"):
         publish_world(w, n=N, k=K)
-    assert pub.current(w.paths) == first.publication_id
-    assert [p.name for p in pub.retained(w.paths)] == [first.publication_id]
+    assert store.current(w.paths) == first.publication_id
+    assert [p.name for p in store.retained(w.paths)] == [first.publication_id]
     served = {r[c.PUBLICATION_ID] for r in query(w.paths, "query_live_publication")}
     assert served == {first.publication_id}

@@ -90,10 +90,10 @@ def test_ranking_metrics_are_higher_is_better_and_ties_keep_the_champion(mlflow_
 def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow_home, data, good, poor):
     home, (_, valid) = mlflow_home, data
     _, v1 = log_and_register(home, poor, valid, split_id="split-old", data_hash="hash-old")
-    r.promote_if_better(home, KIND, v1)
+    r.promote_if_better(home, KIND, v1, "rmse")
     _, v2 = log_and_register(home, good, valid, split_id="split-new", data_hash="hash-new")
 
-    refused = r.promote_if_better(home, KIND, v2)
+    refused = r.promote_if_better(home, KIND, v2, "rmse")
     assert refused.outcome == r.REFUSED and "not comparable" in refused.reason and "split-old" in refused.reason
     assert aliases(home)[c.ALIAS_CHAMPION] == v1
 
@@ -103,7 +103,7 @@ def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow
         seen.append(champion)
         return {"rmse": rmse_on(champion, valid)}
 
-    rescored = r.promote_if_better(home, KIND, v2, rescore=rescore)
+    rescored = r.promote_if_better(home, KIND, v2, "rmse", rescore=rescore)
     assert len(seen) == 1 and rescored.promoted and "re-scored" in rescored.reason
     assert rescored.champion_value == pytest.approx(rmse_on(poor, valid), rel=1e-5)
     assert aliases(home)[c.ALIAS_CHAMPION] == v2
@@ -112,9 +112,9 @@ def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow
 def test_operators_can_override_with_a_reason(mlflow_home, data, good, poor):
     home, (_, valid) = mlflow_home, data
     _, v1 = log_and_register(home, good, valid)
-    r.promote_if_better(home, KIND, v1)
+    r.promote_if_better(home, KIND, v1, "rmse")
     _, v2 = log_and_register(home, poor, valid)
-    assert not r.promote_if_better(home, KIND, v2).promoted
+    assert not r.promote_if_better(home, KIND, v2, "rmse").promoted
 
     with pytest.raises(ValueError, match="reason"):
         r.promote(home, KIND, v2, "  ")
@@ -143,7 +143,7 @@ def registered(tmp_path_factory, empty_mlflow_db, data):
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-9", "hash-9"), movies=movies_for(train), train=train)
     version = r.register(home, run_id, KIND)
-    r.promote_if_better(home, KIND, version)
+    r.promote_if_better(home, KIND, version, "rmse")
     return home, rec, run_id, version
 
 
@@ -206,7 +206,7 @@ def test_server_command_points_at_the_data_home(home):
 
 
 def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflow_home, data, good):
-    from tasks.train import TrainResult
+    from tasks.training import TrainResult
 
     home, (_, valid) = mlflow_home, data
     result = TrainResult(recommender=good, config=good.config, metrics={"rmse": 0.9, "ndcg_at_10": 0.2},

@@ -13,7 +13,8 @@ import pytest
 from tasks import contract as c
 from tasks import split as sp
 from tasks.split import SplitSpec
-from tasks.warehouse import WarehouseCheckError
+from tasks import warehouse
+from tasks.checks import CheckFailed
 
 U, I, R, T = c.USER_ID, c.ITEM_ID, c.RATING, c.RATED_AT
 
@@ -277,15 +278,15 @@ def test_load_and_current_pointer(home, synthetic_ratings):
 
 # --- warehouse section -------------------------------------------------------------------------------------
 
-def test_warehouse_section_builds_and_checks_tables(home, synthetic_ratings, tmp_path):
+def test_split_tables_section_builds_and_checks_tables(home, synthetic_ratings, tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    sp.warehouse_section(con, home)                                   # nothing stored: creates nothing
+    warehouse.split_tables(con, home)                                 # nothing stored: creates nothing
     assert con.sql("select count(*) from information_schema.tables").fetchall() == [(0,)]
 
     a = sp.get_or_create(home, synthetic_ratings, SplitSpec("leave_last_k", k=2), "h")
     b = sp.get_or_create(home, synthetic_ratings, SplitSpec("temporal"), "h")
     sp.set_current(home, b.split_id)
-    sp.warehouse_section(con, home)
+    warehouse.split_tables(con, home)
     got = con.sql(f"select {c.SPLIT_ID}, {c.SPLIT_STRATEGY}, {c.TRAIN_ROWS}, {c.VALID_ROWS}, {c.TEST_ROWS}, "
                   f"{c.IS_CURRENT}, {c.SPLIT_PARAMS}::varchar from {c.SPLITS} order by {c.SPLIT_ID}").fetchall()
     params = lambda s: json.dumps(s.spec.params(), separators=(",", ":"))  # noqa: E731
@@ -300,8 +301,8 @@ def test_warehouse_section_builds_and_checks_tables(home, synthetic_ratings, tmp
 
     # the checks catch a broken table
     con.execute(f"insert into {c.SPLIT_RATINGS} select * from {c.SPLIT_RATINGS} limit 1")
-    with pytest.raises(WarehouseCheckError, match="check_split_ratings.*more than one part"):
-        sp._check(con, "check_split_ratings", {"split_id": b.split_id, "parts": list(c.PARTS)})
+    with pytest.raises(CheckFailed, match="check split_ratings.*more than one part"):
+        warehouse.check(con, "split_ratings", c.SPLIT_RATINGS, {"split_id": b.split_id, "parts": list(c.PARTS)})
     con.close()
 
 

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from tasks import contract as c
-from tasks import lake, warehouse
+from tasks import checks, lake, warehouse
 from tasks import movielens as ml
 
 
@@ -58,7 +58,7 @@ def test_failed_check_keeps_live_warehouse(home, tables):
     bad = tables.ratings.copy()
     bad.loc[0, c.RATING] = 9                             # slips past parsing only because we bypass it
     lake.write_snapshot(home, tables.as_dict() | {c.RATINGS: bad}, "bad", make_current=False)
-    with pytest.raises(warehouse.WarehouseCheckError, match="check_ratings_range"):
+    with pytest.raises(checks.CheckFailed, match=r"ratings\.in_range\(rating\)"):
         warehouse.publish_snapshot(home, "bad")
     assert lake.current_hash(home) == "h1"
     assert warehouse.build_id(home) == before[c.BUILD_ID]
@@ -98,11 +98,13 @@ def test_source_checks_catch_bad_rows():
                     f"t({c.USER_ID}, {c.ITEM_ID}, {c.RATING})")
         con.execute(f"create table {c.USERS} as select 1 as {c.USER_ID}")
         con.execute(f"create table {c.MOVIES} as select * from (values (2), (3)) t({c.ITEM_ID})")
-        with pytest.raises(warehouse.WarehouseCheckError, match="check_ratings_unique") as e:
-            warehouse.check(con, "check_ratings_unique")
-        assert e.value.sample == [(1, 2)]
-        with pytest.raises(warehouse.WarehouseCheckError) as e:
-            warehouse.check(con, "check_ratings_known_ids")
-        assert e.value.sample == [(2, 2, True, False)]
+        assert checks.unique(c.RATINGS, c.USER_ID, c.ITEM_ID).offending_rows(con) == [
+            {c.USER_ID: 1, c.ITEM_ID: 2}]
+        assert checks.known_ids(c.RATINGS, c.USER_ID, c.USERS).offending_rows(con) == [
+            {c.USER_ID: 2, c.ITEM_ID: 2, c.RATING: 3}]
+        assert checks.known_ids(c.RATINGS, c.ITEM_ID, c.MOVIES).offending_rows(con) == []
+        with pytest.raises(checks.CheckFailed, match=r"ratings\.unique\(user_id, item_id\)") as e:
+            checks.enforce(con, [c.RATINGS])
+        assert e.value.sample == [{c.USER_ID: 1, c.ITEM_ID: 2}]
     finally:
         con.close()

@@ -12,7 +12,7 @@ import pytest
 from models import features as fx
 from tasks import contract as c
 from tasks import split as sp
-from tasks import train as tr
+from tasks import training as tr
 
 
 def users_frame() -> pd.DataFrame:

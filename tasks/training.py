@@ -1,26 +1,26 @@
 """Training glue: contract DataFrames in, the models API (raw-id arrays and feature dicts) out.
 
-Plain functions (tested on tiny frames) plus thin Prefect task wrappers. Training is compute, so the
-tasks never retry; DataFrame inputs are never hashed for caching.
+Plain functions, tested on tiny frames; the Prefect wrappers live in flows/steps.py.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from prefect import task
 from tqdm.auto import tqdm
-from prefect.cache_policies import NO_CACHE
 
 from models import features as fx
 from models.config import ModelConfig
 from models.recommender import Recommender
-from models.train import pick_device
+from models.training_loop import pick_device
 from tasks import contract as c
 from tasks import evaluate as ev
+from tasks.evaluate import PROMOTION_METRIC
 from tasks.split import Split
 
 
@@ -28,8 +28,6 @@ from tasks.split import Split
 # model with the softmax ranking objective serves top-N lists (NDCG@10 0.481 vs 0.16 with MSE, EASE
 # 0.473); the embedding NN keeps MSE with side information for rating prediction and cold start.
 PIPELINE_OVERRIDES: dict[str, dict] = {c.MODEL_KIND_DOT: {"loss": "softmax"}, c.MODEL_KIND_NN: {}}
-# Champions are chosen for the top-N lists they will publish, on the validation part.
-PROMOTION_METRIC = "ndcg_at_10"
 
 
 def pipeline_config(kind: str, overrides: dict | None = None) -> ModelConfig:
@@ -150,20 +148,27 @@ def summarize(result: TrainResult) -> dict:
             "history": result.history}
 
 
-# --- the registry side (tasks.registry / tasks.champions; imported lazily: MLflow is slow to import) ---
+# --- the registry side (tasks.registry; imported lazily: MLflow is slow to import) -------------------
 
-def fingerprint(config: ModelConfig, split_id: str, data_hash: str) -> str:
+TAG_FINGERPRINT = "training_fingerprint"  # run tag: hash of kind, config, split, data and code
+
+
+def fingerprint(config: ModelConfig, split_id: str, data_hash: str, code_version: str | None = None) -> str:
     """Id of a training's inputs (config, split, data, code): equal fingerprints give the same model."""
-    from tasks import champions
+    if code_version is None:
+        from tasks.tracking import code_version as current_code
 
-    return champions.fingerprint(config.to_dict(), split_id, data_hash)
+        code_version = current_code()
+    payload = {"config": config.to_dict(), "split_id": split_id, "data_hash": data_hash, "code": code_version}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
     """The registered ModelRef of an identical earlier training, or None."""
-    from tasks import champions
+    from tasks import registry
 
-    return champions.find_trained(paths, config.kind, fingerprint(config, split_id, data_hash))
+    fp = fingerprint(config, split_id, data_hash)
+    return registry.find_by_tag(paths, config.kind, TAG_FINGERPRINT, fp)
 
 
 def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str, k: int = 10):
@@ -172,24 +177,12 @@ def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None
     A champion trained on another split or data is re-scored on this split's validation part, so the
     comparison is always on the same validation data.
     """
-    from tasks import champions, registry
+    from tasks import registry
 
     def rescore(champion) -> dict[str, float]:
         part = split.valid if len(split.valid) else split.test
         return ev.evaluate(champion, split.train, part, k=k)
 
-    tags = {champions.TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
+    tags = {TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
     return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
                                     metric=metric, rescore=rescore, tags=tags)
-
-
-# Prefect tasks: compute, so no retries; frames and models pass in memory, never hashed or persisted.
-train_and_evaluate_task = task(name="train-and-evaluate", task_run_name="train-{config.kind}",
-                               cache_policy=NO_CACHE, persist_result=False)(train_and_evaluate)
-model_config_task = task(name="model-config", cache_policy=NO_CACHE)(pipeline_config)
-summarize_task = task(name="summarize-training", cache_policy=NO_CACHE)(summarize)
-find_trained_task = task(name="find-trained", task_run_name="find-trained-{config.kind}",
-                         cache_policy=NO_CACHE)(find_trained)
-# Writes to the registry: never retried blindly (a retry would register twice).
-record_task = task(name="record-training", task_run_name="record-{result.config.kind}", cache_policy=NO_CACHE,
-                   persist_result=False)(record)

@@ -1,0 +1,15 @@
+"""Prefect artifacts that make a pipeline run readable in the UI (the content comes from tasks.report)."""
+
+from __future__ import annotations
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks import report
+
+
+def publish_run_artifacts(summary: dict, tracking_uri: str) -> None:
+    """A metrics table and a markdown summary on the current flow run."""
+    create_table_artifact(report.metrics_table(summary["models"]), key="model-metrics",
+                          description="Test and validation metrics of each model in this run")
+    create_markdown_artifact(report.summary_markdown(summary, tracking_uri), key="pipeline-summary",
+                             description="What this pipeline run did and why")

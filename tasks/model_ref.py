@@ -1,0 +1,30 @@
+"""The types that name a registered model: which version it is, and a loaded one ready to serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered version and its lineage: what publish records next to every row it writes."""
+
+    name: str
+    version: str
+    uri: str = ""        # models:/<name>/<version>
+    run_id: str = ""
+    split_id: str = ""
+    data_hash: str = ""
+
+
+@dataclass
+class ServingModel:
+    """A registered version loaded for scoring: the Recommender, its ref and its run's final metrics."""
+
+    recommender: object          # models.recommender.Recommender
+    ref: ModelRef
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.recommender.config.kind
