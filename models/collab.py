@@ -77,15 +77,43 @@ class RatingBags(nn.Module):
         return torch.where(found, self.values[pos], torch.zeros((), device=rows.device)), found
 
 
+class SideTable(nn.Module):
+    """Side-feature rows by model index (row 0 = unknown); rows given at call time replace the table's."""
+
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.register_buffer("table", torch.zeros(n, dim))   # [n, dim], filled by set_table
+
+    def set_table(self, table: torch.Tensor):
+        """Install the rows [n, dim] (copy_ keeps the buffer and its device)."""
+        self.table.copy_(table)
+
+    def forward(self, idx, given=None):
+        """Rows [B, dim] of idx[B], or the given rows [B, dim] (a cold id's features)."""
+        return self.table[idx] if given is None else given
+
+
+class SideOffset(SideTable):
+    """(vector [B, width], bias [B]) offsets from a linear map of the side rows (SVDFeature-style)."""
+
+    def __init__(self, n: int, dim: int, width: int):
+        super().__init__(n, dim)
+        self.linear = nn.Linear(dim, width + 1, bias=False)   # one output per factor, then the bias
+        nn.init.zeros_(self.linear.weight)                     # starts as the model without side features
+
+    def forward(self, idx, given=None):
+        s = self.linear(super().forward(idx, given))           # [B, width + 1]
+        return s[:, :-1], s[:, -1]
+
+
 class DotProductBias(nn.Module):
     """Rating = sigmoid_range(user·item + user bias + item bias + global bias).
 
-    rating_input=True: an item's vector also adds the code of its column of training ratings
-    (`RatingBags`), so the user factors meet what other users said of the item, AutoRec-style. While
-    training, the target rating is left out of its own item's code: left in, the model learns to read
-    the answer off the input, which it never sees at test time.
-    Side features (user_side_dim/item_side_dim > 0): a linear map of a row's features adds to its
-    vector and bias (SVDFeature-style), so rare and unseen ids start from what they are.
+    rating_input: an item's vector also adds the code of its column of training ratings (`RatingBags`),
+    AutoRec-style; while training, the target rating is left out of its own item's code (left in, the
+    model learns to read the answer off the input, which it never sees at test time).
+    user_side_dim/item_side_dim > 0: a `SideOffset` of the id's features adds to its vector and bias, so
+    rare and unseen ids start from what they are.
     """
 
     def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5), rating_input: bool = False,
@@ -99,31 +127,27 @@ class DotProductBias(nn.Module):
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.y_range = tuple(y_range)
         self.item_ratings = RatingBags(n_items, n_users, n_factors) if rating_input else None
-        self.user_side_in = _side_tables(self, "user", n_users, user_side_dim, n_factors + 1)
-        self.item_side_in = _side_tables(self, "item", n_items, item_side_dim, n_factors + 1)
-
-    def set_side_tables(self, user_side: torch.Tensor | None, item_side: torch.Tensor | None):
-        """Install side-feature tables [n_users, du] and [n_items, di] (row 0 = unknown)."""
-        _install_side(self, user_side, item_side)
-
-    def _side(self, who: str, idx, given):
-        """Side offsets [B, d + 1] (vector, then bias) from the rows' features (given, else the table's), or None."""
-        lin = self.user_side_in if who == "user" else self.item_side_in
-        if lin is None:
-            return None
-        return lin(getattr(self, f"{who}_side")[idx] if given is None else given)
+        # None without side features: a plain model's state dict has no side keys
+        self.user_side = SideOffset(n_users, user_side_dim, n_factors) if user_side_dim > 0 else None
+        self.item_side = SideOffset(n_items, item_side_dim, n_factors) if item_side_dim > 0 else None
 
     def user_terms(self, users, user_side=None):
-        """(vectors [B, d], biases [B]) of users: own factors and bias, plus the side-feature offsets."""
-        p, b, s = self.user_factors(users), self.user_bias(users)[:, 0], self._side("user", users, user_side)
-        return (p, b) if s is None else (p + s[:, :-1], b + s[:, -1])
+        """(vectors [B, d], biases [B]) of users: own factors and bias, plus the side offsets."""
+        p, b = self.user_factors(users), self.user_bias(users)[:, 0]
+        if self.user_side is not None:
+            dp, db = self.user_side(users, user_side)
+            p, b = p + dp, b + db
+        return p, b
 
     def item_terms(self, items, leave_out=None, item_side=None):
         """(vectors [C, d], biases [C]) of items: own factors and bias, the rating-column code, the side offsets."""
-        q, b, s = self.item_factors(items), self.item_bias(items)[:, 0], self._side("item", items, item_side)
+        q, b = self.item_factors(items), self.item_bias(items)[:, 0]
         if self.item_ratings is not None:
             q = q + self.item_ratings(items, leave_out)
-        return (q, b) if s is None else (q + s[:, :-1], b + s[:, -1])
+        if self.item_side is not None:
+            dq, db = self.item_side(items, item_side)
+            q, b = q + dq, b + db
+        return q, b
 
     def item_vectors(self, items, leave_out=None, item_side=None):
         """Item vectors [C, d] (the first half of item_terms)."""
@@ -145,27 +169,6 @@ class DotProductBias(nn.Module):
         return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)
 
 
-def _side_tables(module: nn.Module, who: str, n: int, dim: int, width: int) -> nn.Linear | None:
-    """Register `{who}_side` [n, dim] (filled by set_side_tables) and return a zero-initialised dim -> width map.
-
-    dim 0: nothing registered, None returned (a plain model's state dict stays as it was).
-    """
-    if dim <= 0:
-        return None
-    module.register_buffer(f"{who}_side", torch.zeros(n, dim))
-    lin = nn.Linear(dim, width, bias=False)
-    nn.init.zeros_(lin.weight)   # starts as the model without side features
-    return lin
-
-
-def _install_side(module: nn.Module, user_side, item_side):
-    # copy_ keeps the registered buffers (and their device)
-    if user_side is not None:
-        module.user_side.copy_(user_side)
-    if item_side is not None:
-        module.item_side.copy_(item_side)
-
-
 class EmbeddingNN(nn.Module):
     """Concatenated user and item embeddings (+ optional side features) through an MLP."""
 
@@ -175,6 +178,8 @@ class EmbeddingNN(nn.Module):
         super().__init__()
         self.user_factors = _embedding(n_users, user_size)
         self.item_factors = _embedding(n_items, item_size)
+        self.user_side = SideTable(n_users, user_side_dim)   # [n_users, du]; du = 0 without side features
+        self.item_side = SideTable(n_items, item_side_dim)   # [n_items, di]
         h = list(layers)
         # The first Linear over concat(user part, item part) split in two: W·[u;i] = W_u·u + W_i·i.
         # Same model, but lets raw_all add a [B,1,h] user half to a [1,C,h] item half instead of
@@ -188,13 +193,6 @@ class EmbeddingNN(nn.Module):
         self.head = nn.Sequential(*body)
         self.y_range = tuple(y_range)
         self.id_dropout = id_dropout
-        # Side feature tables by model index (row 0 = unknown); filled by set_side_tables.
-        self.register_buffer("user_side", torch.zeros(n_users, user_side_dim))
-        self.register_buffer("item_side", torch.zeros(n_items, item_side_dim))
-
-    def set_side_tables(self, user_side: torch.Tensor | None, item_side: torch.Tensor | None):
-        """Install side-feature tables [n_users, du] and [n_items, di] (row 0 = unknown)."""
-        _install_side(self, user_side, item_side)
 
     def _drop_ids(self, idx):
         # Training only: hide some ids so the side features learn to stand in for unseen ones.
@@ -205,13 +203,13 @@ class EmbeddingNN(nn.Module):
 
     def user_part(self, users, user_side=None):
         """First-layer user half [B, h0]."""
-        side = self.user_side[users] if user_side is None else user_side
-        return self.user_in(torch.cat([self.user_factors(self._drop_ids(users)), side], -1))
+        emb = self.user_factors(self._drop_ids(users))                     # [B, user_size]
+        return self.user_in(torch.cat([emb, self.user_side(users, user_side)], -1))
 
     def item_part(self, items, item_side=None):
         """First-layer item half [C, h0]."""
-        side = self.item_side[items] if item_side is None else item_side
-        return self.item_in(torch.cat([self.item_factors(self._drop_ids(items)), side], -1))
+        emb = self.item_factors(self._drop_ids(items))                     # [C, item_size]
+        return self.item_in(torch.cat([emb, self.item_side(items, item_side)], -1))
 
     def raw(self, users, items, user_side=None, item_side=None):
         """Pre-sigmoid score [B] of pairs users[B], items[B]."""

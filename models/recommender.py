@@ -15,7 +15,10 @@ from models.config import ModelConfig
 from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
 from models.training_loop import pick_device, train
 
-FORMAT = "lensflow-recommender/1"
+FORMAT = "lensflow-recommender/2"
+FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes; load() renames its keys
+_FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
+                  "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
 _PREDICT_CHUNK = 1 << 18
 
 
@@ -86,10 +89,10 @@ class Recommender:
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
         if getattr(model, "item_ratings", None) is not None:
             model.item_ratings.set_ratings(*_ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
-        if du or di:
-            tables = {who: _side_table(side, who, vocab, counts[who])
-                      for who, vocab in (("user", user_ids), ("item", item_ids))}
-            model.set_side_tables(*(None if t is None else torch.as_tensor(t) for t in tables.values()))
+        for part, who, vocab in ((model.user_side, "user", user_ids), (model.item_side, "item", item_ids)):
+            table = _side_table(side, who, vocab, counts[who])
+            if table is not None:
+                part.set_table(torch.as_tensor(table))
 
         def tensors(u, i, r):
             return (torch.as_tensor(_index(user_ids, u), device=dev),
@@ -120,7 +123,7 @@ class Recommender:
         """Side rows [n, d] for raw ids: model table for known ids, else fit-time or given features."""
         if f"{who}_rows" not in self.side and f"{who}_count_z" not in self.side:
             return None
-        table = (self.model.user_side if who == "user" else self.model.item_side).cpu().numpy()
+        table = (self.model.user_side if who == "user" else self.model.item_side).table.cpu().numpy()
         rows = table[idx]
         unknown = idx == 0
         if unknown.any() and f"{who}_rows" in self.side:
@@ -251,15 +254,17 @@ class Recommender:
 
     @classmethod
     def load(cls, path, device=None) -> "Recommender":
-        """Inverse of save."""
+        """Inverse of save; also reads format-1 files (side keys renamed)."""
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") != FORMAT:
+        if payload.get("format") not in (FORMAT, FORMAT_1):
             raise ValueError(f"{path}: not a lensflow recommender file (format {payload.get('format')!r})")
         config = ModelConfig.from_dict(payload["config"])
         side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
         user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, *_side_dims(side))
         state = payload["state_dict"]
+        if payload["format"] == FORMAT_1:
+            state = {_FORMAT_1_KEYS.get(k, k): v for k, v in state.items()}
         if "item_ratings.members" in state:   # variable-length buffers: install them before loading
             model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
                                            state["item_ratings.values"])

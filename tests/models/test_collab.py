@@ -95,9 +95,10 @@ def test_dot_bias_side_features_offset_vectors_and_biases_by_hand():
             p.zero_()
         m.user_factors.weight[1] = torch.tensor([1.0, 0.0])
         m.item_factors.weight[2] = torch.tensor([0.0, 1.0])
-        m.user_side_in.weight[:] = torch.tensor([[1.0], [2.0], [0.5]])         # [d + 1, du]: vector, then bias
-        m.item_side_in.weight[:] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    m.set_side_tables(torch.tensor([[0.0], [2.0], [0.0]]), torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, -1.0]]))
+        m.user_side.linear.weight[:] = torch.tensor([[1.0], [2.0], [0.5]])     # [d + 1, du]: vector, then bias
+        m.item_side.linear.weight[:] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    m.user_side.set_table(torch.tensor([[0.0], [2.0], [0.0]]))
+    m.item_side.set_table(torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, -1.0]]))
     # user 1: vector (1,0) + 2*(1,2) = (3,4), bias 2*0.5 = 1; item 2: (0,1) + (3,-1) = (3,0), bias 3-1 = 2
     assert torch.allclose(m.raw(torch.tensor([1]), torch.tensor([2])), torch.tensor([3 * 3 + 4 * 0 + 1 + 2.0]))
     # explicit rows replace the table's (a cold user scored from features given at query time)
@@ -110,4 +111,5 @@ def test_dot_bias_without_side_features_keeps_its_state_dict():
     # models saved before side features existed must load: no side buffers or maps unless asked for
     assert not any("side" in k for k in DotProductBias(3, 3, 2).state_dict())
     side = DotProductBias(3, 3, 2, user_side_dim=1).state_dict()
-    assert "user_side" in side and "user_side_in.weight" in side and "item_side" not in side
+    assert "user_side.table" in side and "user_side.linear.weight" in side
+    assert not any(k.startswith("item_side") for k in side)

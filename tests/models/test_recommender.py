@@ -121,6 +121,33 @@ def test_save_load_round_trip_is_exact(data, kind, tmp_path):
     assert (getattr(back.model, "item_ratings", None) is not None) == cfg.rating_input   # dot default: on
 
 
+# Format 1 (before the side tables and maps moved into child modules): new key -> old key, spelled out.
+FORMAT_1_NAMES = {"user_side.table": "user_side", "item_side.table": "item_side",
+                  "user_side.linear.weight": "user_side_in.weight", "item_side.linear.weight": "item_side_in.weight"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_format_1_file_loads_and_scores_the_same(data, kind, tmp_path):
+    train, valid = data
+    users, items = side_features()
+    cfg = ModelConfig.for_kind(kind, epochs=1, use_side_info=True)
+    rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
+    payload = torch.load(rec.save(tmp_path / "new.pt"), weights_only=True)
+    payload["format"] = "lensflow-recommender/1"
+    payload["state_dict"] = {FORMAT_1_NAMES.get(k, k): v for k, v in payload["state_dict"].items()}
+    old_keys = {"user_side", "item_side"} | ({"user_side_in.weight", "item_side_in.weight"} if kind == "dot_bias"
+                                             else set())
+    assert {k for k in payload["state_dict"] if "side" in k} == old_keys   # the file holds format-1 names
+    torch.save(payload, tmp_path / "old.pt")
+    back = Recommender.load(tmp_path / "old.pt")
+    np.testing.assert_array_equal(rec.predict(*valid[:2]), back.predict(*valid[:2]))
+    np.testing.assert_array_equal(rec.recommend([100, 101, 5], 5)[1], back.recommend([100, 101, 5], 5)[1])
+    payload["format"] = "something-else/1"
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a lensflow recommender file"):
+        Recommender.load(tmp_path / "other.pt")
+
+
 def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     train, _ = data
     rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", use_side_info=False, **FAST), device="cpu")
