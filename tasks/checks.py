@@ -34,13 +34,18 @@ class Check:
         return f"{self.table}.{self.rule}({shown})" if shown else f"{self.table}.{self.rule}"
 
     @property
+    def file(self) -> str:
+        """Name of the rule's SQL file in sql/ (rules are declared here, never taken from input)."""
+        return "check_" + self.rule
+
+    @property
     def sql_file(self) -> str:
-        return f"sql/check_{self.rule}.sql"
+        return f"sql/{self.file}.sql"
 
     def offending_rows(self, con, extra_params: dict | None = None) -> list[dict]:
         """Run the rule on `con`; each returned row (as a dict) breaks it."""
         params = {**dict(self.params), **(extra_params or {})}
-        text = sql.load(f"check_{self.rule}", table=self.table, **dict(self.identifiers))
+        text = sql.load(self.file, table=self.table, **dict(self.identifiers))
         used = {k: v for k, v in params.items() if f"${k}" in text}
         cur = con.execute(text, used) if used else con.execute(text)
         names = [d[0] for d in cur.description]

@@ -94,7 +94,7 @@ def find_by_tag(paths: Paths, kind: str, tag: str, value: str) -> ModelRef | Non
     exp = cl.get_experiment_by_name(t.EXPERIMENT)
     if exp is None:
         return None
-    runs = cl.search_runs([exp.experiment_id], filter_string=f"tags.{tag} = '{_quote(value)}' "
+    runs = cl.search_runs([exp.experiment_id], filter_string=f"tags.{_quote(tag)} = '{_quote(value)}' "
                           f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
                           max_results=5)
     name = c.registered_model_name(kind)
