@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -16,8 +17,59 @@ from tasks import settings
 FLOW_COMMANDS = ("run", "ingest", "train", "publish")
 
 
+# Exit codes of user errors (argparse itself exits 2 on a bad option); anything else is a bug: exit 1
+# with its traceback. Matched by class name so the CLI imports nothing heavy to classify an error.
+EXIT_CODES = {
+    "ConfigError": 2, "ArgumentTypeError": 2,
+    "InputError": 3, "ChecksumMismatch": 3,
+    "NotFound": 4, "FileNotFoundError": 4, "NotADirectoryError": 4, "IsADirectoryError": 4,
+    "PermissionError": 5, "ReadOnlyFileSystem": 5,
+    "SourceUnavailable": 6, "DeviceUnavailable": 6,
+    "PublicationCheckError": 7, "CheckFailed": 7, "NarrowingError": 7,
+}
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code of a user error (bad input, path, option, unknown id, missing device), else None."""
+    if type(exc) is LookupError:  # "no champion yet" and the like; never KeyError/IndexError (bugs)
+        return 4
+    if isinstance(exc, OSError) and exc.errno == 30:  # EROFS: a read-only data home
+        return 5
+    for cls in type(exc).__mro__:
+        if cls.__name__ in EXIT_CODES:
+            return EXIT_CODES[cls.__name__]
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """What went wrong, on one line: an OSError names its file."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return n
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help="data home (default: $LENSFLOW_HOME or ./.lensflow)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Prefect's and MLflow's own log lines on the terminal (always in <home>/logs)")
+
+
+def _device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N or auto (default: $LENSFLOW_DEVICE, else CUDA when present)")
 
 
 def _kinds(value: str) -> list[str]:
@@ -63,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dot-config", type=_json_dict, default=None, help="JSON overrides for the dot_bias config")
     p.add_argument("--nn-config", type=_json_dict, default=None, help="JSON overrides for the embedding_nn config")
     p.add_argument("--promotion-metric", default=None, help="metric deciding the champion (default: ndcg@10)")
-    p.add_argument("-n", "--top-n", type=int, default=50, help="recommendations per user (default 50)")
-    p.add_argument("-k", "--similar-k", type=int, default=20, help="similar items per item (default 20)")
-    p.add_argument("--retain", type=int, default=5, help="publications kept on disk (default 5)")
+    p.add_argument("-n", "--top-n", type=_positive_int, default=50, help="recommendations per user (default 50)")
+    p.add_argument("-k", "--similar-k", type=_positive_int, default=20, help="similar items per item (default 20)")
+    p.add_argument("--retain", type=_positive_int, default=5, help="publications kept on disk (default 5)")
     p.add_argument("--force", action="store_true", help="retrain and republish even when nothing changed")
+    _device(p)
 
     p = sub.add_parser("ingest", help="acquire, validate and load the MovieLens files")
     _common(p)
@@ -79,17 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
     p.add_argument("--promotion-metric", default=None, help="metric that moves `champion` (default: ndcg@10)")
-    p.add_argument("--top-k", type=int, default=10, help="k of the ranking metrics (default 10)")
+    p.add_argument("--top-k", type=_positive_int, default=10, help="k of the ranking metrics (default 10)")
     p.add_argument("--force", action="store_true", help="train even if an identical training is registered")
     p.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")
+    _device(p)
 
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
     p.add_argument("--model", default=None, help="model kind for recommendations (default: best champion)")
     p.add_argument("--version", default="champion", help="alias or version number (default: champion)")
-    p.add_argument("-n", "--top-n", type=int, default=50)
-    p.add_argument("-k", "--similar-k", type=int, default=20)
-    p.add_argument("--retain", type=int, default=5)
+    p.add_argument("-n", "--top-n", type=_positive_int, default=50)
+    p.add_argument("-k", "--similar-k", type=_positive_int, default=20)
+    p.add_argument("--retain", type=_positive_int, default=5)
+    _device(p)
 
     p = sub.add_parser("promote", help="operator override: make a version the champion")
     _common(p)
@@ -103,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "publications", "sql"))
     p.add_argument("--user", type=int)
     p.add_argument("--item", type=int)
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=_positive_int, default=10, help="rows shown (default 10)")
     p.add_argument("--sql", help="with 'sql': a read-only statement to run")
 
     sub.add_parser("synth", help="write a synthetic data set in the MovieLens 100k formats (synth --help)")
@@ -128,11 +183,46 @@ def main(argv: list[str] | None = None) -> int:
         return synthetic.main(argv[1:]) or 0
     a = build_parser().parse_args(argv)
     paths = settings.apply_environment(a.home)
-    if a.command in FLOW_COMMANDS:  # only commands that run a flow need Prefect's home on disk
-        settings.prepare_prefect_home()
-    from flows import commands
+    if not a.verbose:  # MLflow's INFO lines (store creation, artifact downloads) stay off the terminal
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        if getattr(a, "device", None):
+            os.environ[settings.DEVICE_ENV] = a.device
+        if a.command in FLOW_COMMANDS:  # only commands that run a flow write Prefect's home and logs
+            if os.environ.get(settings.DEVICE_ENV):  # a missing GPU fails now, not after the ingest
+                from models.training_loop import pick_device
 
-    return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
+                pick_device(os.environ[settings.DEVICE_ENV])
+            settings.prepare_prefect_home()
+            quiet_logs(paths, verbose=a.verbose)
+        from flows import commands
+
+        return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
+    except Exception as exc:  # noqa: BLE001 - user errors become one line; bugs keep their traceback
+        code = exit_code(exc)
+        if code is None or a.debug:
+            raise
+        hint = "" if a.home is None else f" (data home {paths.home})"
+        print(f"lensflow: {one_line(exc)}{hint}", file=sys.stderr)
+        return code
+
+
+def quiet_logs(paths: settings.Paths, verbose: bool = False) -> None:
+    """Prefect's and MLflow's log lines go to <home>/logs/lensflow.log (and the terminal with -v)."""
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    import logging
+
+    import prefect  # noqa: F401  - configures logging; the file handler is added after it
+
+    handler = logging.FileHandler(paths.logs / "lensflow.log")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if not verbose:
+        logging.captureWarnings(True)  # library warnings to the log file, not the terminal
 
 
 if __name__ == "__main__":

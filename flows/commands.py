@@ -35,7 +35,25 @@ def _split(a) -> "SplitSpec":  # noqa: F821
     return SplitSpec(**kw)
 
 
+def refuse_early(paths: Paths, source: str | None = None, configs: dict | None = None) -> None:
+    """Permanent mistakes fail before any flow starts: a --source that is no MovieLens copy, a bad config."""
+    if source:
+        from tasks import acquire
+
+        acquire.check_source(source, paths)
+    if configs:
+        from tasks import training
+
+        for kind, overrides in configs.items():
+            training.pipeline_config(kind, overrides)
+
+
 def run(a, paths: Paths) -> int:
+    from tasks import contract as c
+
+    kinds = a.kinds or list(c.MODEL_KINDS)
+    refuse_early(paths, a.source, {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind]
+                                   for kind in kinds})
     from flows.pipeline import pipeline
     from tasks.evaluate import PROMOTION_METRIC
 
@@ -62,6 +80,7 @@ def run(a, paths: Paths) -> int:
 
 
 def ingest(a, paths: Paths) -> int:
+    refuse_early(paths, a.source)
     from flows.ingest import ingest as ingest_flow
 
     _print_json(ingest_flow(source=a.source, home=str(paths.home)))
@@ -69,6 +88,7 @@ def ingest(a, paths: Paths) -> int:
 
 
 def train(a, paths: Paths) -> int:
+    refuse_early(paths, configs={a.kind: a.config})
     from flows.train import train as train_flow
     from tasks.evaluate import PROMOTION_METRIC
 

@@ -15,7 +15,7 @@ from prefect.tasks import exponential_backoff
 from tasks import acquire, durable, lake, movielens, report, serving, sharding, split, training
 from tasks import publish as publishing
 from tasks import warehouse
-from tasks.errors import InputError
+from tasks.errors import InputError, SourceUnavailable
 
 
 def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **options):
@@ -24,10 +24,18 @@ def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **opti
                 persist_result=False, **options)
 
 
+PERMANENT = (InputError, SourceUnavailable, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+             PermissionError, LookupError, ValueError, TypeError)
+
+
 def _transient(task_, task_run, state) -> bool:
-    """Retry acquisition on network/file trouble, never on bad input (a bad zip stays bad)."""
+    """Retry only what may pass: I/O hiccups and a corrupted download (fetched again).
+
+    Never bad input, a missing path, a permission, an unknown id, or an unreachable download
+    (acquire already retried it with back-off): those fail at once, and the same way every time.
+    """
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, InputError) or isinstance(exc, acquire.ChecksumMismatch)
+    return isinstance(exc, acquire.ChecksumMismatch) or not isinstance(exc, PERMANENT)
 
 
 def _split_logged(paths, ratings, spec, data_hash) -> split.Split:
@@ -40,8 +48,10 @@ def _split_logged(paths, ratings, spec, data_hash) -> split.Split:
 
 # --- shared -----------------------------------------------------------------------------------------
 sweep = step(durable.sweep, "sweep-leftovers", log_prints=True)
-lake_snapshot = step(lake.current, "read-lake-pointer", retries=2, retry_delay_seconds=1)
-read_table = step(lake.read, "read-lake-table", "read-{table_name}", retries=2, retry_delay_seconds=1)
+lake_snapshot = step(lake.current, "read-lake-pointer", retries=2, retry_delay_seconds=1,
+                     retry_condition_fn=_transient)
+read_table = step(lake.read, "read-lake-table", "read-{table_name}", retries=2, retry_delay_seconds=1,
+                  retry_condition_fn=_transient)
 
 # --- ingest -----------------------------------------------------------------------------------------
 fetch_source = step(acquire.resolve_source, "acquire-source", retries=2,
@@ -66,7 +76,7 @@ training_summary = step(report.training_summary,
 
 # --- publish ----------------------------------------------------------------------------------------
 load_champions = step(serving.load_champions, "load-champion-models", "load-{alias}-models", retries=2,
-                      retry_delay_seconds=2)
+                      retry_delay_seconds=2, retry_condition_fn=_transient)
 order_for_publication = step(serving.order_for_publication, "choose-serving-model", "serve-by-{metric}")
 publication_up_to_date = step(warehouse.live_publication_matches, "check-publication-up-to-date")
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")

@@ -12,11 +12,20 @@ from models.collab import sigmoid_range
 from models.config import ModelConfig
 
 
+class DeviceUnavailable(RuntimeError):
+    """A CUDA device was asked for and torch sees none: never fall back to the CPU silently."""
+
+
 def pick_device(device=None) -> torch.device:
-    """The given device, else CUDA when present, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The given device ('cpu', 'cuda', 'cuda:1'); None or 'auto': CUDA when present, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise DeviceUnavailable(f"device '{device}' asked for, but torch {torch.__version__} sees "
+                                f"{torch.cuda.device_count()} CUDA device(s) (CUDA build: {torch.version.cuda}); "
+                                "use --device cpu or fix the worker's GPU set-up")
+    return dev
 
 
 def batch_loss(model, users, items, ratings, config: ModelConfig, n_items: int, generator=None):

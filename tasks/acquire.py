@@ -195,6 +195,16 @@ def extract_cached(zip_path: Path, raw: Path) -> Path:
     return find_movielens_folder(target)
 
 
+def check_source(source: str | os.PathLike, paths: Paths) -> Path:
+    """The source path if it can be a MovieLens copy (a folder, or a zip); else the error, at once."""
+    path = Path(source).expanduser()
+    if path.is_dir() or (path.is_file() and zipfile.is_zipfile(path)):
+        return path
+    if path.is_file():
+        raise InputError(path.name, None, "source-kind", "expected a folder with u.data or a .zip archive")
+    raise SourceUnavailable(f"source {path} does not exist. " + HOW_TO_POINT.format(raw=paths.raw))
+
+
 def resolve_source(source: str | os.PathLike | None, paths: Paths, *, url: str = URL, sha1: str = SHA1,
                    size: int | None = SIZE, progress: bool = True, retries: int = 2, backoff: float = 1.0) -> Path:
     """A folder holding u.data etc.: source as a folder, a zip (safely extracted), or None for the download.
@@ -203,14 +213,10 @@ def resolve_source(source: str | os.PathLike | None, paths: Paths, *, url: str =
     """
     source = source or os.environ.get(SOURCE_ENV) or None
     if source is not None:
-        path = Path(source).expanduser()
+        path = check_source(source, paths)
         if path.is_dir():
             return find_movielens_folder(path)
-        if path.is_file() and zipfile.is_zipfile(path):
-            return extract_cached(path, paths.raw)
-        if path.is_file():
-            raise InputError(path.name, None, "source-kind", "expected a folder with u.data or a .zip archive")
-        raise SourceUnavailable(f"source {path} does not exist. " + HOW_TO_POINT.format(raw=paths.raw))
+        return extract_cached(path, paths.raw)
     archive = cached_download(url, paths.raw, sha1=sha1, size=size, progress=progress,
                               retries=retries, backoff=backoff)
     return extract_cached(archive, paths.raw)

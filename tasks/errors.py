@@ -18,3 +18,11 @@ class InputError(ValueError):
 
 class SourceUnavailable(RuntimeError):
     """The MovieLens files could not be obtained; the message says how to point lensflow at a copy."""
+
+
+class ConfigError(ValueError):
+    """A setting or option the user gave is not valid (unknown model config key, bad value)."""
+
+
+class NotFound(LookupError):
+    """Something the user named does not exist: a user, an item, a model version, a stored split."""

@@ -16,8 +16,10 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from tasks import contract as c
 from tasks.evaluate import PROMOTION_METRIC
 from tasks import tracking as t
+from tasks.errors import ConfigError, NotFound
 from tasks.faults import maybe_crash
 from tasks.model_ref import ModelRef
+from tasks import settings
 from tasks.settings import Paths
 
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
@@ -192,10 +194,10 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMO
 def promote(paths: Paths, kind: str, version: str, reason: str) -> Decision:
     """Operator override: make `version` the champion whatever its metrics, recording who-said-why."""
     if not reason or not reason.strip():
-        raise ValueError("promote() needs a reason: it is recorded on the version")
-    cl = t.client(paths)
+        raise ConfigError("promote needs a reason (--reason \"...\"): it is recorded on the version")
     name = c.registered_model_name(kind)
-    cl.get_model_version(name, str(version))  # raises for an unknown version
+    resolve(paths, kind, str(version))  # NotFound for an unknown version
+    cl = t.client(paths)
     d = Decision(name, str(version), True, MANUAL, f"manual override: {reason.strip()}",
                  champion_version=champion_version(paths, kind))
     _record(cl, d)
@@ -221,9 +223,20 @@ def resolve(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -
     try:
         mv = cl.get_model_version(name, ref) if ref.isdigit() else cl.get_model_version_by_alias(name, ref)
     except MlflowException as e:
-        raise LookupError(f"no version '{ref}' of registered model {name} in {paths.mlflow_tracking_uri}") from e
+        known = sorted(int(v.version) for v in _versions(cl, name))
+        have = f"versions: {', '.join(map(str, known))}" if known else "no versions registered yet"
+        raise NotFound(f"no version '{ref}' of registered model {name} ({have}; "
+                       f"store {paths.mlflow_tracking_uri})") from e
     return ModelRef(name, str(mv.version), f"models:/{name}/{mv.version}", mv.run_id,
                     mv.tags.get(c.SPLIT_ID, ""), mv.tags.get(c.DATA_HASH, ""))
+
+
+def _versions(cl, name: str) -> list:
+    """Every version of a registered model (none when the model is not registered)."""
+    try:
+        return list(cl.search_model_versions(f"name = '{_quote(name)}'"))
+    except MlflowException:
+        return []
 
 
 def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, device=None):
@@ -240,12 +253,7 @@ def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, dev
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{location.rstrip('/')}/artifacts/{t.RECOMMENDER_FILE}", dst_path=tmp,
             tracking_uri=paths.mlflow_tracking_uri)
-        return Recommender.load(Path(local), device=device), ref
-
-
-def load_version(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION, device=None):
-    """Same as load_for_scoring (the name docs/architecture.md uses)."""
-    return load_for_scoring(paths, kind, alias_or_version, device)
+        return Recommender.load(Path(local), device=settings.device(device)), ref
 
 
 def pyfunc_uri(kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> str:

@@ -13,7 +13,7 @@ import torch
 from models import scoring
 from models.training_loop import pick_device
 from tasks import contract as c
-from tasks import popularity
+from tasks import popularity, settings
 
 SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY = c.SOURCES
 
@@ -74,7 +74,7 @@ def _user_features(users_df: pd.DataFrame) -> dict:
 def cosine_neighbours(item_ids: np.ndarray, vectors, k: int = 20, device=None,
                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k cosine neighbours per item, itself excluded: (item_ids, neighbour_ids[I, k], sims[I, k])."""
-    dev = pick_device(device)  # CUDA when present, else CPU
+    dev = pick_device(settings.device(device))  # the setting, else CUDA when present, else CPU
     v = torch.as_tensor(np.asarray(vectors), dtype=torch.float32).to(dev)      # [I, d]
     v = torch.nn.functional.normalize(v, dim=1)  # zero rows stay zero: similarity 0, never NaN
     n_items = len(item_ids)

@@ -57,12 +57,24 @@ class Paths:
         return self.home / "mlflow" / "artifacts"
 
     @property
+    def logs(self) -> Path:
+        return self.home / "logs"           # lensflow.log: Prefect's and MLflow's log lines
+
+    @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
 
     @property
     def mlflow_tracking_uri(self) -> str:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+
+
+DEVICE_ENV = "LENSFLOW_DEVICE"   # cpu | cuda | cuda:N | auto; the `gpu` work pool sets cuda
+
+
+def device(override: str | None = None) -> str | None:
+    """The device to train and score on: the argument, else $LENSFLOW_DEVICE, else None (auto)."""
+    return override or os.environ.get(DEVICE_ENV) or None
 
 
 def paths(override: str | os.PathLike | None = None) -> Paths:

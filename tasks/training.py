@@ -5,6 +5,7 @@ Plain functions, tested on tiny frames; the Prefect wrappers live in flows/steps
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import time
@@ -20,6 +21,8 @@ from models.recommender import Recommender
 from models.training_loop import pick_device
 from tasks import contract as c
 from tasks import evaluate as ev
+from tasks.errors import ConfigError
+from tasks import settings
 from tasks.evaluate import PROMOTION_METRIC
 from tasks.split import Split
 
@@ -38,15 +41,21 @@ def pipeline_config(kind: str, overrides: dict | None = None) -> ModelConfig:
 def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
     """The tuned defaults for a model kind with overrides applied (unknown keys raise)."""
     if kind not in c.MODEL_KINDS:
-        raise ValueError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
+        raise ConfigError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
     overrides = dict(overrides or {})
     if overrides.get("kind", kind) != kind:
-        raise ValueError(f"config override kind={overrides['kind']!r} contradicts kind={kind!r}")
+        raise ConfigError(f"config override kind={overrides['kind']!r} contradicts kind={kind!r}")
     overrides.pop("kind", None)
-    unknown = set(overrides) - set(ModelConfig.__dataclass_fields__)
+    fields = sorted(ModelConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise ValueError(f"unknown model config field(s) {sorted(unknown)}")
-    return ModelConfig.for_kind(kind, **overrides)
+        hints = [f"{key!r} (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(key, fields, 1))
+                 else repr(key) for key in unknown]
+        raise ConfigError(f"unknown model config field(s) {', '.join(hints)}; fields are {', '.join(fields)}")
+    try:
+        return ModelConfig.for_kind(kind, **overrides)
+    except (TypeError, ValueError) as e:  # a value the config refuses (ModelConfig.__post_init__)
+        raise ConfigError(f"model config for {kind}: {e}") from e
 
 
 def user_features(users: pd.DataFrame) -> dict:
@@ -126,7 +135,7 @@ def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | 
 
     Test ranking excludes everything the user rated before test time (train and valid).
     """
-    dev = pick_device(device)
+    dev = pick_device(settings.device(device))
     t0 = time.perf_counter()
     rec = fit(split.train, config, split.valid, users, movies, device=dev)
     seen = pd.concat([split.train, split.valid], ignore_index=True)

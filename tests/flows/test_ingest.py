@@ -87,6 +87,9 @@ def test_acquire_retries_only_transient_failures():
     from tasks.acquire import ChecksumMismatch
     from tasks.errors import SourceUnavailable
 
-    assert _transient(None, None, Failed(data=SourceUnavailable("no network")))
+    # acquire already retried the download with back-off: the step fails at once, with its hint
+    assert not _transient(None, None, Failed(data=SourceUnavailable("no network")))
+    assert _transient(None, None, Failed(data=ConnectionResetError("reset by peer")))
+    assert not _transient(None, None, Failed(data=FileNotFoundError(2, "No such file", "/x/u.data")))
     assert _transient(None, None, Failed(data=ChecksumMismatch("ml-100k.zip", None, "sha1", "bad")))
     assert not _transient(None, None, Failed(data=InputError("bad.zip", None, "zip-symlink", "refused")))

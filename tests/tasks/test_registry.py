@@ -212,7 +212,7 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
     result = TrainResult(recommender=good, config=good.config, metrics={"rmse": 0.9, "ndcg_at_10": 0.2},
                          valid_metrics={"rmse": rmse_on(good, valid), "ndcg_at_10": 0.25},
                          history=good.history, seconds=2.5, device="cpu", split_id="split-7")
-    done = r.record_training(home, result, "hash-7", tags={"training_fingerprint": "fp-1"})
+    done = r.record_training(home, result, "hash-7", metric="rmse", tags={"training_fingerprint": "fp-1"})
     assert done.decision.promoted and done.decision.metric == "valid_rmse"
     run = t.client(home).get_run(done.run_id)
     assert run.data.metrics["valid_rmse"] == pytest.approx(rmse_on(good, valid))

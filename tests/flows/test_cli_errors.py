@@ -1,0 +1,74 @@
+"""User errors are one line on stderr with a distinct exit code; nothing is retried or changed; --debug shows why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def lensflow(*args: str, home, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process, as a user types it."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("PREFECT_API_URL", None)
+    return subprocess.run([sys.executable, "-m", "flows", *args, "--home", str(home)], cwd=REPO_ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lensflow: "), proc.stderr[-2000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (("ingest", "--source", "/nonexistent/ml-100k"), 6, ("/nonexistent/ml-100k", "does not exist", "--source")),
+    (("run", "--source", "{src}", "--dot-config", '{"epoch": 3}'), 2, ("'epoch'", "did you mean 'epochs'")),
+    (("train", "--config", '{"n_factor": 8}'), 2, ("did you mean 'n_factors'",)),
+    (("train", "--device", "cuda"), 6, ("cuda", "--device cpu")),
+    (("promote", "dot_bias", "7", "--reason", "try"), 4, ("no version '7'", "lensflow-dot_bias")),
+])
+def test_user_errors_are_one_line_and_change_nothing(tmp_path, synthetic_small, args, code, words):
+    home = tmp_path / "home"
+    args = tuple(a.replace("{src}", str(synthetic_small)) for a in args)
+    if args[0] == "train" and "--device" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU: asking for CUDA is not an error here")
+    line = one_line_error(lensflow(*args, home=home), code, *words)
+    assert str(home) in line  # the hint names the data home it was pointed at
+    # refused before anything ran: no lake, no warehouse, no publication in the home
+    for folder in ("lake", "warehouse", "publications", "splits"):
+        assert not (home / folder).exists(), folder
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = lensflow("ingest", "--source", "/nonexistent/ml-100k", "--debug", home=tmp_path / "home")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "SourceUnavailable" in proc.stderr
+
+
+def test_bad_option_values_are_refused_by_argparse(tmp_path):
+    proc = lensflow("query", "top10", "--user", "1", "--limit", "-3", home=tmp_path / "home")
+    assert proc.returncode == 2 and "must be a whole number >= 1, got '-3'" in proc.stderr
+
+
+def test_a_read_only_query_writes_nothing_where_it_runs(tmp_path):
+    """Importing and running the CLI leaves no ./.lensflow behind in the current directory."""
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("LENSFLOW_HOME", None)
+    env.pop("PREFECT_HOME", None)
+    proc = subprocess.run([sys.executable, "-m", "flows", "where", "--home", str(tmp_path / "home")], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "home").exists()
