@@ -68,13 +68,33 @@ SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY = c.SOURCES
 
 
 # --- measuring ------------------------------------------------------------------------------------------
-def _positions(catalogue: np.ndarray, ids) -> np.ndarray:
-    """Catalogue positions of the ids that are in the (sorted, unique) catalogue; others dropped."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if not len(catalogue):
-        return np.empty(0, np.int64)
-    pos = np.clip(np.searchsorted(catalogue, ids), 0, len(catalogue) - 1)
-    return pos[catalogue[pos] == ids]
+class _Catalogue:
+    """Maps item ids to catalogue positions 0..n-1 (a dense lookup table when ids are small, else a search)."""
+
+    def __init__(self, item_ids):
+        self.ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+        self.n = len(self.ids)
+        top = int(self.ids[-1]) if self.n else -1
+        self.lut = None
+        if self.n and self.ids[0] >= 0 and top <= 4 * self.n + 1_000_000:
+            self.lut = np.full(top + 1, -1, dtype=np.int64)
+            self.lut[self.ids] = np.arange(self.n)
+
+    def positions(self, ids) -> np.ndarray:
+        """Catalogue positions of the ids that are in the catalogue; others dropped."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not self.n:
+            return np.empty(0, np.int64)
+        if self.lut is not None:
+            inside = (ids >= 0) & (ids < len(self.lut))
+            pos = self.lut[np.where(inside, ids, 0)]
+            return pos[inside & (pos >= 0)]
+        pos = np.clip(np.searchsorted(self.ids, ids), 0, self.n - 1)
+        return pos[self.ids[pos] == ids]
+
+    def reached(self, ids) -> int:
+        """How many catalogue items occur among the ids."""
+        return int((np.bincount(self.positions(ids), minlength=self.n) > 0).sum())
 
 
 def _top_share(exposure: np.ndarray) -> float:
@@ -103,10 +123,14 @@ def _percentiles(counts: np.ndarray) -> np.ndarray:
 
 
 def _first_rows(users: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Index of each user's best-ranked row."""
+    """Index of each user's best-ranked row (one linear pass when rows are sorted by user and rank)."""
+    if not len(users):
+        return np.empty(0, np.int64)
+    same = users[1:] == users[:-1]
+    if (users[1:] >= users[:-1]).all() and (~same | (ranks[1:] > ranks[:-1])).all():
+        return np.flatnonzero(np.r_[True, ~same])
     order = np.lexsort((ranks, users))
-    first = np.r_[True, users[order][1:] != users[order][:-1]] if len(order) else np.empty(0, bool)
-    return order[first]
+    return order[np.r_[True, users[order][1:] != users[order][:-1]]]
 
 
 def measure(recommendations: pd.DataFrame, similar_items: pd.DataFrame, ratings: pd.DataFrame,
@@ -117,8 +141,8 @@ def measure(recommendations: pd.DataFrame, similar_items: pd.DataFrame, ratings:
     Top-10 means rank <= 10. A user's list counts as a fallback when its best-ranked row's source is not
     'model'. `popularity_boost`, when given, is recorded as the setting that ranked the lists.
     """
-    catalogue = np.unique(movies[c.ITEM_ID].to_numpy(np.int64))
-    n_cat = len(catalogue)
+    catalogue = _Catalogue(movies[c.ITEM_ID].to_numpy(np.int64))
+    n_cat = catalogue.n
     population = np.unique(users[c.USER_ID].to_numpy(np.int64))
     out: dict[str, float] = {N_USERS: float(len(population)), N_ITEMS: float(n_cat)}
 
@@ -137,16 +161,16 @@ def measure(recommendations: pd.DataFrame, similar_items: pd.DataFrame, ratings:
 
     # exposure of items in the top-10 and in the whole lists
     top = rec_ranks <= TOP_K
-    pos_top = _positions(catalogue, rec_items[top])
+    pos_top = catalogue.positions(rec_items[top])
     exposure = np.bincount(pos_top, minlength=n_cat)
     out[COVERAGE_AT_10] = _share((exposure > 0).sum(), n_cat)
-    out[COVERAGE_AT_N] = _share(len(np.unique(_positions(catalogue, rec_items))), n_cat)
+    out[COVERAGE_AT_N] = _share(catalogue.reached(rec_items), n_cat)
     out[GINI_AT_10] = _gini(pos_top, n_cat)
     out[TOP1PCT_SHARE_AT_10] = _top_share(exposure)
     out[TOP_ITEM_REACH_AT_10] = _share(exposure.max(initial=0), len(served))
 
     # popularity of what is recommended against the catalogue
-    counts = np.bincount(_positions(catalogue, ratings[c.ITEM_ID].to_numpy(np.int64)), minlength=n_cat)
+    counts = np.bincount(catalogue.positions(ratings[c.ITEM_ID].to_numpy(np.int64)), minlength=n_cat)
     counts = counts.astype(np.float64)
     pct = _percentiles(counts) if n_cat else counts
     slot_counts, slot_pct = counts[pos_top], pct[pos_top]
@@ -163,9 +187,8 @@ def measure(recommendations: pd.DataFrame, similar_items: pd.DataFrame, ratings:
     # similar items: which items have neighbours, and how evenly items are used as neighbours
     sim_ranks = similar_items[c.RANK].to_numpy(np.int64)
     out[NEIGHBOUR_LIST_LENGTH] = float(sim_ranks.max()) if len(sim_ranks) else 0.0
-    with_neighbours = np.unique(_positions(catalogue, similar_items[c.ITEM_ID].to_numpy(np.int64)))
-    out[ITEMS_WITH_SIMILAR_SHARE] = _share(len(with_neighbours), n_cat)
-    pos_sim = _positions(catalogue, similar_items[c.SIMILAR_ITEM_ID].to_numpy(np.int64))
+    out[ITEMS_WITH_SIMILAR_SHARE] = _share(catalogue.reached(similar_items[c.ITEM_ID].to_numpy(np.int64)), n_cat)
+    pos_sim = catalogue.positions(similar_items[c.SIMILAR_ITEM_ID].to_numpy(np.int64))
     sim_exposure = np.bincount(pos_sim, minlength=n_cat)
     out[SIMILAR_COVERAGE] = _share((sim_exposure > 0).sum(), n_cat)
     out[SIMILAR_GINI] = _gini(pos_sim, n_cat)
@@ -185,9 +208,9 @@ class Thresholds:
     """
 
     coverage_relative_drop: float = 0.10     # coverage_at_10, coverage_at_n, similar_coverage
-    gini_rise: float = 0.05                  # gini_at_10, similar_gini
+    gini_rise: float = 0.02                  # gini_at_10, similar_gini
     top_share_rise: float = 0.05             # top1pct_share_at_10, similar_top1pct_share
-    popularity_relative_rise: float = 0.20   # popularity_lift_at_10
+    popularity_relative_rise: float = 0.10   # popularity_lift_at_10
 
     def __post_init__(self):
         for f in fields(self):
