@@ -131,3 +131,9 @@ USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCOR
 ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, MODEL_NAME,
                           MODEL_VERSION, PUBLICATION_ID)
 SOURCES = ("model", "side_info", "popularity")  # values of SOURCE
+
+# --- publication health: one row per publication ever made and metric (tasks/publication_metrics.py) ---
+PUBLICATION_METRICS = "publication_metrics"
+METRIC = "metric"
+VALUE = "value"
+PUBLICATION_METRICS_COLUMNS = (PUBLICATION_ID, METRIC, VALUE)
