@@ -67,6 +67,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="show Prefect's and MLflow's own log lines on the terminal (always in <home>/logs)")
 
 
+def _refuse_narrowing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refuse-narrowing", action="store_true",
+                   help="refuse a publication whose reach drops or concentration rises past the thresholds "
+                        "(docs/publication_health.md); the live one stays")
+
+
 def _device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or auto (default: $LENSFLOW_DEVICE, else CUDA when present)")
@@ -119,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--similar-k", type=_positive_int, default=20, help="similar items per item (default 20)")
     p.add_argument("--retain", type=_positive_int, default=5, help="publications kept on disk (default 5)")
     p.add_argument("--force", action="store_true", help="retrain and republish even when nothing changed")
+    _refuse_narrowing(p)
     _device(p)
 
     p = sub.add_parser("ingest", help="acquire, validate and load the MovieLens files")
@@ -144,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--top-n", type=_positive_int, default=50)
     p.add_argument("-k", "--similar-k", type=_positive_int, default=20)
     p.add_argument("--retain", type=_positive_int, default=5)
+    _refuse_narrowing(p)
     _device(p)
 
     p = sub.add_parser("promote", help="operator override: make a version the champion")

@@ -60,16 +60,20 @@ def run(a, paths: Paths) -> int:
     summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
                        dot_config=a.dot_config, nn_config=a.nn_config,
                        promotion_metric=a.promotion_metric or PROMOTION_METRIC, n=a.top_n, k=a.similar_k,
-                       retain=a.retain, force=a.force)
+                       retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
     for m in summary["models"]:
         shown = {k: round(v, 4) for k, v in m["metrics"].items()
                  if k in ("test_rmse", "test_ndcg_at_10", "test_recall_at_10", "test_coverage_at_10")}
-        print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''}: {m['decision']} — "
-              f"{m['reason']}  test {shown}")
+        print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''} on {m['device'] or '?'}: "
+              f"{m['decision']} — {m['reason']}  test {shown}")
     state = "kept (nothing changed)" if pub.get("skipped") else f"{pub['recommendation_rows']:,} recommendations"
     print(f"  publication {pub['publication_id']}: {state}")
+    if not pub.get("skipped"):
+        print("  " + health_line(pub["health"]))
+        for warning in pub.get("warnings") or []:
+            print(f"  WARNING narrowing: {warning}")
     print(f"\nOutputs under {paths.home}:\n  warehouse  {paths.warehouse}\n  lake       {paths.lake}\n"
           f"  MLflow     {paths.mlflow_tracking_uri}  (UI: lensflow mlflow-ui)\n"
           f"  snapshots  {paths.publications}")
@@ -77,6 +81,17 @@ def run(a, paths: Paths) -> int:
           f"  duckdb -readonly {paths.warehouse} \"select * from user_recommendations where user_id = 1 "
           "and rank <= 10\"")
     return 0
+
+
+def health_line(figures: dict) -> str:
+    """The publication's reach and bias in one line (docs/publication_health.md defines each figure)."""
+    from tasks import publication_metrics as pm
+
+    get = figures.get
+    return (f"health: top-10 lists cover {get(pm.COVERAGE_AT_10, float('nan')):.1%} of {int(get(pm.N_ITEMS, 0)):,} "
+            f"items, Gini@10 {get(pm.GINI_AT_10, float('nan')):.3f}, most-exposed 1% of items take "
+            f"{get(pm.TOP1PCT_SHARE_AT_10, float('nan')):.1%} of slots, fallback lists "
+            f"{get(pm.FALLBACK_SHARE, float('nan')):.1%} of users  (lensflow query health)")
 
 
 def ingest(a, paths: Paths) -> int:
@@ -102,7 +117,7 @@ def publish(a, paths: Paths) -> int:
     from flows.publish import publish as publish_flow
 
     _print_json(publish_flow(home=str(paths.home), version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
-                             retain=a.retain, force=True))
+                             retain=a.retain, force=True, refuse_narrowing=a.refuse_narrowing))
     return 0
 
 

@@ -59,7 +59,8 @@ def _run_name() -> str:
 def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
              promotion_metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
-             train_on: Literal["local", "deployment"] = "local", force: bool = False) -> dict:
+             train_on: Literal["local", "deployment"] = "local", force: bool = False,
+             refuse_narrowing: bool = False) -> dict:
     """Ingest, split, train and register both models, publish from the champions; returns a summary."""
     kinds = list(kinds or c.MODEL_KINDS)
     configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
@@ -73,7 +74,8 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     trained = [f.result() for f in futures]
     update_progress_artifact(progress, 75.0)
 
-    published = publish(home=home, kinds=kinds, metric=promotion_metric, n=n, k=k, retain=retain, force=force)
+    published = publish(home=home, kinds=kinds, metric=promotion_metric, n=n, k=k, retain=retain, force=force,
+                        refuse_narrowing=refuse_narrowing)
     update_progress_artifact(progress, 100.0)
 
     paths = resolve_paths(home)

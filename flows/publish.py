@@ -8,6 +8,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 
 from flows import steps
+from flows.artifacts import publish_health_artifact
 from tasks import contract as c
 from tasks import publish as publishing
 from tasks import sharding
@@ -18,10 +19,12 @@ from tasks.settings import paths as resolve_paths
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_CHAMPION,
             model: str | None = None, metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
-            force: bool = False, shards: int = 1) -> dict:
+            force: bool = False, shards: int = 1, refuse_narrowing: bool = False) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
 
     shards > 1 scores users in that many id ranges as parallel tasks (on the flow's task runner).
+    refuse_narrowing: a publication whose reach drops or concentration rises past the thresholds
+    (docs/publication_health.md) is refused and the live one stays; otherwise it is published and flagged.
     """
     paths = resolve_paths(home)
     steps.sweep(paths)  # temporary files a killed run left behind (untouched for an hour)
@@ -44,5 +47,10 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
                                         lows, highs, unmapped(n))
         scored = sharding.combine([f.result() for f in futures])
     result = steps.publish_tables(paths, models, ratings, movies, users, n=n, k=k, retain=retain,
-                                  split_id=models[0].ref.split_id, data_hash=snap.data_hash, scored=scored)
-    return publishing.summary(models, snap.data_hash, result)
+                                  split_id=models[0].ref.split_id, data_hash=snap.data_hash, scored=scored,
+                                  refuse_narrowing=refuse_narrowing)
+    for warning in result.warnings:
+        print(f"narrowing flagged: {warning.message}")
+    summary = publishing.summary(models, snap.data_hash, result)
+    publish_health_artifact(summary)
+    return summary

@@ -16,7 +16,8 @@ with history as (
         metrics_json: 'varchar',
         snapshot_path: 'varchar',
         recommendation_rows: 'bigint',
-        similar_item_rows: 'bigint'
+        similar_item_rows: 'bigint',
+        health_json: 'varchar'
     })
 )
 select * from history

@@ -137,3 +137,4 @@ PUBLICATION_METRICS = "publication_metrics"
 METRIC = "metric"
 VALUE = "value"
 PUBLICATION_METRICS_COLUMNS = (PUBLICATION_ID, METRIC, VALUE)
+HEALTH_JSON = "health_json"        # publications: the publication's own figures as JSON (same as above)

@@ -72,5 +72,6 @@ def remove_leftovers(folder: Path, older_than_s: float = 3600.0) -> list[str]:
 
 def sweep(paths, older_than_s: float = 3600.0) -> list[str]:
     """remove_leftovers in every folder of the data home that writers use."""
-    folders = (paths.lake, paths.splits, paths.publications, paths.warehouse.parent, paths.mlflow_db.parent)
+    folders = (paths.lake, paths.splits, paths.publications, paths.publication_metrics, paths.warehouse.parent,
+               paths.mlflow_db.parent)
     return [name for folder in folders for name in remove_leftovers(folder, older_than_s)]

@@ -27,7 +27,6 @@ from tasks.settings import Paths
 
 TOP_K = 10                 # the "top-10" of every @10 metric
 TOP_SHARE = 0.01           # "the most-exposed 1 % of items": ceil(1 % of the catalogue), at least one item
-METRICS_FOLDER = "metrics"  # under <home>/publications/
 
 # --- metric names (lowercase snake case; values are floats, NaN where undefined) ----------------------
 N_USERS = "n_users"                                    # users in u.user
@@ -335,7 +334,7 @@ def summary_markdown(current: dict, previous: dict | None, warnings: list[Narrow
 # --- history files ----------------------------------------------------------------------------------------
 def folder(paths: Paths) -> Path:
     """`<home>/publications/metrics`: one file per publication ever made, never pruned."""
-    return paths.publications / METRICS_FOLDER
+    return paths.publication_metrics
 
 
 def metrics_path(paths: Paths, publication_id: str) -> Path:

@@ -13,10 +13,11 @@ product ranks in, so cosine on them is meaningful), else the first model.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from tasks import checks
+from tasks import publication_metrics as health
 from tasks import contract as c
 from tasks import publications as store
 from tasks import score_tables
@@ -49,7 +51,7 @@ class PublicationCheckError(RuntimeError):
 
 @dataclass(frozen=True)
 class PublicationResult:
-    """What one publish produced: id, row counts, where, how long each step took (seconds)."""
+    """What one publish produced: id, row counts, its own health figures and narrowing warnings, timings."""
 
     publication_id: str
     snapshot: Path
@@ -57,6 +59,9 @@ class PublicationResult:
     similar_item_rows: int
     rows_by_source: dict
     seconds: dict
+    health: dict = field(default_factory=dict)          # tasks.publication_metrics.measure
+    previous_health: dict | None = None                 # the previous live publication's figures
+    warnings: list = field(default_factory=list)         # [publication_metrics.NarrowingWarning]
 
 
 def choose_models(models: list[ServingModel]) -> tuple[ServingModel, ServingModel]:
@@ -104,10 +109,11 @@ def run_checks(staged: Path, publication_id: str, ratings: pd.DataFrame, movies:
 
 def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFrame,
                    similar_items: pd.DataFrame, record: dict, ratings: pd.DataFrame, movies: pd.DataFrame,
-                   users: pd.DataFrame, *, retain: int = 5) -> dict:
+                   users: pd.DataFrame, *, retain: int = 5, figures: dict | None = None) -> dict:
     """Stage, check, make live with a warehouse rebuild, prune; returns seconds per step.
 
     On a failed check the staged folder is removed and PublicationCheckError names the check.
+    `figures` (the publication's health) join the history as it goes live, and leave it if that fails.
     """
     seconds = {}
     t = time.perf_counter()
@@ -122,20 +128,32 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
         check, sample = failures[0]
         raise PublicationCheckError(publication_id, check, sample, store.current(paths))
     t = time.perf_counter()
-    store.promote(paths, staged, publication_id, then=lambda: warehouse.rebuild(paths), retain=retain)
+    def go_live():
+        if figures is not None:
+            health.write(paths, publication_id, figures)
+        try:
+            return warehouse.rebuild(paths)
+        except BaseException:
+            health.discard(paths, publication_id)
+            raise
+
+    store.promote(paths, staged, publication_id, then=go_live, retain=retain)
     seconds["swap"] = time.perf_counter() - t
     return seconds
 
 
 def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, movies_df: pd.DataFrame,
             users_df: pd.DataFrame, *, n: int = 50, k: int = 20, retain: int = 5, split_id: str | None = None,
-            data_hash: str | None = None, device=None, scored: pd.DataFrame | None = None) -> PublicationResult:
+            data_hash: str | None = None, device=None, scored: pd.DataFrame | None = None,
+            thresholds: health.Thresholds | None = None, refuse_narrowing: bool = False) -> PublicationResult:
     """Score top-n per user and top-k similar items, write a checked snapshot and make it live.
 
     models: the serving models, the recommendations model first (its run metrics go in the record).
     ratings_df: every rating known now (rated items are excluded); users_df: every user to publish for.
     scored: recommendations already scored elsewhere (sharded scoring: `score_recommendations` rows of
     the first model); the same checks apply to them.
+    The publication's own reach and bias are measured and compared with the previous live publication;
+    `refuse_narrowing` turns a narrowing past `thresholds` into NarrowingError (nothing changes).
     """
     started = time.perf_counter()
     serving, similar = choose_models(models)
@@ -151,6 +169,13 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
     seconds["score_similar_items"] = time.perf_counter() - t
     recs = tag(recs, serving.ref, publication_id, c.RECOMMENDATIONS_COLUMNS)
     sims = tag(sims, similar.ref, publication_id, c.SIMILAR_ITEMS_COLUMNS)
+    t = time.perf_counter()
+    boost = serving.recommender.config.popularity_boost if serving.kind == c.MODEL_KIND_DOT else None
+    figures = health.measure(recs, sims, ratings_df, movies_df, users_df, popularity_boost=boost)
+    live = store.current(paths)
+    previous = health.read(paths, live)
+    warnings = health.check_narrowing(figures, previous, thresholds, refuse=refuse_narrowing, previous_id=live)
+    seconds["measure"] = time.perf_counter() - t
     record = {
         c.PUBLICATION_ID: publication_id,
         c.CREATED_AT: datetime.now(timezone.utc).isoformat(),
@@ -161,13 +186,15 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
         c.METRICS_JSON: json.dumps(serving.metrics, sort_keys=True),
         c.SNAPSHOT_PATH: str((paths.publications / publication_id).resolve()),
         c.RECOMMENDATION_ROWS: len(recs), c.SIMILAR_ITEM_ROWS: len(sims),
+        c.HEALTH_JSON: json.dumps({k: v if math.isfinite(v) else None for k, v in figures.items()}, sort_keys=True),
     }
     seconds.update(publish_tables(paths, publication_id, recs, sims, record, ratings_df, movies_df,
-                                  users_df, retain=retain))
+                                  users_df, retain=retain, figures=figures))
     seconds["total"] = time.perf_counter() - started
     by_source = recs[c.SOURCE].value_counts().to_dict()
     return PublicationResult(publication_id, paths.publications / publication_id, len(recs), len(sims),
-                             {str(key): int(v) for key, v in by_source.items()}, seconds)
+                             {str(key): int(v) for key, v in by_source.items()}, seconds, figures, previous,
+                             warnings)
 
 
 def summary(models: list[ServingModel], data_hash: str, result: PublicationResult | None = None,
@@ -180,5 +207,7 @@ def summary(models: list[ServingModel], data_hash: str, result: PublicationResul
     if result is not None:
         out.update({"split_id": refs[0].split_id, "recommendation_rows": result.recommendation_rows,
                     "similar_item_rows": result.similar_item_rows, "rows_by_source": result.rows_by_source,
-                    "seconds": result.seconds, "snapshot": str(result.snapshot)})
+                    "seconds": result.seconds, "snapshot": str(result.snapshot), "health": result.health,
+                    "previous_health": result.previous_health,
+                    "warnings": [w.message for w in result.warnings]})
     return out

@@ -45,6 +45,10 @@ class Paths:
         return self.home / "publications"   # Parquet snapshot per publication
 
     @property
+    def publication_metrics(self) -> Path:
+        return self.publications / "metrics"   # one figures file per publication ever made, never pruned
+
+    @property
     def warehouse(self) -> Path:
         return self.home / "warehouse" / "lensflow.duckdb"
 

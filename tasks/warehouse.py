@@ -20,7 +20,7 @@ import duckdb
 from tasks import checks
 from tasks import contract as c
 from tasks import durable
-from tasks import lake, publications, split, sql
+from tasks import lake, publication_metrics, publications, split, sql
 from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
@@ -82,6 +82,7 @@ def publication_tables(con, paths: Paths) -> None:
     sql.run(con, c.PUBLICATIONS, {"files": [str(p / publications.RECORD_FILE) for p in publications.retained(paths)]})
     sql.run(con, c.USER_RECOMMENDATIONS)
     sql.run(con, c.ITEM_NEIGHBORS)
+    publication_metrics.warehouse_section(con, paths)
     # The rules that depend only on the published rows; the rated-item and catalogue rules ran on the
     # staged snapshot against the ratings it was scored from (ratings may grow since).
     checks.enforce(con, (c.RECOMMENDATIONS, c.SIMILAR_ITEMS), params={c.PUBLICATION_ID: live},
