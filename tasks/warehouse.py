@@ -24,6 +24,10 @@ from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 Section = Callable[[duckdb.DuckDBPyConnection, Paths], None]
+# Write the file in DuckDB's v1.0 storage format (DuckDB 2.0 writes v2.0 by default): every DuckDB 1.x
+# client (the pinned duckdb-cli, BI tools on 1.x) and 2.x opens it; reads measured no slower
+# (bench/results/storage_compat.md).
+STORAGE_COMPATIBILITY = "v1.0.0"
 SOURCE_CHECKS = ("check_ratings_unique", "check_ratings_range", "check_ratings_known_ids",
                  "check_movies_unique", "check_users_unique")
 
@@ -95,7 +99,7 @@ def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
         c.BUILD_SECTIONS: json.dumps([getattr(s, "__qualname__", repr(s)) for s in sections]),
     }
     try:
-        con = duckdb.connect(str(tmp))
+        con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
         try:
             for section in sections:
                 section(con, paths)
