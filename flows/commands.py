@@ -152,13 +152,32 @@ def query(a, paths: Paths) -> int:
                 print(f"query refused: {e}", file=sys.stderr)
                 return 2
         else:
+            import duckdb
+
+            from tasks import contract as c
+
             name, needs = QUERIES[a.question]
-            given = {"user_id": a.user, "item_id": a.item}
+            given = {c.USER_ID: a.user, c.ITEM_ID: a.item}
             missing = [p for p in needs if given[p] is None]
             if missing:
                 print(f"query {a.question} needs --{missing[0].split('_')[0]}", file=sys.stderr)
                 return 2
-            rel = con.sql(sql.load(name), params={p: given[p] for p in needs} or None)
+            # parameter -> (the sql file that looks the id up, what it is, the table it must be in)
+            known_ids = {c.USER_ID: ("known_user", "user", c.USERS), c.ITEM_ID: ("known_item", "item", c.MOVIES)}
+            try:
+                for p in needs:  # an id the source tables lack is a user error, not an empty answer
+                    lookup, what, table = known_ids[p]
+                    known, n, low, high = sql.rows(con, lookup, {p: given[p]})[0]
+                    if not known:
+                        print(f"lensflow: {what} {given[p]} is not in the {table} table "
+                              f"({n:,} {table}, ids {low}..{high})", file=sys.stderr)
+                        return 2
+                # the file a consumer runs in the DuckDB CLI; sql.run binds the ids for its getvariable()s
+                rel = sql.run(con, name, {p: given[p] for p in needs} or None)
+            except duckdb.CatalogException as e:
+                print(f"lensflow: {str(e).splitlines()[0]} in {paths.warehouse}: run `lensflow run` first",
+                      file=sys.stderr)
+                return 2
         frame = rel.df() if rel is not None else None
         if frame is not None:
             import pandas as pd

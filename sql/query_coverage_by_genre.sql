@@ -1,9 +1,10 @@
 -- question: per genre, how much of the catalogue the top-10 lists reach and what share of slots it takes.
+-- no variables. DuckDB CLI, on the warehouse file: .read sql/query_coverage_by_genre.sql
 with catalogue as (
-    select item_id, unnest(genres) as genre from {{movies}}
+    select item_id, unnest(genres) as genre from movies
 ),
 top10 as (
-    select item_id from {{recommendations}} where rank <= 10
+    select item_id from recommendations where rank <= 10
 ),
 slots as (
     select catalogue.genre, count(*) as n_slots, count(distinct top10.item_id) as n_items_recommended

@@ -1,5 +1,24 @@
--- question: what changed between two publications (run set_publication_diff first; the older by
--- created_at is "old"): users whose top-10 changed, mean overlap of top-10 lists, items entering/leaving.
+-- question: what changed between two publications (the older by created_at is "old"): users whose
+-- top-10 changed, mean overlap of top-10 lists, items entering/leaving.
+-- variables: publication_diff_ids, a list of two publication ids in either order (default: the two
+-- newest publications). DuckDB CLI, on the warehouse file:
+--   set variable publication_diff_ids = ['<old publication id>', '<new publication id>'];
+--   .read sql/query_publication_diff.sql
+-- Two statements: read_parquet takes its file list as a constant, so the first one stores the two
+-- snapshots' Parquet files in the variable publication_diff_files.
+set variable publication_diff_files = (
+    with newest as (
+        select list(publication_id order by created_at desc, publication_id desc)[1:2] as ids
+        from publications
+    ),
+    chosen as (
+        select snapshot_path
+        from publications
+        where list_contains(coalesce(getvariable('publication_diff_ids'), (select ids from newest)),
+                            publication_id)
+    )
+    select list(snapshot_path || '/recommendations.parquet' order by snapshot_path) from chosen
+);
 with snapshots as (
     select user_id, rank, item_id, publication_id
     from read_parquet(getvariable('publication_diff_files'))
@@ -7,7 +26,7 @@ with snapshots as (
 ),
 aged as (
     select publication_id, row_number() over (order by created_at, publication_id) as age
-    from {{publications}}
+    from publications
     where publication_id in (select distinct publication_id from snapshots)
 ),
 old as (

@@ -1,6 +1,7 @@
 -- question: the retained publications, newest first: models, lineage, row counts, where the snapshot is.
+-- no variables. DuckDB CLI, on the warehouse file: .read sql/query_publications.sql
 with history as (
-    select * from {{publications}}
+    select * from publications
 )
 select
     publication_id,

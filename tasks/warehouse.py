@@ -25,6 +25,10 @@ from tasks.faults import maybe_crash
 from tasks.settings import Paths
 
 Section = Callable[[duckdb.DuckDBPyConnection, Paths], None]
+# Write the file in DuckDB's v1.0 storage format (DuckDB 2.0 writes v2.0 by default): every DuckDB 1.x
+# client (the pinned duckdb-cli, BI tools on 1.x) and 2.x opens it; reads measured no slower
+# (bench/results/storage_compat.md).
+STORAGE_COMPATIBILITY = "v1.0.0"
 
 
 def check(con, name: str, table: str, params: dict | None = None) -> None:
@@ -113,7 +117,7 @@ def rebuild(paths: Paths, sections: Sequence[Section] | None = None) -> dict:
         c.BUILD_SECTIONS: json.dumps([getattr(s, "__qualname__", repr(s)) for s in sections]),
     }
     try:
-        con = duckdb.connect(str(tmp))
+        con = duckdb.connect(str(tmp), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
         try:
             for section in sections:
                 section(con, paths)
