@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run a consumer query on the published tables")
     _common(p)
     p.add_argument("question", choices=("top10", "similar", "because", "most-recommended", "coverage",
-                                        "publications", "sql"))
+                                        "publications", "health", "sql"))
     p.add_argument("--user", type=int)
     p.add_argument("--item", type=int)
     p.add_argument("--limit", type=_positive_int, default=10, help="rows shown (default 10)")

@@ -15,6 +15,7 @@ QUERIES = {  # CLI question -> (sql file, parameters it needs)
     "most-recommended": ("query_most_recommended", ()),
     "coverage": ("query_coverage_by_genre", ()),
     "publications": ("query_publications", ()),
+    "health": ("query_health", ()),
 }
 
 
@@ -131,37 +132,31 @@ def promote(a, paths: Paths) -> int:
 
 
 def query(a, paths: Paths) -> int:
+    import duckdb
+
+    from tasks import contract as c
     from tasks import sql, warehouse
+    from tasks.errors import ConfigError, NotFound
 
     if not paths.warehouse.is_file():
-        print(f"no warehouse at {paths.warehouse}: run `lensflow run` first", file=sys.stderr)
-        return 2
+        raise NotFound(f"no warehouse at {paths.warehouse}: run `lensflow run` first")
     con = warehouse.connect_readonly(paths)
     try:
         if a.question == "sql":
             if not a.sql:
-                print("query sql needs --sql 'select ...'", file=sys.stderr)
-                return 2
+                raise ConfigError("query sql needs --sql 'select ...'")
             # read-only attach: a write to the warehouse fails; locked session: no file access either
             sql.run(con, "lock_down_session")
-            import duckdb
-
             try:
                 rel = con.sql(a.sql)
             except duckdb.Error as e:
-                print(f"query refused: {e}", file=sys.stderr)
-                return 2
+                raise ConfigError(f"query refused: {e}") from e
         else:
-            import duckdb
-
-            from tasks import contract as c
-
             name, needs = QUERIES[a.question]
             given = {c.USER_ID: a.user, c.ITEM_ID: a.item}
             missing = [p for p in needs if given[p] is None]
             if missing:
-                print(f"query {a.question} needs --{missing[0].split('_')[0]}", file=sys.stderr)
-                return 2
+                raise ConfigError(f"query {a.question} needs --{missing[0].split('_')[0]}")
             # parameter -> (the sql file that looks the id up, what it is, the table it must be in)
             known_ids = {c.USER_ID: ("known_user", "user", c.USERS), c.ITEM_ID: ("known_item", "item", c.MOVIES)}
             try:
@@ -169,15 +164,11 @@ def query(a, paths: Paths) -> int:
                     lookup, what, table = known_ids[p]
                     known, n, low, high = sql.rows(con, lookup, {p: given[p]})[0]
                     if not known:
-                        print(f"lensflow: {what} {given[p]} is not in the {table} table "
-                              f"({n:,} {table}, ids {low}..{high})", file=sys.stderr)
-                        return 2
+                        raise NotFound(f"{what} {given[p]} is not in the {table} table ({n:,} {table}, ids {low}..{high})")
                 # the file a consumer runs in the DuckDB CLI; sql.run binds the ids for its getvariable()s
                 rel = sql.run(con, name, {p: given[p] for p in needs} or None)
             except duckdb.CatalogException as e:
-                print(f"lensflow: {str(e).splitlines()[0]} in {paths.warehouse}: run `lensflow run` first",
-                      file=sys.stderr)
-                return 2
+                raise NotFound(f"{str(e).splitlines()[0]} in {paths.warehouse}: run `lensflow run` first") from e
         frame = rel.df() if rel is not None else None
         if frame is not None:
             import pandas as pd

@@ -224,13 +224,13 @@ def _concentrate(src, dst, n_hits=10, share=0.8, seed=0) -> pd.DataFrame:
 
 def _publish_figures(folder, seed: int) -> dict:
     """Fit the pipeline's ranking model (3 epochs) and measure the tables publish would stage."""
-    from tasks import movielens, publish, train
+    from tasks import movielens, score_tables, training as train
 
     s = movielens.read_sources(folder)
     config = train.pipeline_config(c.MODEL_KIND_DOT, {"epochs": 3, "seed": seed})
     rec = train.fit(s.ratings, config, users=s.users, movies=s.movies)
-    recs = publish.score_recommendations(rec, s.ratings, s.users[c.USER_ID].to_numpy(), 50, users_df=s.users)
-    sims = publish.score_similar_items(rec, 20, catalogue=s.movies[c.ITEM_ID].to_numpy(), device="cpu")
+    recs = score_tables.score_recommendations(rec, s.ratings, s.users[c.USER_ID].to_numpy(), 50, users_df=s.users)
+    sims = score_tables.score_similar_items(rec, 20, catalogue=s.movies[c.ITEM_ID].to_numpy(), device="cpu")
     return pm.measure(recs, sims, s.ratings, s.movies, s.users, popularity_boost=config.popularity_boost)
 
 

@@ -34,7 +34,7 @@ def test_query_files_have_no_placeholders_or_bound_parameters(name):
 def test_every_variable_a_query_file_reads_has_a_default(name):
     """An unset variable falls back to a value: each getvariable() sits inside a coalesce(..., default)."""
     text = re.sub(r"--[^\n]*", "", (sql.SQL_DIR / f"{name}.sql").read_text())
-    assert len(re.findall(r"getvariable\(", text)) == len(re.findall(r"coalesce\(getvariable\('\w+'\), \w+\)", text))
+    assert len(re.findall(r"getvariable\(", text)) == len(re.findall(r"coalesce\(\s*getvariable\('\w+'\)\s*,", text))
 
 
 def test_the_warehouse_is_written_in_duckdb_1x_storage(published):
@@ -84,9 +84,10 @@ def run_query(argv: list[str], published, monkeypatch, capsys) -> tuple[int, str
     (["because", "--user", "0"], "lensflow: user 0 is not in the users table (60 users, ids 1..60)"),
     (["similar", "--item", "81"], "lensflow: item 81 is not in the movies table (80 movies, ids 1..80)"),
 ])
-def test_an_unknown_id_is_one_line_on_stderr_and_exit_2(argv, message, published, monkeypatch, capsys):
+def test_an_unknown_id_is_one_line_on_stderr_and_exit_4(argv, message, published, monkeypatch, capsys):
     code, out, err = run_query(argv, published, monkeypatch, capsys)
-    assert (code, out, err) == (2, "", message + "\n")
+    # exit 4: something the user named does not exist (flows/cli.py EXIT_CODES); the hint names the home
+    assert (code, out, err) == (4, "", f"{message} (data home {published.home})\n")
 
 
 def test_a_known_id_prints_its_rows(published, monkeypatch, capsys):
