@@ -183,7 +183,8 @@ def shown_commands(text: str, warehouse: Path) -> list[tuple[list[str], str | No
     lines = text.splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip().removeprefix("$ ")
-        if not stripped.startswith("duckdb "):
+        program = stripped.split(" ", 1)[0]
+        if not (program == "duckdb" or program.endswith("/duckdb")) or " " not in stripped:
             continue
         argv = [str(warehouse) if a.endswith("warehouse/lensflow.duckdb") else a
                 for a in shlex.split(os.path.expandvars(stripped))[1:]]
