@@ -147,8 +147,9 @@ def query(a, paths: Paths) -> int:
                 raise ConfigError("query sql needs --sql 'select ...'")
             # read-only attach: a write to the warehouse fails; locked session: no file access either
             sql.run(con, "lock_down_session")
-            try:
+            try:  # the relation runs lazily: a runtime error (a bad cast, say) surfaces when fetched
                 rel = con.sql(a.sql)
+                frame = rel.df() if rel is not None else None
             except duckdb.Error as e:
                 raise ConfigError(f"query refused: {e}") from e
         else:
@@ -166,10 +167,9 @@ def query(a, paths: Paths) -> int:
                     if not known:
                         raise NotFound(f"{what} {given[p]} is not in the {table} table ({n:,} {table}, ids {low}..{high})")
                 # the file a consumer runs in the DuckDB CLI; sql.run binds the ids for its getvariable()s
-                rel = sql.run(con, name, {p: given[p] for p in needs} or None)
+                frame = sql.run(con, name, {p: given[p] for p in needs} or None).df()
             except duckdb.CatalogException as e:
                 raise NotFound(f"{str(e).splitlines()[0]} in {paths.warehouse}: run `lensflow run` first") from e
-        frame = rel.df() if rel is not None else None
         if frame is not None:
             import pandas as pd
 

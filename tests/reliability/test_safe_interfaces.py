@@ -179,6 +179,7 @@ def test_query_sql_refuses_writes_and_file_access_and_changes_nothing(published,
         f"attach '{attached}' as other": "file system operations are disabled",
         "select * from read_csv('/etc/passwd')": "file system operations are disabled",
         "set enable_external_access = true": "configuration has been locked",
+        "select title::integer from movies": "Could not convert",   # fails at run time, not at bind time
     }
     refused = {}
     for statement, reason in attempts.items():
