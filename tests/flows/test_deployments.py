@@ -58,7 +58,12 @@ def test_pipeline_deployment_trains_on_gpu_pool_and_publishes(tmp_path, syntheti
         wait_healthy(f"http://127.0.0.1:{port}/api/health", server)
         for pool in ("cpu", "gpu"):
             prefect("work-pool", "create", pool, "--type", "process")
-        deployed = prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+        # This CPU machine stands in for the GPU worker: the `gpu` pool's LENSFLOW_DEVICE=cuda would (rightly)
+        # refuse to train here, so the deployed copy asks for `auto`; everything else is the shipped file.
+        shipped = (REPO / "deployments" / "prefect.yaml").read_text()
+        assert "LENSFLOW_DEVICE: cuda" in shipped
+        (tmp_path / "prefect.yaml").write_text(shipped.replace("LENSFLOW_DEVICE: cuda", "LENSFLOW_DEVICE: auto"))
+        deployed = prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(tmp_path / "prefect.yaml"))
         assert "pipeline/daily" in deployed and "train/gpu" in deployed
         start("worker", "start", "--pool", "cpu", log="worker-cpu.log")
         start("worker", "start", "--pool", "gpu", log="worker-gpu.log")

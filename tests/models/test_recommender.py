@@ -222,7 +222,7 @@ def test_popularity_boost_weights_the_item_bias_when_ranking():
     ids, scores = top(1.0)
     assert ids == [12, 11]
     np.testing.assert_allclose(scores, [1.2, 1.0], rtol=1e-6)   # 2 × 0.6 beats 1.0 + 2 × 0
-    assert ModelConfig.for_kind("dot_bias", loss="softmax").popularity_boost == 1.0   # the tuned default
+    assert ModelConfig.for_kind("dot_bias", loss="softmax").popularity_boost == 0.25  # the tuned default
     assert ModelConfig.for_kind("dot_bias").popularity_boost == 0.0                   # ratings: no boost
 
 

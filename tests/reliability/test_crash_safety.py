@@ -196,7 +196,8 @@ TINY_RUN = ["--dot-config", json.dumps(helpers.TINY_DOT), "--nn-config", json.du
 def start_pipeline(paths, source, api_url: str) -> subprocess.Popen:
     """`lensflow run` in its own session, against the test session's Prefect API (no 15 s server start)."""
     env = child_env(paths.home, PREFECT_API_URL=api_url, PREFECT_HOME=str(paths.home / "prefect"))
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--home", str(paths.home), "--source",
+    # -v: Prefect's log lines on the terminal, the markers the kills are timed on
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-v", "--home", str(paths.home), "--source",
                              str(source), *TINY_RUN], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
