@@ -25,13 +25,12 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from tasks import acquire, durable, lake, movielens, warehouse  # noqa: E402
-from tasks.errors import InputError  # noqa: E402
 
 
 def _transient(task_, task_run, state) -> bool:
-    """Retry acquisition on network/file trouble, never on bad input (a bad zip stays bad)."""
+    """Retry acquisition on network trouble only, never on bad input or a bad path (they stay bad)."""
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, InputError) or isinstance(exc, acquire.ChecksumMismatch)
+    return isinstance(exc, acquire.TRANSIENT_ERRORS)
 
 
 # Thin task wrappers; the plain functions live in tasks/. Only acquisition touches the network,
@@ -63,6 +62,7 @@ def ingest(source: str | None = None, home: str | None = None) -> dict:
         "data_hash": data_hash,
         "noop": noop,
         "row_counts": snap.row_counts,
+        "encodings": snap.encodings,
         "source": str(folder),
         "lake_snapshot": str(snap.path),
         "warehouse": str(paths.warehouse),

@@ -84,9 +84,12 @@ def test_acquire_retries_only_transient_failures():
     from prefect.states import Failed
 
     from flows.ingest import _transient
-    from tasks.acquire import ChecksumMismatch
+    from tasks.acquire import ChecksumMismatch, DownloadFailed
     from tasks.errors import SourceUnavailable
 
-    assert _transient(None, None, Failed(data=SourceUnavailable("no network")))
+    assert _transient(None, None, Failed(data=DownloadFailed("no network")))
     assert _transient(None, None, Failed(data=ChecksumMismatch("ml-100k.zip", None, "sha1", "bad")))
     assert not _transient(None, None, Failed(data=InputError("bad.zip", None, "zip-symlink", "refused")))
+    assert not _transient(None, None, Failed(data=InputError("x.zip", None, "zip-member-name", "too long")))
+    assert not _transient(None, None, Failed(data=SourceUnavailable("source /nope does not exist")))
+    assert not _transient(None, None, Failed(data=OSError(36, "File name too long")))
