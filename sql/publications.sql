@@ -1,4 +1,6 @@
--- publications: one row per retained publication (history), read from each snapshot's publication.json.
+-- publications: one row per retained publication (history), read from each snapshot's publication.json;
+-- stale is true when a publication was scored on other data than the warehouse's ratings ($data_hash):
+-- items rated since were taken out of its recommendations when the warehouse was built.
 create or replace table {{publications}} as
 with history as (
     select *
@@ -19,5 +21,8 @@ with history as (
         similar_item_rows: 'bigint'
     })
 )
-select * from history
+select
+    *,
+    data_hash is distinct from cast($data_hash as varchar) as stale
+from history
 order by created_at, publication_id

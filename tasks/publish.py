@@ -399,27 +399,36 @@ def publish(paths: Paths, recommenders: list, ratings_df: pd.DataFrame, movies_d
 # --- warehouse section --------------------------------------------------------------------------------
 
 # Re-run in the warehouse: checks that depend only on the published rows (the full set, including
-# rated-item and catalogue checks, ran before the snapshot went live; ratings may grow since).
+# rated-item and catalogue checks, ran before the snapshot went live; ratings may grow since: then the
+# rated items are filtered out and the rated-item check runs again, see warehouse_section).
 WAREHOUSE_CHECKS = tuple(name for name in CHECKS if not name.endswith(("_not_rated", "_known_ids")))
+STALE_CHECKS = tuple(name for name in CHECKS if name.endswith("_not_rated"))
 
 
 def warehouse_section(con, paths: Paths) -> None:
     """Load the live publication's tables, the publications history and the title views into `con`.
 
-    Creates nothing before the first publish. Needs the `movies` table (the ingest section runs first).
+    Creates nothing before the first publish. Needs the `ratings` and `movies` tables (the ingest section
+    runs first): items rated since the publish are left out, and the publication is marked stale.
     """
-    from tasks import warehouse
+    from tasks import lake, warehouse
 
     live = current(paths)
     if live is None:
         return
     snapshot = paths.publications / live
+    data = lake.current(paths)
+    data_hash = data.data_hash if data else None
+    stale = json.loads((snapshot / RECORD_FILE).read_text()).get(c.DATA_HASH) != data_hash
     sql.run(con, c.RECOMMENDATIONS, {"path": str(snapshot / RECOMMENDATIONS_FILE)})
+    if stale:  # scored on other ratings than the warehouse holds: drop what the users have rated since
+        sql.run(con, "recommendations_drop_rated")
     sql.run(con, c.SIMILAR_ITEMS, {"path": str(snapshot / SIMILAR_ITEMS_FILE)})
-    sql.run(con, c.PUBLICATIONS, {"files": [str(p / RECORD_FILE) for p in retained(paths)]})
+    sql.run(con, c.PUBLICATIONS, {"files": [str(p / RECORD_FILE) for p in retained(paths)],
+                                  c.DATA_HASH: data_hash})
     sql.run(con, c.USER_RECOMMENDATIONS)
     sql.run(con, c.ITEM_NEIGHBORS)
-    for check in WAREHOUSE_CHECKS:
+    for check in WAREHOUSE_CHECKS + (STALE_CHECKS if stale else ()):
         warehouse.check(con, check, _check_params(check, live))
 
 
