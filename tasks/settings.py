@@ -57,6 +57,10 @@ class Paths:
         return self.home / "mlflow" / "artifacts"
 
     @property
+    def tmp(self) -> Path:
+        return self.home / "tmp"            # scratch folders (model files on their way to MLflow); swept
+
+    @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
 
