@@ -30,6 +30,7 @@ def ingest(source: str | None = None, home: str | None = None) -> dict:
         "data_hash": data_hash,
         "noop": noop,
         "row_counts": snap.row_counts,
+        "encodings": snap.encodings,
         "source": str(folder),
         "lake_snapshot": str(snap.path),
         "warehouse": str(paths.warehouse),

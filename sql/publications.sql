@@ -1,4 +1,6 @@
--- publications: one row per retained publication (history), read from each snapshot's publication.json.
+-- publications: one row per retained publication (history), read from each snapshot's publication.json;
+-- stale is true when a publication was scored on other data than the warehouse's ratings ($data_hash):
+-- items rated since were taken out of its recommendations when the warehouse was built.
 create or replace table {{publications}} as
 with history as (
     select *
@@ -20,5 +22,8 @@ with history as (
         health_json: 'varchar'
     })
 )
-select * from history
+select
+    *,
+    data_hash is distinct from cast($data_hash as varchar) as stale
+from history
 order by created_at, publication_id

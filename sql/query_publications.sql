@@ -1,4 +1,5 @@
--- question: the retained publications, newest first: models, lineage, row counts, where the snapshot is.
+-- question: the retained publications, newest first: models, lineage, row counts, where the snapshot is;
+-- stale: scored on other data than the warehouse's ratings (items rated since are filtered out).
 -- no variables. DuckDB CLI, on the warehouse file: .read sql/query_publications.sql
 with history as (
     select * from publications
@@ -14,6 +15,7 @@ select
     data_hash,
     recommendation_rows,
     similar_item_rows,
-    snapshot_path
+    snapshot_path,
+    stale
 from history
 order by created_at desc, publication_id desc

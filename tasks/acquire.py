@@ -2,12 +2,14 @@
 
 Downloads go to a temporary file that is renamed into `<home>/raw` only after the size and SHA-1
 checks pass, so a corrupted download is never cached; a cached archive is re-verified before reuse.
-Extraction refuses members that would land outside the target (`../`, absolute paths, symlinks) and
-members larger than declared or than a ceiling (zip bombs).
+Extraction refuses members that would land outside the target (`../`, absolute paths, symlinks),
+members larger than declared or than a ceiling (zip bombs), names the file system cannot hold, and
+ambiguous archives (a member name twice, or more than one MovieLens folder).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -33,6 +35,8 @@ MAX_MEMBER_BYTES = 1 << 30       # ceiling for one extracted file (ML-25M's rati
 MAX_TOTAL_BYTES = 4 << 30        # ceiling for all extracted files
 SOURCE_ENV = "LENSFLOW_SOURCE"
 MARKER = "u.data"                # a folder holding this file is a MovieLens 100k-format folder
+MAX_NAME_PART_BYTES = 255        # one path component (NAME_MAX on Linux and macOS)
+MAX_NAME_BYTES = 1024            # a whole member name
 HOW_TO_POINT = (
     "Point lensflow at a local copy instead: `lensflow run --source /path/to/ml-100k` (a folder with "
     "u.data, u.item, u.user, u.genre) or `--source /path/to/ml-100k.zip`, or set "
@@ -42,6 +46,15 @@ HOW_TO_POINT = (
 
 class ChecksumMismatch(InputError):
     """The downloaded or cached archive is not the expected file."""
+
+
+class DownloadFailed(SourceUnavailable):
+    """The download failed on network trouble after its own retries (the one transient acquisition error)."""
+
+
+# What a caller may retry: trouble on the network. Bad input (InputError) and a missing local source
+# stay bad however often they are read.
+TRANSIENT_ERRORS = (DownloadFailed, ChecksumMismatch)
 
 
 def sha1_of(path: Path) -> str:
@@ -91,7 +104,7 @@ def download(url: str, dest: Path, *, sha1: str, size: int | None = None, max_by
                 if isinstance(e, urllib.error.HTTPError) and e.code < 500 and e.code != 429:
                     raise SourceUnavailable(f"{url}: HTTP {e.code}. " + HOW_TO_POINT.format(raw=dest.parent)) from e
                 if attempt == retries:
-                    raise SourceUnavailable(
+                    raise DownloadFailed(
                         f"could not download {url} after {retries + 1} attempts ({e}). "
                         + HOW_TO_POINT.format(raw=dest.parent)) from e
                 time.sleep(backoff * 2 ** attempt)
@@ -124,6 +137,11 @@ def _member_problem(info: zipfile.ZipInfo, max_member_bytes: int) -> tuple[str, 
         return "zip-absolute-path", "absolute or drive paths are refused"
     if ".." in PurePosixPath(name).parts:
         return "zip-path-traversal", "'..' would write outside the target folder"
+    encoded = name.encode("utf-8", "surrogateescape")
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in PurePosixPath(name).parts), default=0)
+    if longest > MAX_NAME_PART_BYTES or len(encoded) > MAX_NAME_BYTES or "\0" in name:
+        return "zip-member-name", (f"a name part may hold {MAX_NAME_PART_BYTES} bytes and a name "
+                                   f"{MAX_NAME_BYTES} (this one: {longest} and {len(encoded)}), no NUL")
     if info.file_size > max_member_bytes:
         return "zip-member-size", f"declares {info.file_size} bytes, ceiling is {max_member_bytes}"
     return None
@@ -138,10 +156,17 @@ def safe_extract(zip_path: Path, target: Path, *, max_member_bytes: int = MAX_ME
     try:
         with zipfile.ZipFile(zip_path) as zf:
             infos = zf.infolist()
+            seen: dict[tuple, str] = {}
             for info in infos:                             # refuse before writing anything
                 problem = _member_problem(info, max_member_bytes)
                 if problem:
                     raise InputError(zip_path.name, None, problem[0], problem[1], field=info.filename)
+                key = PurePosixPath(info.filename).parts
+                if key in seen:                            # which copy would win is up to the extractor
+                    raise InputError(zip_path.name, None, "zip-duplicate-member",
+                                     f"the archive holds this name twice (also as {seen[key]!r}); "
+                                     "which copy is meant is ambiguous", field=info.filename)
+                seen[key] = info.filename
             declared = sum(i.file_size for i in infos)
             if declared > max_total_bytes:
                 raise InputError(zip_path.name, None, "zip-total-size",
@@ -155,10 +180,18 @@ def safe_extract(zip_path: Path, target: Path, *, max_member_bytes: int = MAX_ME
                 if info.is_dir():
                     out.mkdir(parents=True, exist_ok=True)
                     continue
-                out.parent.mkdir(parents=True, exist_ok=True)
                 limit = min(info.file_size, max_member_bytes)
                 written = 0
-                with zf.open(info) as src, open(out, "wb") as dst:
+                try:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    dst = open(out, "wb")
+                except OSError as e:               # a name this file system cannot hold is bad input
+                    if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.EEXIST,
+                                       errno.ENOTDIR, errno.EISDIR):
+                        raise
+                    raise InputError(zip_path.name, None, "zip-member-name",
+                                     f"cannot be created here ({e.strerror})", field=info.filename) from None
+                with dst, zf.open(info) as src:
                     while chunk := src.read(1 << 20):
                         written += len(chunk)
                         if written > limit:        # the actual size, not only the declared one
@@ -178,17 +211,45 @@ def safe_extract(zip_path: Path, target: Path, *, max_member_bytes: int = MAX_ME
     return target
 
 
+def _ambiguous(found: list[str], where: str) -> InputError:
+    return InputError(where, None, "ambiguous-source",
+                      f"{len(found)} MovieLens folders (holding {MARKER}) found: {', '.join(found)}; "
+                      "point --source at one of them")
+
+
 def find_movielens_folder(root: Path) -> Path:
-    """The folder under root (root itself or up to two levels down) that holds u.data."""
+    """root itself when it holds u.data, else the one folder one or two levels down that does.
+
+    Two or more such folders below root are ambiguous and refused, naming them.
+    """
     root = Path(root)
-    for candidate in [root, *sorted(root.glob("*/")), *sorted(root.glob("*/*/"))]:
-        if (candidate / MARKER).is_file():
-            return candidate
+    if (root / MARKER).is_file():
+        return root
+    found = [p for p in [*sorted(root.glob("*/")), *sorted(root.glob("*/*/"))] if (p / MARKER).is_file()]
+    if len(found) > 1:
+        raise _ambiguous([str(p.relative_to(root)) + "/" for p in found], str(root))
+    if found:
+        return found[0]
     raise InputError(str(root), None, "files-present", f"no {MARKER} found in this folder or below it")
 
 
+def movielens_member_folders(zip_path: Path) -> list[str]:
+    """The folders inside a zip that hold a u.data member (read from its directory, nothing extracted)."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile as e:
+        raise InputError(Path(zip_path).name, None, "zip-format", str(e)) from None
+    folders = {str(PurePosixPath(n).parent) for n in names if PurePosixPath(n).name == MARKER}
+    return sorted(f if f != "." else "(top level)" for f in folders)
+
+
 def extract_cached(zip_path: Path, raw: Path) -> Path:
-    """Extract a zip once into raw/extracted/<sha1 prefix>/ and return the MovieLens folder inside."""
+    """Extract a zip once into raw/extracted/<sha1 prefix>/ and return the one MovieLens folder inside."""
+    zip_path = Path(zip_path)
+    folders = movielens_member_folders(zip_path)
+    if len(folders) > 1:                       # refused before anything is written
+        raise _ambiguous(folders, zip_path.name)
     target = Path(raw) / "extracted" / sha1_of(zip_path)[:16]
     if not target.is_dir():
         safe_extract(zip_path, target)

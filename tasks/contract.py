@@ -93,6 +93,7 @@ METRICS_JSON = "metrics_json"
 SNAPSHOT_PATH = "snapshot_path"
 RECOMMENDATION_ROWS = "recommendation_rows"
 SIMILAR_ITEM_ROWS = "similar_item_rows"
+STALE = "stale"  # publications: scored on other data than the warehouse serves (rated items filtered out)
 
 USER_RECOMMENDATIONS = "user_recommendations"  # view: recommendations + movie titles and genres
 ITEM_NEIGHBORS = "item_neighbors"              # view: similar_items + both titles

@@ -41,7 +41,15 @@ def write_text_atomic(path: Path, text: str) -> None:
 LEFTOVER_PATTERNS = (".tmp-*", ".*.tmp-*", "*.tmp-*", ".staging-*", ".deleting-*")
 
 
-def remove_leftovers(folder: Path, older_than_s: float = 3600.0) -> list[str]:
+def scratch_dir(paths, prefix: str):
+    """A temporary folder under `<home>/tmp` (removed on exit; `sweep` removes one a killed run left)."""
+    import tempfile
+
+    paths.tmp.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=paths.tmp)
+
+
+def remove_leftovers(folder: Path, older_than_s: float = 3600.0, patterns=LEFTOVER_PATTERNS) -> list[str]:
     """Delete temporary files and folders a killed writer left in `folder`; returns their names.
 
     Only entries untouched for `older_than_s` go, so a writer still running in another process keeps
@@ -55,7 +63,7 @@ def remove_leftovers(folder: Path, older_than_s: float = 3600.0) -> list[str]:
     cutoff = time.time() - older_than_s
     removed = []
     seen: set[Path] = set()
-    for pattern in LEFTOVER_PATTERNS:
+    for pattern in patterns:
         for entry in folder.glob(pattern):
             if entry in seen:
                 continue
@@ -71,7 +79,8 @@ def remove_leftovers(folder: Path, older_than_s: float = 3600.0) -> list[str]:
 
 
 def sweep(paths, older_than_s: float = 3600.0) -> list[str]:
-    """remove_leftovers in every folder of the data home that writers use."""
+    """remove_leftovers in every folder of the data home that writers use, and anything in `<home>/tmp`."""
     folders = (paths.lake, paths.splits, paths.publications, paths.publication_metrics, paths.warehouse.parent,
                paths.mlflow_db.parent)
-    return [name for folder in folders for name in remove_leftovers(folder, older_than_s)]
+    names = [name for folder in folders for name in remove_leftovers(folder, older_than_s)]
+    return names + [f"tmp/{name}" for name in remove_leftovers(paths.tmp, older_than_s, ("*", ".*"))]

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LakeSnapshot:
-    """A complete snapshot: its data hash, folder and manifest (row counts, creation time)."""
+    """A complete snapshot: its data hash, folder and manifest (row counts, creation time, encodings)."""
 
     data_hash: str
     path: Path
@@ -45,6 +45,11 @@ class LakeSnapshot:
     @property
     def row_counts(self) -> dict[str, int]:
         return dict(self.manifest.get("row_counts", {}))
+
+    @property
+    def encodings(self) -> dict[str, str]:
+        """The text encoding each source file was read in (empty for snapshots written without one)."""
+        return dict(self.manifest.get("encodings", {}))
 
 
 def _to_arrow(name: str, table) -> pa.Table:
@@ -88,6 +93,8 @@ def write_snapshot(paths: Paths, tables, data_hash: str, *, make_current: bool =
                 counts[name] = at.num_rows
             manifest = {c.DATA_HASH: data_hash, "row_counts": counts,
                         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            if getattr(tables, "encodings", None):
+                manifest["encodings"] = dict(tables.encodings)   # per source file: ascii, utf-8 or latin-1
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             fsync_dir(tmp)
             maybe_crash("lake-before-rename")

@@ -4,7 +4,6 @@ evidence, manual override, and loading a version for scoring with its lineage.""
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from tasks import contract as c
 from tasks.evaluate import PROMOTION_METRIC
+from tasks import durable
 from tasks import tracking as t
 from tasks.errors import ConfigError, NotFound
 from tasks.faults import maybe_crash
@@ -249,7 +249,7 @@ def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, dev
     # the SQLite registry does not hand model_id back; the source is models:/<model_id>
     model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]
     location = cl.get_logged_model(model_id).artifact_location
-    with tempfile.TemporaryDirectory(prefix="lensflow-load-") as tmp:
+    with durable.scratch_dir(paths, "lensflow-load-") as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{location.rstrip('/')}/artifacts/{t.RECOMMENDER_FILE}", dst_path=tmp,
             tracking_uri=paths.mlflow_tracking_uri)

@@ -65,6 +65,10 @@ class Paths:
         return self.home / "logs"           # lensflow.log: Prefect's and MLflow's log lines
 
     @property
+    def tmp(self) -> Path:
+        return self.home / "tmp"            # scratch folders (model files on their way to MLflow); swept
+
+    @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
 

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from tasks import contract as c
+from tasks import durable
 from tasks import plots
 from tasks import pyfunc_model as pm
 from tasks.settings import Paths
@@ -255,7 +255,7 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
         now = int(time.time() * 1000)
         _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()],
                      metrics=step_metrics(history, now) + final_metrics(metrics, now))
-        with tempfile.TemporaryDirectory(prefix="lensflow-plots-") as tmp:
+        with durable.scratch_dir(paths, "lensflow-plots-") as tmp:
             write_pictures(Path(tmp), recommender, history, movies, train)
             cl.log_artifacts(run_id, tmp, "plots")
         info = log_pyfunc(paths, run_id, recommender, train)
@@ -334,7 +334,7 @@ def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | None = None):
     """Log the Recommender as a self-contained pyfunc model in the run; MLflow's ModelInfo."""
-    with tempfile.TemporaryDirectory(prefix="lensflow-model-") as tmp:
+    with durable.scratch_dir(paths, "lensflow-model-") as tmp:
         weights = Path(tmp) / RECOMMENDER_FILE
         recommender.save(weights)
         with using_tracking_uri(paths.mlflow_tracking_uri), mlflow.start_run(run_id=run_id):

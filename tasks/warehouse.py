@@ -81,16 +81,29 @@ def publication_tables(con, paths: Paths) -> None:
     if live is None:
         return
     snapshot = paths.publications / live
+    data = lake.current(paths)
+    data_hash = data.data_hash if data else None
+    # Scored from other ratings than the warehouse now holds (an ingest since the publish): the items
+    # users have rated since are left out, and `publications.stale` says so.
+    stale = (publications.record(paths, live) or {}).get(c.DATA_HASH) != data_hash
     sql.run(con, c.RECOMMENDATIONS, {"path": str(snapshot / publications.RECOMMENDATIONS_FILE)})
+    if stale:
+        sql.run(con, "recommendations_drop_rated")
     sql.run(con, c.SIMILAR_ITEMS, {"path": str(snapshot / publications.SIMILAR_ITEMS_FILE)})
-    sql.run(con, c.PUBLICATIONS, {"files": [str(p / publications.RECORD_FILE) for p in publications.retained(paths)]})
+    sql.run(con, c.PUBLICATIONS, {"files": [str(p / publications.RECORD_FILE) for p in publications.retained(paths)],
+                                  c.DATA_HASH: data_hash})
     sql.run(con, c.USER_RECOMMENDATIONS)
     sql.run(con, c.ITEM_NEIGHBORS)
     publication_metrics.warehouse_section(con, paths)
     # The rules that depend only on the published rows; the rated-item and catalogue rules ran on the
-    # staged snapshot against the ratings it was scored from (ratings may grow since).
-    checks.enforce(con, (c.RECOMMENDATIONS, c.SIMILAR_ITEMS), params={c.PUBLICATION_ID: live},
-                   context="warehouse: ")
+    # staged snapshot against the ratings it was scored from. A stale publication was filtered against
+    # today's ratings: its rated-item rule runs again.
+    params = {c.PUBLICATION_ID: live}
+    checks.enforce(con, (c.RECOMMENDATIONS, c.SIMILAR_ITEMS), params=params, context="warehouse: ")
+    if stale:
+        for rule in checks.checks_for([c.RECOMMENDATIONS], checks.AT_PUBLISH):
+            if rule.rule == "not_in" and (bad := rule.offending_rows(con, params)):
+                raise checks.CheckFailed(rule, bad, "warehouse: ")
 
 
 # Every rebuild builds the whole warehouse, whoever asks (ingest, split, publish): a swap never drops

@@ -84,12 +84,15 @@ def test_acquire_retries_only_transient_failures():
     from prefect.states import Failed
 
     from flows.steps import _transient
-    from tasks.acquire import ChecksumMismatch
+    from tasks.acquire import ChecksumMismatch, DownloadFailed
     from tasks.errors import SourceUnavailable
 
-    # acquire already retried the download with back-off: the step fails at once, with its hint
-    assert not _transient(None, None, Failed(data=SourceUnavailable("no network")))
+    # the download already retried with back-off: the step fails at once, with its hint
+    assert not _transient(None, None, Failed(data=DownloadFailed("no network")))
     assert _transient(None, None, Failed(data=ConnectionResetError("reset by peer")))
     assert not _transient(None, None, Failed(data=FileNotFoundError(2, "No such file", "/x/u.data")))
     assert _transient(None, None, Failed(data=ChecksumMismatch("ml-100k.zip", None, "sha1", "bad")))
     assert not _transient(None, None, Failed(data=InputError("bad.zip", None, "zip-symlink", "refused")))
+    assert not _transient(None, None, Failed(data=InputError("x.zip", None, "zip-member-name", "too long")))
+    assert not _transient(None, None, Failed(data=SourceUnavailable("source /nope does not exist")))
+    assert not _transient(None, None, Failed(data=OSError(36, "File name too long")))

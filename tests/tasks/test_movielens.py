@@ -68,7 +68,12 @@ def test_good_folder_parses_with_contract_types(tmp_path):
     ("1\t1\t5\t881250949\n2\tx\t3\t891717742\n", 2, "integer"),
     ("1\t1\t5\t881250949\n2\t1\t3\t891717742\n1\t1\t4\t891717743\n", 3, "unique-pair"),
     ("1\t1\t5\t881250949\n0\t1\t3\t891717742\n", 2, "positive-id"),
-    ("1\t1\t5\t-5\n", 1, "timestamp"),
+    ("1\t1\t5\t-5\n", 1, "integer"),
+    ("1\t1\t5\t4102444800\n", 1, "timestamp"),            # 2100-01-01: past the last allowed second
+    ("1\t1\t5\t99999999999999999999\n", 1, "timestamp"),  # beyond 64 bits
+    ("1\t1\t5\t881250949\n0x10\t1\t3\t891717742\n", 2, "integer"),
+    ("1\t1\t5\t881250949\n2\t1\t3\t 891717742\n", 2, "integer"),
+    ("1\t1\t5\t881250949\n2147483648\t1\t3\t891717742\n", 2, "id-range"),
     ("1\t1\t5\t881250949\n3\t1\t3\t891717742\n", 2, "known-user"),
     ("1\t1\t5\t881250949\n1\t9\t3\t891717742\n", 2, "known-item"),
 ])
