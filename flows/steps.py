@@ -8,6 +8,8 @@ no caching, no persisted results.
 
 from __future__ import annotations
 
+import errno
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
@@ -24,6 +26,8 @@ def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **opti
                 persist_result=False, **options)
 
 
+# Errors of the path itself (too long a name, read-only, full disk): trying again changes nothing.
+PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM})
 PERMANENT = (InputError, SourceUnavailable, FileNotFoundError, NotADirectoryError, IsADirectoryError,
              PermissionError, LookupError, ValueError, TypeError)
 
@@ -35,6 +39,8 @@ def _transient(task_, task_run, state) -> bool:
     (acquire already retried it with back-off): those fail at once, and the same way every time.
     """
     exc = state.result(raise_on_failure=False)
+    if isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS:
+        return False
     return isinstance(exc, acquire.ChecksumMismatch) or not isinstance(exc, PERMANENT)
 
 

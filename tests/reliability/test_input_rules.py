@@ -423,7 +423,9 @@ def test_items_rated_after_the_publish_are_not_served(good, tmp_path):
     assert [rank for rank, _ in after] == list(range(1, len(after) + 1))       # renumbered, no gaps
     con = warehouse.connect_readonly(paths)
     try:
-        assert sql.rows(con, "check_recommendations_not_rated") == []
+        from tasks import checks
+
+        assert checks.not_in(c.RECOMMENDATIONS, c.RATINGS, c.USER_ID, c.ITEM_ID).offending_rows(con) == []
         live = sql.rows(con, "query_live_publication")
         cur = sql.run(con, "query_publications")
         listed = [dict(zip([d[0] for d in cur.description], row)) for row in cur.fetchall()]
