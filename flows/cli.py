@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "publications", "health", "sql"))
     p.add_argument("--user", type=int)
     p.add_argument("--item", type=int)
-    p.add_argument("--limit", type=_positive_int, default=10, help="rows shown (default 10)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="rows shown (default 10; health: all)")
     p.add_argument("--sql", help="with 'sql': a read-only statement to run")
 
     sub.add_parser("synth", help="write a synthetic data set in the MovieLens 100k formats (synth --help)")
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 pick_device(os.environ[settings.DEVICE_ENV])
             settings.prepare_prefect_home()
-            quiet_logs(paths, verbose=a.verbose)
+            if not a.verbose:  # Prefect's own lines go to <home>/logs/lensflow.log (flows/logs.py)
+                os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         from flows import commands
 
         return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
@@ -214,23 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = "" if a.home is None else f" (data home {paths.home})"
         print(f"lensflow: {one_line(exc)}{hint}", file=sys.stderr)
         return code
-
-
-def quiet_logs(paths: settings.Paths, verbose: bool = False) -> None:
-    """Prefect's and MLflow's log lines go to <home>/logs/lensflow.log (and the terminal with -v)."""
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    import logging
-
-    import prefect  # noqa: F401  - configures logging; the file handler is added after it
-
-    handler = logging.FileHandler(paths.logs / "lensflow.log")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
-    logging.getLogger().addHandler(handler)
-    if not verbose:
-        logging.captureWarnings(True)  # library warnings to the log file, not the terminal
 
 
 if __name__ == "__main__":

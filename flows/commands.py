@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from flows import logs
 from tasks.settings import Paths
 
 QUERIES = {  # CLI question -> (sql file, parameters it needs)
@@ -53,15 +54,20 @@ def run(a, paths: Paths) -> int:
     from tasks import contract as c
 
     kinds = a.kinds or list(c.MODEL_KINDS)
-    refuse_early(paths, a.source, {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind]
-                                   for kind in kinds})
-    from flows.pipeline import pipeline
+    configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
+    refuse_early(paths, a.source, configs)
     from tasks.evaluate import PROMOTION_METRIC
 
-    summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
-                       dot_config=a.dot_config, nn_config=a.nn_config,
-                       promotion_metric=a.promotion_metric or PROMOTION_METRIC, n=a.top_n, k=a.similar_k,
-                       retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing)
+    metric = a.promotion_metric or PROMOTION_METRIC
+    summary = None if a.force else unchanged_summary(paths, a.source, _split(a), configs, metric)
+    if summary is None:
+        from flows.pipeline import pipeline
+
+        logs.to_file(paths, a.verbose)
+
+        summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
+                           dot_config=a.dot_config, nn_config=a.nn_config, promotion_metric=metric, n=a.top_n,
+                           k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
     for m in summary["models"]:
@@ -78,10 +84,24 @@ def run(a, paths: Paths) -> int:
     print(f"\nOutputs under {paths.home}:\n  warehouse  {paths.warehouse}\n  lake       {paths.lake}\n"
           f"  MLflow     {paths.mlflow_tracking_uri}  (UI: lensflow mlflow-ui)\n"
           f"  snapshots  {paths.publications}")
-    print("\nTry:\n  lensflow query top10 --user 1\n"
+    home = f" --home {paths.home}" if a.home else ""   # a hint runs as printed
+    print(f"\nTry:\n  lensflow query top10 --user 1{home}\n"
           f"  duckdb -readonly {paths.warehouse} \"select * from user_recommendations where user_id = 1 "
           "and rank <= 10\"")
     return 0
+
+
+def unchanged_summary(paths: Paths, source, spec, configs: dict, metric: str) -> dict | None:
+    """The pipeline's summary when a run would change nothing (tasks/rerun.py), without starting Prefect."""
+    from tasks import report, rerun
+
+    found = rerun.unchanged(paths, source, spec, configs, metric)
+    if found is None:
+        return None
+    print(f"lensflow: nothing changed (data {found['data_hash'][:12]}, split {found['split_id']}): "
+          "every step would reuse what it made last time; --force runs them again")
+    models = [report.training_summary(paths, kind, version, reused=True) for kind, version in found["trained"].items()]
+    return {"models": models, "publication": {"publication_id": found["publication_id"], "skipped": True}}
 
 
 def health_line(figures: dict) -> str:
@@ -99,6 +119,8 @@ def ingest(a, paths: Paths) -> int:
     refuse_early(paths, a.source)
     from flows.ingest import ingest as ingest_flow
 
+    logs.to_file(paths, a.verbose)
+
     _print_json(ingest_flow(source=a.source, home=str(paths.home)))
     return 0
 
@@ -108,6 +130,8 @@ def train(a, paths: Paths) -> int:
     from flows.train import train as train_flow
     from tasks.evaluate import PROMOTION_METRIC
 
+    logs.to_file(paths, a.verbose)
+
     _print_json(train_flow(kind=a.kind, split=a.split_id or _split(a), config=a.config, home=str(paths.home),
                            k=a.top_k, promotion_metric=a.promotion_metric or PROMOTION_METRIC, force=a.force,
                            to_registry=a.to_registry))
@@ -116,6 +140,8 @@ def train(a, paths: Paths) -> int:
 
 def publish(a, paths: Paths) -> int:
     from flows.publish import publish as publish_flow
+
+    logs.to_file(paths, a.verbose)
 
     _print_json(publish_flow(home=str(paths.home), version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
                              retain=a.retain, force=True, refuse_narrowing=a.refuse_narrowing))
@@ -173,9 +199,10 @@ def query(a, paths: Paths) -> int:
         if frame is not None:
             import pandas as pd
 
-            with pd.option_context("display.max_rows", max(a.limit, 10), "display.width", 200,
+            limit = a.limit or (len(frame) if a.question == "health" else 10)
+            with pd.option_context("display.max_rows", max(limit, 10), "display.width", 200,
                                    "display.max_colwidth", 60):
-                print(frame.head(a.limit).to_string(index=False))
+                print(frame.head(limit).to_string(index=False))
     finally:
         con.close()
     return 0

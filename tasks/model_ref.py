@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tasks.contract import REGISTERED_MODEL_PREFIX
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -21,10 +23,12 @@ class ModelRef:
 class ServingModel:
     """A registered version loaded for scoring: the Recommender, its ref and its run's final metrics."""
 
-    recommender: object          # models.recommender.Recommender
+    recommender: object          # models.recommender.Recommender; None where only the choice is made
     ref: ModelRef
     metrics: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
-        return self.recommender.config.kind
+        if self.recommender is not None:
+            return self.recommender.config.kind
+        return self.ref.name.removeprefix(REGISTERED_MODEL_PREFIX)

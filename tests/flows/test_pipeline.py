@@ -65,11 +65,23 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert [m["version"] for m in second["models"]] == [m["version"] for m in first["models"]]
     assert second["publication"] == {**second["publication"], "skipped": True, "publication_id": pid}
     assert _live_rows(home)[0] == pid
+    # `lensflow run` asks the stores the same questions before starting Prefect: the same answer
+    from tasks import rerun
+    from tasks.evaluate import PROMOTION_METRIC
+
+    configs = {kind: FAST for kind in c.MODEL_KINDS}
+    same = rerun.unchanged(home, str(synthetic_small), SplitSpec(seed=3), configs, PROMOTION_METRIC)
+    assert same == {"data_hash": first["ingest"]["data_hash"], "split_id": first["models"][0]["split_id"],
+                    "publication_id": pid, "trained": {m["kind"]: m["version"] for m in first["models"]}}
+    assert rerun.unchanged(home, str(synthetic_small), SplitSpec(seed=4), configs, PROMOTION_METRIC) is None
+    assert rerun.unchanged(home, str(synthetic_small), SplitSpec(seed=3), {**configs, c.MODEL_KIND_DOT: {"epochs": 3}},
+                           PROMOTION_METRIC) is None
 
     # Changed data: new hash, new split, retrained and republished; old publication kept in history.
     changed = tmp_path / "changed"
     shutil.copytree(synthetic_small, changed)
     synthetic.generate(changed, n_users=120, n_items=200, n_ratings=6500, seed=8)
+    assert rerun.unchanged(home, str(changed), SplitSpec(seed=3), configs, PROMOTION_METRIC) is None
     third = _run(home, changed)
     assert third["ingest"]["noop"] is False
     assert third["ingest"]["data_hash"] != first["ingest"]["data_hash"]

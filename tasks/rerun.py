@@ -1,0 +1,49 @@
+"""Is a pipeline run a no-op? The same decisions the flows make, answered from the stores alone.
+
+`lensflow run` asks this before it starts Prefect: when the source's content is live, every kind's
+training is already registered under its fingerprint, and the live publication comes from the
+champions publish would choose on this data, nothing would change, and the CLI says so without a
+flow run (a scheduled deployment run, or `--force`, always runs the flows).
+"""
+
+from __future__ import annotations
+
+from tasks import acquire, movielens, registry, serving, split, training, warehouse
+from tasks import contract as c
+from tasks.errors import NotFound
+from tasks.model_ref import ServingModel
+from tasks.settings import Paths
+
+
+def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: dict[str, dict | None],
+              metric: str) -> dict | None:
+    """{"data_hash", "split_id", "trained": {kind: version}, "publication_id"} when a run would change nothing, else None."""
+    if warehouse.build_info(paths) is None:
+        return None
+    folder = acquire.resolve_source(source, paths)
+    data_hash = movielens.content_hash(folder)
+    if not warehouse.up_to_date(paths, data_hash):
+        return None
+    sid = split.split_id(spec, data_hash)
+    if split.current(paths) != sid:  # the flow would store the split or point CURRENT at it
+        return None
+    trained = {}
+    for kind, overrides in configs.items():
+        ref = training.find_trained(paths, training.pipeline_config(kind, overrides), sid, data_hash)
+        if ref is None:
+            return None
+        trained[kind] = ref.version
+    champions = []
+    for kind in configs:
+        try:
+            ref = registry.resolve(paths, kind, c.ALIAS_CHAMPION)
+        except NotFound:
+            continue
+        champions.append(ServingModel(None, ref, registry.run_metrics(paths, ref.run_id)))
+    if not champions:
+        return None
+    ordered = serving.order_for_publication(champions, metric)
+    live = warehouse.live_publication_matches(paths, [m.ref for m in ordered], data_hash)
+    if live is None:
+        return None
+    return {"data_hash": data_hash, "split_id": sid, "trained": trained, "publication_id": live}
