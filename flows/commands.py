@@ -184,12 +184,12 @@ def query(a, paths: Paths) -> int:
             missing = [p for p in needs if given[p] is None]
             if missing:
                 raise ConfigError(f"query {a.question} needs --{missing[0].split('_')[0]}")
-            # parameter -> (the sql file that looks the id up, what it is, the table it must be in)
-            known_ids = {c.USER_ID: ("known_user", "user", c.USERS), c.ITEM_ID: ("known_item", "item", c.MOVIES)}
+            # parameter -> (what it is, the table it must be in)
+            known_ids = {c.USER_ID: ("user", c.USERS), c.ITEM_ID: ("item", c.MOVIES)}
             try:
                 for p in needs:  # an id the source tables lack is a user error, not an empty answer
-                    lookup, what, table = known_ids[p]
-                    known, n, low, high = sql.rows(con, lookup, {p: given[p]})[0]
+                    what, table = known_ids[p]
+                    known, n, low, high = sql.rows(con, "known_id", {"id": given[p]}, table=table, column=p)[0]
                     if not known:
                         raise NotFound(f"{what} {given[p]} is not in the {table} table ({n:,} {table}, ids {low}..{high})")
                 # the file a consumer runs in the DuckDB CLI; sql.run binds the ids for its getvariable()s

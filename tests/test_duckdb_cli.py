@@ -85,15 +85,9 @@ def json_rows(stdout: str) -> list[dict]:
 
 def python_rows(paths, name: str, params: dict | None = None) -> list[dict]:
     """The same file through the project's own read path (tasks.sql on connect_readonly)."""
-    from tasks.warehouse import connect_readonly
+    from tests.tasks.test_publish import query
 
-    con = connect_readonly(paths)
-    try:
-        cur = sql.run(con, name, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return query(paths, name, params)
 
 
 def same_rows(cli_rows: list[dict], expected: list[dict]) -> bool:
