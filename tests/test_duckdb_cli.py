@@ -163,7 +163,8 @@ def closing_message(published, monkeypatch, capsys) -> str:
 
     summary = {"models": [], "publication": {"publication_id": "p", "skipped": True}}
     monkeypatch.setattr(flows.pipeline, "pipeline", lambda **kw: summary)
-    commands.run(build_parser().parse_args(["run", "--home", str(published.home)]), published)
+    # --force: past the no-op check, straight to the (stubbed) pipeline
+    commands.run(build_parser().parse_args(["run", "--force", "--home", str(published.home)]), published)
     return capsys.readouterr().out
 
 
