@@ -223,3 +223,40 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
                                               done.run_id, "split-7", "hash-7")
     assert version_tags(home, done.version)[t.TAG_TRAIN_SECONDS] == "2.500"
     assert version_tags(home, done.version)[t.TAG_DEVICE].startswith("cpu (")  # with the processor's name
+
+
+def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(mlflow_home, data, good, poor):
+    from tasks import evaluate as ev
+    from tasks.training import TrainResult
+
+    home, (train, valid) = mlflow_home, data
+    floor = ev.baseline_metrics(train, valid, k=10)
+    assert rmse_on(poor, valid) > floor["rmse"] > rmse_on(good, valid)  # item means beat poor, good beats them
+
+    def record(rec, tag):
+        result = TrainResult(recommender=rec, config=rec.config, metrics={"rmse": rmse_on(rec, valid)},
+                             valid_metrics={"rmse": rmse_on(rec, valid)}, history=rec.history, split_id="split-f")
+        return r.record_training(home, result, "hash-f", metric="rmse", baseline=floor, tags={"which": tag})
+
+    refused = record(poor, "poor")
+    assert refused.decision.outcome == r.REFUSED and not refused.decision.promoted
+    assert r.champion_version(home, KIND) is None             # even with no champion at all
+    tags = version_tags(home, refused.version)
+    assert tags[r.TAG_DECISION] == r.REFUSED and "popularity baseline" in tags[r.TAG_REASON]
+    assert float(tags[r.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
+    run = t.client(home).get_run(refused.run_id)
+    assert run.data.metrics["popularity_valid_rmse"] == pytest.approx(floor["rmse"])
+    assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
+
+    promoted = record(good, "good")
+    assert promoted.decision.promoted and r.champion_version(home, KIND) == promoted.version
+    assert "no champion yet" in promoted.decision.reason
+
+
+def test_the_floor_refuses_a_tie_and_ranking_metrics_compare_higher_is_better(mlflow_home, data, good):
+    home, (_, valid) = mlflow_home, data
+    _, v1 = log_and_register(home, good, valid, metrics={"ndcg_at_10": 0.30})
+    tie = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.30)
+    assert tie.outcome == r.REFUSED and "does not beat the popularity baseline 0.3000" in tie.reason
+    above = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.29)
+    assert above.promoted and above.baseline_value == pytest.approx(0.29)
