@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
     p.add_argument("--model", default=None, help="model kind for recommendations (default: best champion)")
-    p.add_argument("--version", default="champion", help="alias or version number (default: champion)")
+    p.add_argument("--version", default="serving", help="alias or version number (default: serving = each champion's "
+                   "serving fit on every rating where one exists, else the champion)")
     p.add_argument("-n", "--top-n", type=_positive_int, default=50)
     p.add_argument("-k", "--similar-k", type=_positive_int, default=20)
     p.add_argument("--retain", type=_positive_int, default=5)

@@ -75,6 +75,10 @@ def run(a, paths: Paths) -> int:
                  if k in ("test_rmse", "test_ndcg_at_10", "test_recall_at_10", "test_coverage_at_10")}
         print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''} on {m['device'] or '?'}: "
               f"{m['decision']} — {m['reason']}  test {shown}")
+    for fit in summary.get("serving") or []:
+        print(f"  serving fit {c.registered_model_name(fit['kind'])} v{fit['version']}"
+              f"{' (reused)' if fit['reused'] else ''}: v{fit['evaluated_version']}'s config refit on all "
+              f"{fit['rows']:,} ratings")
     state = "kept (nothing changed)" if pub.get("skipped") else f"{pub['recommendation_rows']:,} recommendations"
     print(f"  publication {pub['publication_id']}: {state}")
     if not pub.get("skipped"):

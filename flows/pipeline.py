@@ -1,9 +1,12 @@
-"""The whole pipeline: ingest -> split -> train both kinds concurrently -> register -> publish (wiring only).
+"""The whole pipeline: ingest -> split -> train both kinds concurrently -> register -> serving fit -> publish.
+
+Evaluate, then serve: models are chosen on the split; then each champion the publication uses is
+refitted on every rating (its own registered version under the `serving` alias) and published from.
 
 Locally each model trains in-process (a task per kind, run side by side). Run as the `pipeline/daily`
 deployment with `train_on="deployment"`, each model trains as a `train/gpu` deployment run on the
 GPU work pool, and the pipeline waits for them. Unchanged data and configs skip work: the ingest is a
-no-op, the split is reused, an identical training is found in the registry, and a publication from
+no-op, the split is reused, an identical training (and serving fit) is found in the registry, and a publication from
 the same model versions and data is kept.
 """
 
@@ -17,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from flows import steps
 from flows.artifacts import publish_run_artifacts
 from flows.ingest import ingest
 from flows.publish import publish
@@ -72,14 +76,23 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     runner = train_on_pool if train_on == "deployment" else train_local
     futures = [runner.submit(kind, split, configs.get(kind), home, promotion_metric, force) for kind in kinds]
     trained = [f.result() for f in futures]
-    update_progress_artifact(progress, 75.0)
-
-    published = publish(home=home, kinds=kinds, metric=promotion_metric, n=n, k=k, retain=retain, force=force,
-                        refuse_narrowing=refuse_narrowing)
-    update_progress_artifact(progress, 100.0)
+    update_progress_artifact(progress, 65.0)
 
     paths = resolve_paths(home)
-    summary = {"ingest": ingested, "models": trained, "publication": published, "warehouse": str(paths.warehouse)}
+    served = []
+    needed = steps.serving_kinds(paths, kinds, promotion_metric)
+    if needed:
+        snap = steps.lake_snapshot(paths)
+        ratings, users, movies = (steps.read_table(paths, name) for name in (c.RATINGS, c.USERS, c.MOVIES))
+        served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash) for kind in needed]
+    update_progress_artifact(progress, 80.0)
+
+    published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, metric=promotion_metric, n=n, k=k,
+                        retain=retain, force=force, refuse_narrowing=refuse_narrowing)
+    update_progress_artifact(progress, 100.0)
+
+    summary = {"ingest": ingested, "models": trained, "serving": served, "publication": published,
+               "warehouse": str(paths.warehouse)}
     publish_run_artifacts(summary, paths.mlflow_tracking_uri)
     return summary
 

@@ -1,6 +1,8 @@
 """Publish flow: registry champions -> scored top-N and similar items -> checked snapshot -> DuckDB (wiring only).
 
-Run: `lensflow publish [--model dot_bias] [--version champion|N]`.
+Run: `lensflow publish [--model dot_bias] [--version serving|champion|N]`. The default, `serving`,
+serves each champion's serving fit (its config refitted on every rating) where one exists for the live
+data, else the champion itself.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tasks.settings import paths as resolve_paths
 
 
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
-def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_CHAMPION,
+def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_SERVING,
             model: str | None = None, metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
             force: bool = False, shards: int = 1, refuse_narrowing: bool = False) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
@@ -31,8 +33,12 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     snap = steps.lake_snapshot(paths)
     if snap is None:
         raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first")
-    models = steps.order_for_publication(steps.load_champions(paths, list(kinds or c.MODEL_KINDS), version),
-                                         metric, model)
+    models = steps.order_for_publication(steps.load_champions(paths, list(kinds or c.MODEL_KINDS), version,
+                                                              data_hash=snap.data_hash), metric, model)
+    if models[0].alias == c.ALIAS_CANDIDATE and version == c.ALIAS_SERVING:
+        print(f"no champion: no version beats the popularity floor; publishing from candidates "
+              f"{', '.join(f'{m.ref.name} v{m.ref.version}' for m in models)} (publication marked "
+              f"{c.SERVED_ALIAS}={c.ALIAS_CANDIDATE})")
     live = None if force else steps.publication_up_to_date(paths, [m.ref for m in models], snap.data_hash)
     if live:
         print(f"publication {live} already serves {', '.join(f'{m.ref.name} v{m.ref.version}' for m in models)} "

@@ -88,3 +88,7 @@ publication_up_to_date = step(warehouse.live_publication_matches, "check-publica
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
 # No retries: scoring is not I/O, and a failed check must not be retried into a publish.
 publish_tables = step(publishing.publish, "score-check-publish")
+
+# --- serving fit (the evaluated config on every rating) --------------------------------------------
+serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve-by-{metric}")
+fit_serving = step(serving.fit_serving, "fit-on-all-ratings", "serving-fit-{kind}")

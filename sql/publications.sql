@@ -19,7 +19,10 @@ with history as (
         snapshot_path: 'varchar',
         recommendation_rows: 'bigint',
         similar_item_rows: 'bigint',
-        health_json: 'varchar'
+        health_json: 'varchar',
+        evaluated_model_version: 'varchar',
+        similarity_evaluated_model_version: 'varchar',
+        served_alias: 'varchar'
     })
 )
 select

@@ -139,3 +139,9 @@ METRIC = "metric"
 VALUE = "value"
 PUBLICATION_METRICS_COLUMNS = (PUBLICATION_ID, METRIC, VALUE)
 HEALTH_JSON = "health_json"        # publications: the publication's own figures as JSON (same as above)
+
+# --- serving fit: the evaluated config refitted on every rating (tasks/serving.py) ---------------
+ALIAS_SERVING = "serving"          # registry alias of a kind's serving fit (never champion or candidate)
+EVALUATED_MODEL_VERSION = "evaluated_model_version"      # publications: version whose metrics justified it
+SIMILARITY_EVALUATED_MODEL_VERSION = "similarity_evaluated_model_version"
+SERVED_ALIAS = "served_alias"      # publications: 'serving' | 'champion' | 'candidate' (no champion existed)

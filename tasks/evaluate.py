@@ -114,6 +114,18 @@ def gini(recommended, n_catalogue: int) -> float:
     return float(((2 * i - n - 1) * x).sum() / (n * x.sum()))
 
 
+# ---- the popularity floor ------------------------------------------------------------------
+def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
+    """`evaluate` of plain most-rated popularity fitted on `train` (tasks.popularity.MostRated).
+
+    The floor for promotion: ranking metrics of recommending the most-rated unseen items, rating
+    metrics (rmse, mae) of predicting each item's mean training rating.
+    """
+    from tasks.popularity import MostRated
+
+    return evaluate(MostRated(train), train, test, k=k)
+
+
 # ---- everything at once ---------------------------------------------------------------------
 def evaluate(recommender, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
              min_rating: float | None = None) -> dict[str, float]:

@@ -25,7 +25,13 @@ class ServingModel:
 
     recommender: object          # models.recommender.Recommender; None where only the choice is made
     ref: ModelRef
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)   # of the evaluated version's run (the split metrics)
+    evaluated: ModelRef | None = None             # the evaluated version behind a serving fit (else ref)
+    alias: str = ""                               # how it was chosen: serving | champion | candidate | a number
+
+    @property
+    def evaluated_ref(self) -> ModelRef:
+        return self.evaluated or self.ref
 
     @property
     def kind(self) -> str:

@@ -50,3 +50,33 @@ def recommend(popular: pd.Series, users: np.ndarray, ratings: pd.DataFrame, n: i
         out_items[start:stop] = item_ids[top]
         out_scores[start:stop] = np.take_along_axis(scores, top, axis=1)
     return out_items, out_scores
+
+
+class MostRated:
+    """Plain popularity as a recommender, the floor a model must beat to be promoted.
+
+    Ranks items by how many ratings they have in `train` (ties by id); predicts an item's mean
+    rating (the global mean for an item without ratings). Same `predict`/`recommend` interface as
+    `models.recommender.Recommender`, so `tasks.evaluate.evaluate` scores it like a model.
+    """
+
+    def __init__(self, train: pd.DataFrame):
+        stats = train.groupby(c.ITEM_ID)[c.RATING].agg(["count", "mean"]).reset_index()
+        stats = stats.sort_values(["count", c.ITEM_ID], ascending=[False, True])
+        self.item_ids = stats[c.ITEM_ID].to_numpy(np.int64)
+        self.counts = stats["count"].to_numpy(np.float32)
+        self.means = pd.Series(stats["mean"].to_numpy(np.float64), index=self.item_ids)
+        self.global_mean = float(train[c.RATING].mean()) if len(train) else 0.0
+
+    def predict(self, users, items) -> np.ndarray:
+        """The item's mean training rating (global mean for unknown items) for each pair."""
+        got = self.means.reindex(np.asarray(items, dtype=np.int64)).to_numpy()
+        return np.where(np.isnan(got), self.global_mean, got).astype(np.float32)
+
+    def recommend(self, users, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k most-rated items per user, `exclude` (users, items) pairs removed; -1 / -inf pads."""
+        popular = pd.Series(self.counts, index=self.item_ids)
+        eu, ei = exclude if exclude is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
+        seen = pd.DataFrame({c.USER_ID: np.asarray(eu, np.int64), c.ITEM_ID: np.asarray(ei, np.int64)})
+        ids, scores = recommend(popular, np.asarray(users, np.int64), seen, k)
+        return np.where(np.isneginf(scores), -1, ids), scores

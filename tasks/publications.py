@@ -30,7 +30,8 @@ STAGING_PREFIX = ".staging-"
 RECORD_COLUMNS = (c.PUBLICATION_ID, c.CREATED_AT, c.MODEL_NAME, c.MODEL_VERSION, c.MODEL_URI,
                   c.SIMILARITY_MODEL_NAME, c.SIMILARITY_MODEL_VERSION, c.SIMILARITY_MODEL_URI,
                   c.SPLIT_ID, c.DATA_HASH, c.METRICS_JSON, c.SNAPSHOT_PATH, c.RECOMMENDATION_ROWS,
-                  c.SIMILAR_ITEM_ROWS, c.HEALTH_JSON)
+                  c.SIMILAR_ITEM_ROWS, c.HEALTH_JSON, c.EVALUATED_MODEL_VERSION,
+                  c.SIMILARITY_EVALUATED_MODEL_VERSION, c.SERVED_ALIAS)
 
 
 def stage(paths: Paths, publication_id: str, recommendations: pd.DataFrame, similar_items: pd.DataFrame,

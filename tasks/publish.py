@@ -187,6 +187,9 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
         c.SNAPSHOT_PATH: str((paths.publications / publication_id).resolve()),
         c.RECOMMENDATION_ROWS: len(recs), c.SIMILAR_ITEM_ROWS: len(sims),
         c.HEALTH_JSON: json.dumps({k: v if math.isfinite(v) else None for k, v in figures.items()}, sort_keys=True),
+        c.EVALUATED_MODEL_VERSION: serving.evaluated_ref.version,
+        c.SIMILARITY_EVALUATED_MODEL_VERSION: similar.evaluated_ref.version,
+        c.SERVED_ALIAS: serving.alias or None,
     }
     seconds.update(publish_tables(paths, publication_id, recs, sims, record, ratings_df, movies_df,
                                   users_df, retain=retain, figures=figures))
@@ -202,7 +205,8 @@ def summary(models: list[ServingModel], data_hash: str, result: PublicationResul
     """JSON-friendly account of a publish: the new publication (`result`) or the live one `kept` as it was."""
     refs = [m.ref for m in models]
     out = {"publication_id": kept if result is None else result.publication_id, "skipped": result is None,
-           "models": [{"name": r.name, "version": r.version, "uri": r.uri, "run_id": r.run_id} for r in refs],
+           "models": [{"name": m.ref.name, "version": m.ref.version, "uri": m.ref.uri, "run_id": m.ref.run_id,
+                       "evaluated_version": m.evaluated_ref.version, "alias": m.alias} for m in models],
            "data_hash": data_hash}
     if result is not None:
         out.update({"split_id": refs[0].split_id, "recommendation_rows": result.recommendation_rows,

@@ -25,10 +25,12 @@ from tasks.settings import Paths
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss", "gini"})
 SPLIT_PREFIXES = ("valid_", "test_")   # record_training logs metrics per split part: valid_rmse, test_ndcg_at_10
+BASELINE_PREFIX = "popularity_"       # run metrics of the popularity floor: popularity_valid_ndcg_at_10
 
 TAG_DECISION = "promotion.decision"   # promoted | kept | refused | manual
 TAG_REASON = "promotion.reason"
 TAG_METRIC = "promotion.metric"
+TAG_BASELINE = "promotion.baseline"   # the popularity floor's value of the metric on the same data
 PROMOTED, KEPT, REFUSED, MANUAL = "promoted", "kept", "refused", "manual"
 
 
@@ -45,6 +47,7 @@ class Decision:
     value: float | None = None
     champion_version: str | None = None
     champion_value: float | None = None
+    baseline_value: float | None = None     # plain popularity on the same validation data (the floor)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -62,8 +65,9 @@ def _bare(metric: str) -> str:
     return key
 
 
-def register(paths: Paths, run_id: str, kind: str | None = None) -> str:
-    """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `candidate`."""
+def register(paths: Paths, run_id: str, kind: str | None = None, *, alias: str = c.ALIAS_CANDIDATE,
+             tags: Mapping[str, str] | None = None) -> str:
+    """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `alias` (`candidate`)."""
     cl = t.client(paths)
     run = cl.get_run(run_id)
     tags = run.data.tags
@@ -84,14 +88,17 @@ def register(paths: Paths, run_id: str, kind: str | None = None) -> str:
     # mlflow/store/model_registry/sqlalchemy_store.py), so scope it to ours for this one call.
     with t.using_tracking_uri(paths.mlflow_tracking_uri):
         mv = cl.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
-                                     tags={**lineage, "run_id": run_id},
+                                     tags={**lineage, **dict(tags or {}), "run_id": run_id},
                                      description=f"trained in run {run_id} on split {lineage.get(c.SPLIT_ID)}")
-    cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)
+    cl.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
 
 
-def find_by_tag(paths: Paths, kind: str, tag: str, value: str) -> ModelRef | None:
-    """The newest decided version of `kind` whose finished run has tags.<tag> = value, or None."""
+def find_by_tag(paths: Paths, kind: str, tag: str, value: str, *, decided: bool = True) -> ModelRef | None:
+    """The newest version of `kind` whose finished run has tags.<tag> = value, or None.
+
+    decided: only versions with a promotion decision (trainings); serving fits are never promoted.
+    """
     cl = t.client(paths)
     exp = cl.get_experiment_by_name(t.EXPERIMENT)
     if exp is None:
@@ -104,7 +111,7 @@ def find_by_tag(paths: Paths, kind: str, tag: str, value: str) -> ModelRef | Non
         versions = cl.search_model_versions(f"name = '{_quote(name)}' and run_id = '{_quote(run.info.run_id)}'")
         # A version without a promotion decision was registered by a run that died before promoting it:
         # reusing it would skip the comparison with the champion for good, so train again instead.
-        versions = [v for v in versions if TAG_DECISION in (v.tags or {})]
+        versions = [v for v in versions if TAG_DECISION in (v.tags or {}) or not decided]
         if versions:
             return resolve(paths, kind, str(max(int(v.version) for v in versions)))
     return None
@@ -140,10 +147,13 @@ def champion_version(paths: Paths, kind: str) -> str | None:
 
 
 def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMOTION_METRIC, *,
-                      rescore: Callable[[object], Mapping[str, float]] | None = None) -> Decision:
-    """Move `champion` to `version` only if it beats the champion on the same validation data.
+                      rescore: Callable[[object], Mapping[str, float]] | None = None,
+                      baseline: float | None = None) -> Decision:
+    """Move `champion` to `version` only if it beats the popularity floor and the champion on the same validation data.
 
-    Same data = same split id and data hash tags. When they differ the champion is re-scored with
+    `baseline`: plain popularity's value of `metric` on the same validation data
+    (`tasks.evaluate.baseline_metrics`); a version that does not beat it is refused whatever the
+    champion. Same data = same split id and data hash tags. When they differ the champion is re-scored with
     `rescore(champion_recommender)` (metrics on the newcomer's validation data) if given; otherwise the
     comparison is refused. Ties keep the champion. The decision is recorded on the version.
     """
@@ -156,7 +166,8 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMO
     better = "lower" if lower_is_better(metric) else "higher"
 
     def decide(outcome: str, reason: str, champ_value: float | None = None) -> Decision:
-        d = Decision(name, version, outcome == PROMOTED, outcome, reason, metric, value, champ, champ_value)
+        d = Decision(name, version, outcome == PROMOTED, outcome, reason, metric, value, champ, champ_value,
+                     baseline)
         _record(cl, d)
         return d
 
@@ -164,6 +175,10 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMO
         return decide(KEPT, f"version {version} already is the champion")
     if value is None:
         return decide(REFUSED, f"version {version} has no finite '{metric}' metric to compare")
+    if baseline is not None and math.isfinite(baseline):
+        if not (value < baseline if better == "lower" else value > baseline):
+            return decide(REFUSED, f"{metric} {value:.4f} does not beat the popularity baseline {baseline:.4f} "
+                                   f"on the same validation data ({better} is better): registered, never champion")
     if champ is None:
         return decide(PROMOTED, f"no champion yet; first version with {metric}={value:.4f}")
     old = cl.get_model_version(name, champ)
@@ -208,7 +223,10 @@ def _record(cl, d: Decision) -> None:
     """Tags and description on the version; moves `champion` when promoted."""
     if d.outcome in (PROMOTED, MANUAL):
         cl.set_registered_model_alias(d.name, c.ALIAS_CHAMPION, d.version)
-    for key, value in ((TAG_DECISION, d.outcome), (TAG_REASON, d.reason), (TAG_METRIC, d.metric or "")):
+    tags = [(TAG_DECISION, d.outcome), (TAG_REASON, d.reason), (TAG_METRIC, d.metric or "")]
+    if d.baseline_value is not None:
+        tags.append((TAG_BASELINE, f"{d.baseline_value:.6f}"))
+    for key, value in tags:
         cl.set_model_version_tag(d.name, d.version, key, value)
     mv = cl.get_model_version(d.name, d.version)
     head = (mv.description or "").split("\n\npromotion: ")[0]
@@ -288,17 +306,21 @@ class Recorded:
 
 def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str = PROMOTION_METRIC,
                     rescore: Callable[[object], Mapping[str, float]] | None = None,
-                    tags: Mapping[str, str] | None = None) -> Recorded:
+                    tags: Mapping[str, str] | None = None,
+                    baseline: Mapping[str, float] | None = None) -> Recorded:
     """Log a `tasks.training.TrainResult` as a run, register it (`candidate`) and promote it on evidence.
 
     Metrics are logged as valid_<name> and test_<name>; promotion compares valid_<metric> (test_<metric>
     when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
     validation data lets a champion trained on another split be compared instead of refused; `tags`
-    are extra run tags.
+    are extra run tags; `baseline` is plain popularity's metrics on the part promotion compares on
+    (logged as popularity_<part>_<name>; the floor of `promote_if_better`).
     """
     kind = result.config.kind
+    part = "valid_" if result.valid_metrics else "test_"
     metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
-               **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()}}
+               **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()},
+               **{f"{BASELINE_PREFIX}{part}{k}": v for k, v in (baseline or {}).items()}}
     lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=t.describe_device(result.device),
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
@@ -306,6 +328,44 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     maybe_crash("train-after-log")
     version = register(paths, run_id, kind)
     maybe_crash("train-after-register")
-    part = "valid_" if result.valid_metrics else "test_"
-    return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore))
+    floor = (baseline or {}).get(_bare(metric))
+    return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore,
+                                                       baseline=floor))
 
+
+
+# --- serving fits: the evaluated config refitted on every rating ---------------------------------------
+TAG_SERVING_EVALUATED = "serving.evaluated_version"   # version tag: the evaluated version that justified it
+TAG_SERVING_ROWS = "serving.rows"                     # ratings the serving fit was trained on
+
+
+def record_serving(paths: Paths, recommender, evaluated: ModelRef, data_hash: str, *, rows: int, seconds: float,
+                   device: str, train=None, movies=None, tags: Mapping[str, str] | None = None) -> ModelRef:
+    """Log a serving fit as its own run, register it under the `serving` alias, linked to `evaluated`.
+
+    Its split_id tag is the evaluated version's split (where the config was chosen and measured);
+    TAG_SERVING_ROWS says how many ratings it was fitted on. It is never `candidate` nor `champion`.
+    """
+    kind = recommender.config.kind
+    link = {TAG_SERVING_EVALUATED: str(evaluated.version), TAG_SERVING_ROWS: str(int(rows))}
+    lineage = t.Lineage(kind, evaluated.split_id, data_hash, device=t.describe_device(device),
+                        train_seconds=float(seconds))
+    run_id = t.log_training(paths, recommender, recommender.config, {}, recommender.history, lineage,
+                            movies=movies, train=train, tags={**dict(tags or {}), **link},
+                            run_name=f"{kind}-serving-fit-of-v{evaluated.version}")
+    version = register(paths, run_id, kind, alias=c.ALIAS_SERVING, tags=link)
+    return resolve(paths, kind, version)
+
+
+def use_for_serving(paths: Paths, kind: str, version: str, evaluated: ModelRef) -> ModelRef:
+    """Point `serving` at an existing serving fit, its evaluated-version tag at `evaluated` (a reused fit)."""
+    cl = t.client(paths)
+    name = c.registered_model_name(kind)
+    cl.set_model_version_tag(name, str(version), TAG_SERVING_EVALUATED, str(evaluated.version))
+    cl.set_registered_model_alias(name, c.ALIAS_SERVING, str(version))
+    return resolve(paths, kind, str(version))
+
+
+def version_tags(paths: Paths, kind: str, version: str) -> dict[str, str]:
+    """The tags of one registered version."""
+    return dict(t.client(paths).get_model_version(c.registered_model_name(kind), str(version)).tags or {})

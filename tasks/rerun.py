@@ -1,17 +1,15 @@
 """Is a pipeline run a no-op? The same decisions the flows make, answered from the stores alone.
 
 `lensflow run` asks this before it starts Prefect: when the source's content is live, every kind's
-training is already registered under its fingerprint, and the live publication comes from the
-champions publish would choose on this data, nothing would change, and the CLI says so without a
+training is already registered under its fingerprint, each champion's serving fit on this data exists, and
+the live publication comes from the versions publish would choose, nothing would change, and the CLI says so without a
 flow run (a scheduled deployment run, or `--force`, always runs the flows).
 """
 
 from __future__ import annotations
 
-from tasks import acquire, movielens, registry, serving, split, training, warehouse
+from tasks import acquire, movielens, serving, split, training, warehouse
 from tasks import contract as c
-from tasks.errors import NotFound
-from tasks.model_ref import ServingModel
 from tasks.settings import Paths
 
 
@@ -33,16 +31,13 @@ def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: 
         if ref is None:
             return None
         trained[kind] = ref.version
-    champions = []
-    for kind in configs:
-        try:
-            ref = registry.resolve(paths, kind, c.ALIAS_CHAMPION)
-        except NotFound:
-            continue
-        champions.append(ServingModel(None, ref, registry.run_metrics(paths, ref.run_id)))
-    if not champions:
+    # what publish would serve: each champion's serving fit on this data (else the champion), in order
+    chosen = serving.load_champions(paths, list(configs), c.ALIAS_SERVING, data_hash=data_hash, load=False)
+    if not chosen:
         return None
-    ordered = serving.order_for_publication(champions, metric)
+    ordered = serving.order_for_publication(chosen, metric)
+    if any(m.alias != c.ALIAS_SERVING for m in ordered if m.alias != c.ALIAS_CANDIDATE):
+        return None  # a champion without its serving fit: the pipeline would fit one now
     live = warehouse.live_publication_matches(paths, [m.ref for m in ordered], data_hash)
     if live is None:
         return None

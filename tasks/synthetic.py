@@ -98,6 +98,18 @@ def _sample_items(rng, counts: np.ndarray, popularity: np.ndarray) -> tuple[np.n
     return owners[order], items[order]
 
 
+def _sample_by_taste(rng, counts, popularity, user_f, item_f, taste: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct items per user drawn without replacement, p ∝ popularity·exp(taste·<p_u, q_i>/sd)."""
+    affinity = user_f @ item_f.T
+    logits = np.log(popularity)[None, :] + taste * affinity / (affinity.std() + 1e-9)
+    owners, items = [], []
+    for u, n in enumerate(counts):
+        p = np.exp(logits[u] - logits[u].max())
+        items.append(rng.choice(popularity.size, size=int(n), replace=False, p=p / p.sum()))
+        owners.append(np.full(int(n), u))
+    return np.concatenate(owners).astype(np.int64), np.concatenate(items).astype(np.int64)
+
+
 def _rank_within(groups: np.ndarray) -> np.ndarray:
     """Position of each element inside its run of equal group ids (groups need not be sorted)."""
     order = np.argsort(groups, kind="stable")
@@ -156,8 +168,12 @@ def _users(rng, n_users: int) -> list[str]:
     ]
 
 
-def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0) -> Path:
-    """Write u.data, u.item, u.user, u.genre, u.occupation into out_dir; returns out_dir."""
+def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0, taste: float = 0.0) -> Path:
+    """Write u.data, u.item, u.user, u.genre, u.occupation into out_dir; returns out_dir.
+
+    taste > 0: users also choose *which* items to rate by their factors (p ∝ popularity·exp(taste·<p_u, q_i>/sd)),
+    as real users do, so a model can beat plain popularity at ranking; 0 (default) draws by popularity only.
+    """
     if min(n_users, n_items, n_ratings) < 1:
         raise ValueError("n_users, n_items and n_ratings must all be positive")
     if n_ratings > MAX_DENSITY * n_users * n_items:
@@ -191,7 +207,10 @@ def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0)
         for lo in range(0, n_users, USERS_PER_CHUNK):
             hi = min(lo + USERS_PER_CHUNK, n_users)
             crng = np.random.default_rng([seed, lo])   # per-chunk stream: same output at any chunking order
-            users, items = _sample_items(crng, counts[lo:hi], popularity)
+            if taste:
+                users, items = _sample_by_taste(crng, counts[lo:hi], popularity, user_f[lo:hi], item_f, taste)
+            else:
+                users, items = _sample_items(crng, counts[lo:hi], popularity)
             users += lo
             score = (3.53 + user_b[users] + item_b[items]
                      + np.einsum("ij,ij->i", user_f[users], item_f[items])

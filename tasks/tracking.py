@@ -42,6 +42,7 @@ EXPERIMENT = "lensflow"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 MODEL_ARTIFACT = "model"                  # name of the logged pyfunc model inside the run
 RECOMMENDER_FILE = "recommender.pt"       # the Recommender's saved file inside the model's artifacts
+SEEN_FILE = "seen.npz"                    # the training (user, item) pairs the pyfunc never recommends
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_PACKAGE = REPO_ROOT / "models"     # shipped with every model version (code_paths)
 PYFUNC_FILE = Path(pm.__file__)           # "models from code": copied into the model, run at load
@@ -313,12 +314,15 @@ def item_biases(recommender) -> tuple[np.ndarray, np.ndarray] | None:
 def pyfunc_model_config() -> dict[str, str]:
     """Column names handed to the pyfunc model (it cannot import the contract)."""
     return {"user_column": c.USER_ID, "item_column": c.ITEM_ID, "rating_column": c.RATING,
-            "rank_column": c.RANK, "score_column": c.SCORE}
+            "rank_column": c.RANK, "score_column": c.SCORE, "age_column": c.AGE, "gender_column": c.GENDER,
+            "occupation_column": c.OCCUPATION}
 
 
 def pyfunc_signature() -> ModelSignature:
-    """Input: user ids (and item ids for mode 'predict'); params: mode and k."""
-    inputs = Schema([ColSpec("long", c.USER_ID), ColSpec("long", c.ITEM_ID, required=False)])
+    """Input: user ids (item ids for mode 'predict', optional side features); params: mode and k."""
+    inputs = Schema([ColSpec("long", c.USER_ID), ColSpec("long", c.ITEM_ID, required=False),
+                     ColSpec("long", c.AGE, required=False), ColSpec("string", c.GENDER, required=False),
+                     ColSpec("string", c.OCCUPATION, required=False)])
     params = ParamSchema([ParamSpec("mode", "string", pm.MODE_PREDICT), ParamSpec("k", "long", pm.DEFAULT_K)])
     return ModelSignature(inputs=inputs, outputs=None, params=params)
 
@@ -333,15 +337,23 @@ def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | None = None):
-    """Log the Recommender as a self-contained pyfunc model in the run; MLflow's ModelInfo."""
+    """Log the Recommender as a self-contained pyfunc model in the run; MLflow's ModelInfo.
+
+    `train`'s (user, item) pairs go into the model too (artifact `seen`): its `recommend` leaves them out.
+    """
     with durable.scratch_dir(paths, "lensflow-model-") as tmp:
         weights = Path(tmp) / RECOMMENDER_FILE
         recommender.save(weights)
+        artifacts = {pm.ARTIFACT_KEY: str(weights)}
+        if train is not None and len(train):
+            seen = Path(tmp) / SEEN_FILE
+            pm.save_seen(seen, train[c.USER_ID].to_numpy(), train[c.ITEM_ID].to_numpy())
+            artifacts[pm.SEEN_KEY] = str(seen)
         with using_tracking_uri(paths.mlflow_tracking_uri), mlflow.start_run(run_id=run_id):
             return mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(PYFUNC_FILE),
-                artifacts={pm.ARTIFACT_KEY: str(weights)},
+                artifacts=artifacts,
                 code_paths=[str(MODELS_PACKAGE)],
                 model_config=pyfunc_model_config(),
                 signature=pyfunc_signature(),

@@ -194,4 +194,45 @@ def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None
 
     tags = {TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
     return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
-                                    metric=metric, rescore=rescore, tags=tags)
+                                    metric=metric, rescore=rescore, tags=tags,
+                                    baseline=popularity_floor(split, k))
+
+
+def popularity_floor(split: Split, k: int = 10) -> dict[str, float]:
+    """Plain popularity's metrics on the part promotion compares on (valid, else test): the promotion floor."""
+    if len(split.valid):
+        return ev.baseline_metrics(split.train, split.valid, k=k)
+    return ev.baseline_metrics(pd.concat([split.train, split.valid], ignore_index=True), split.test, k=k)
+
+
+# --- the serving fit: the evaluated config on every rating ---------------------------------------------
+
+TAG_SERVING_FINGERPRINT = "serving_fingerprint"  # run tag: hash of kind, config, data, code and 'serving'
+
+
+def serving_fingerprint(config: ModelConfig, data_hash: str, code_version: str | None = None) -> str:
+    """Id of a serving fit's inputs (config, all ratings of data_hash, code): equal ones give the same model."""
+    if code_version is None:
+        from tasks.tracking import code_version as current_code
+
+        code_version = current_code()
+    payload = {"config": config.to_dict(), "data_hash": data_hash, "code": code_version, "fit": "serving"}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def find_serving_fit(paths, config: ModelConfig, data_hash: str):
+    """The registered ModelRef of an identical earlier serving fit, or None."""
+    from tasks import registry
+
+    return registry.find_by_tag(paths, config.kind, TAG_SERVING_FINGERPRINT, serving_fingerprint(config, data_hash),
+                                decided=False)
+
+
+def fit_for_serving(ratings: pd.DataFrame, config: ModelConfig, users: pd.DataFrame | None = None,
+                    movies: pd.DataFrame | None = None, device=None) -> tuple[Recommender, float, str]:
+    """Fit `config` on every rating (no holdout; same epoch count, so the one-cycle schedule stretches
+    with the larger epochs): (recommender, seconds, device)."""
+    dev = pick_device(settings.device(device))
+    t0 = time.perf_counter()
+    rec = fit(ratings, config, None, users, movies, device=dev)
+    return rec, time.perf_counter() - t0, str(dev)

@@ -70,7 +70,8 @@ def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     from flows.train import train
     from tasks import registry
 
-    home, spec, cfg = ingested, SplitSpec("random", seed=3), {**SMALL, "epochs": 2}
+    # promoted on rmse, so the rating objective: it beats the popularity floor (item means) on rmse
+    home, spec, cfg = ingested, SplitSpec("random", seed=3), {**SMALL, "epochs": 2, "loss": "mse"}
     first = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
     assert first["version"] == "1" and not first["reused"] and first["split_id"] == sp.current(home)
     assert {"test_rmse", "valid_rmse"} <= set(first["metrics"])

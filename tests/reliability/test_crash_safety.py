@@ -146,8 +146,10 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
             assert orphans == []
         recorded = helpers.train(paths, 7)
         # an undecided version is not reused (that would skip the champion comparison for good): it trains again
-        assert recorded is not None and recorded.decision.outcome == registry.PROMOTED
-        assert registry.champion_version(paths, c.MODEL_KIND_DOT) == recorded.version
+        # and is decided (the tiny model does not beat the popularity floor, so the decision may be a refusal)
+        assert recorded is not None and recorded.decision.outcome in (registry.PROMOTED, registry.REFUSED)
+        assert registry.champion_version(paths, c.MODEL_KIND_DOT) == (
+            recorded.version if recorded.decision.promoted else None)
         assert undecided_versions(paths) == orphans
         want_hash = before["lake"]
     else:

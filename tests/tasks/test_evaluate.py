@@ -106,3 +106,18 @@ def test_evaluate_runs_on_a_real_recommender():
     assert set(out) == {"rmse", "mae", "precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5",
                         "hit_rate_at_5", "coverage_at_5", "gini_at_5"}
     assert all(np.isfinite(v) for v in out.values())
+
+
+def test_most_rated_popularity_is_the_floor_recommender():
+    from tasks.evaluate import baseline_metrics
+    from tasks.popularity import MostRated
+
+    train = pd.DataFrame({c.USER_ID: [1, 1, 2, 2, 3, 3, 3], c.ITEM_ID: [10, 20, 10, 30, 10, 20, 40],
+                          c.RATING: [5.0, 3.0, 4.0, 2.0, 3.0, 1.0, 4.0]})
+    pop = MostRated(train)
+    ids, _ = pop.recommend(np.array([1, 2, 9]), 3, exclude=(train[c.USER_ID], train[c.ITEM_ID]))
+    assert ids.tolist() == [[30, 40, -1], [20, 40, -1], [10, 20, 30]]  # by count, ties by id; rated left out
+    np.testing.assert_allclose(pop.predict([1, 1, 1], [10, 20, 99]), [4.0, 2.0, 22 / 7], rtol=1e-6)
+    test = pd.DataFrame({c.USER_ID: [1, 2], c.ITEM_ID: [30, 40], c.RATING: [4.0, 3.0]})
+    got = baseline_metrics(train, test, k=2)
+    assert got["hit_rate_at_2"] == 1.0 and got["rmse"] == pytest.approx(np.sqrt(((4 - 2) ** 2 + (3 - 4) ** 2) / 2))

@@ -162,25 +162,17 @@ def test_lineage_and_load_for_scoring(registered, data):
         r.resolve(home, KIND, "gold")
 
 
-def test_pyfunc_loads_in_a_fresh_process_without_the_project(registered, data, tmp_path):
-    home, rec, _, _ = registered
-    train, valid = data
-    pairs = valid[[c.USER_ID, c.ITEM_ID]].head(50)
-    pairs = pd.concat([pairs, pd.DataFrame({c.USER_ID: [999_999], c.ITEM_ID: [1]})])  # an unknown user too
-    pairs.to_json(tmp_path / "pairs.json", orient="records")
-    users = np.unique(pairs[c.USER_ID])[:5]
-    script = textwrap.dedent(f"""
+def _in_fresh_process(home, tmp_path, body: str) -> dict:
+    """Run `body` in a new Python without the project on its path (the model brings its own code); its `out`."""
+    script = textwrap.dedent("""
         import importlib.util, json, sys
         # hide the editable install of this project: the model must bring its own code
         sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
         assert importlib.util.find_spec("tasks") is None and importlib.util.find_spec("models") is None
         import mlflow, pandas as pd
-        model = mlflow.pyfunc.load_model({r.pyfunc_uri(KIND)!r})
-        pairs = pd.read_json("pairs.json", orient="records")
-        ratings = model.predict(pairs)
-        top = model.predict(pd.DataFrame({{{c.USER_ID!r}: {users.tolist()!r}}}), params={{"mode": "recommend", "k": 4}})
-        json.dump({{"ratings": ratings[{c.RATING!r}].tolist(), "top": top.to_dict(orient="list"),
-                   "tasks_imported": "tasks" in sys.modules}}, open("out.json", "w"))
+    """) + textwrap.dedent(body) + textwrap.dedent("""
+        out["tasks_imported"] = "tasks" in sys.modules
+        json.dump(out, open("out.json", "w"))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
@@ -189,12 +181,73 @@ def test_pyfunc_loads_in_a_fresh_process_without_the_project(registered, data, t
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert not out["tasks_imported"]
+    return out
+
+
+def test_pyfunc_loads_in_a_fresh_process_without_the_project(registered, data, tmp_path):
+    home, rec, _, _ = registered
+    train, valid = data
+    pairs = valid[[c.USER_ID, c.ITEM_ID]].head(50)
+    pairs = pd.concat([pairs, pd.DataFrame({c.USER_ID: [999_999], c.ITEM_ID: [1]})])  # an unknown user too
+    pairs.to_json(tmp_path / "pairs.json", orient="records")
+    users = np.unique(pairs[c.USER_ID])[:5]
+    out = _in_fresh_process(home, tmp_path, f"""
+        model = mlflow.pyfunc.load_model({r.pyfunc_uri(KIND)!r})
+        pairs = pd.read_json("pairs.json", orient="records")
+        ratings = model.predict(pairs)
+        top = model.predict(pd.DataFrame({{{c.USER_ID!r}: {users.tolist()!r}}}), params={{"mode": "recommend", "k": 4}})
+        out = {{"columns": list(ratings.columns), "ratings": ratings[{c.RATING!r}].tolist(),
+               "top": top.to_dict(orient="list")}}
+    """)
+    assert out["columns"] == [c.RATING]                       # an MSE model predicts ratings
     np.testing.assert_allclose(out["ratings"], rec.predict(pairs[c.USER_ID], pairs[c.ITEM_ID]), rtol=1e-6)
-    items, scores = rec.recommend(users, 4)
+    # recommend never returns what the user rated in training: the pairs travel inside the model
+    items, ratings = rec.recommend(users, 4, exclude=(train[c.USER_ID], train[c.ITEM_ID]))
     top = out["top"]
+    assert list(top) == [c.USER_ID, c.RANK, c.ITEM_ID, c.RATING]
     assert top[c.USER_ID] == np.repeat(users, 4).tolist() and top[c.RANK] == [1, 2, 3, 4] * len(users)
     assert top[c.ITEM_ID] == items.reshape(-1).tolist()
-    np.testing.assert_allclose(top[c.SCORE], scores.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(top[c.RATING], ratings.reshape(-1), rtol=1e-6)
+    rated = set(zip(train[c.USER_ID], train[c.ITEM_ID]))
+    assert not rated & set(zip(top[c.USER_ID], top[c.ITEM_ID]))
+    assert rated & set(zip(*(a.reshape(-1) for a in (np.repeat(users, 4), rec.recommend(users, 4)[0]))))
+
+
+def test_pyfunc_of_a_ranking_model_scores_new_users_from_side_features(mlflow_home, data, tmp_path):
+    from tasks.training import fit as fit_frames
+
+    home, (train, valid) = mlflow_home, data
+    known = np.sort(train[c.USER_ID].unique())
+    rng = np.random.default_rng(4)
+    users = pd.DataFrame({c.USER_ID: known, c.AGE: rng.integers(15, 70, len(known)),
+                          c.GENDER: rng.choice(["M", "F"], len(known)),
+                          c.OCCUPATION: rng.choice(["student", "retired", "writer"], len(known)),
+                          c.ZIP_CODE: "00000"})
+    config = ModelConfig.for_kind(c.MODEL_KIND_NN, loss="softmax", use_side_info=True, n_factors=8, layers=(16,),
+                                  epochs=2, lr=1e-2)
+    rec = fit_frames(train, config, valid, users=users)
+    run_id = t.log_training(home, rec, config, {}, rec.history, t.Lineage(c.MODEL_KIND_NN, "split-s", "hash-s"),
+                            train=train)
+    version = r.register(home, run_id, c.MODEL_KIND_NN)
+    new = pd.DataFrame({c.USER_ID: [900_001, 900_002], c.AGE: [19, 66], c.GENDER: ["F", "M"],
+                        c.OCCUPATION: ["student", "retired"]})
+    new.to_json(tmp_path / "new.json", orient="records")
+    out = _in_fresh_process(home, tmp_path, f"""
+        model = mlflow.pyfunc.load_model({r.pyfunc_uri(c.MODEL_KIND_NN, version)!r})
+        new = pd.read_json("new.json", orient="records")
+        top = model.predict(new, params={{"mode": "recommend", "k": 5}})
+        bare = model.predict(new[[{c.USER_ID!r}]], params={{"mode": "recommend", "k": 5}})
+        out = {{"top": top.to_dict(orient="list"), "bare": bare.to_dict(orient="list")}}
+    """)
+    top, bare = out["top"], out["bare"]
+    assert list(top) == [c.USER_ID, c.RANK, c.ITEM_ID, c.SCORE]       # a ranking model's output is a score
+    features = {"user_id": new[c.USER_ID].to_numpy(), "age": new[c.AGE].to_numpy(np.float64),
+                "gender": new[c.GENDER].to_numpy(), "occupation": new[c.OCCUPATION].to_numpy()}
+    items, scores = rec.recommend(new[c.USER_ID].to_numpy(), 5, user_features=features)
+    assert top[c.ITEM_ID] == items.reshape(-1).tolist()
+    np.testing.assert_allclose(top[c.SCORE], scores.reshape(-1), rtol=1e-5)
+    assert top[c.SCORE] != bare[c.SCORE]                      # the side features were used, not dropped
+    assert top[c.SCORE][:5] != top[c.SCORE][5:]               # different demographics, different lists
 
 
 def test_server_command_points_at_the_data_home(home):
@@ -223,3 +276,40 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
                                               done.run_id, "split-7", "hash-7")
     assert version_tags(home, done.version)[t.TAG_TRAIN_SECONDS] == "2.500"
     assert version_tags(home, done.version)[t.TAG_DEVICE].startswith("cpu (")  # with the processor's name
+
+
+def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(mlflow_home, data, good, poor):
+    from tasks import evaluate as ev
+    from tasks.training import TrainResult
+
+    home, (train, valid) = mlflow_home, data
+    floor = ev.baseline_metrics(train, valid, k=10)
+    assert rmse_on(poor, valid) > floor["rmse"] > rmse_on(good, valid)  # item means beat poor, good beats them
+
+    def record(rec, tag):
+        result = TrainResult(recommender=rec, config=rec.config, metrics={"rmse": rmse_on(rec, valid)},
+                             valid_metrics={"rmse": rmse_on(rec, valid)}, history=rec.history, split_id="split-f")
+        return r.record_training(home, result, "hash-f", metric="rmse", baseline=floor, tags={"which": tag})
+
+    refused = record(poor, "poor")
+    assert refused.decision.outcome == r.REFUSED and not refused.decision.promoted
+    assert r.champion_version(home, KIND) is None             # even with no champion at all
+    tags = version_tags(home, refused.version)
+    assert tags[r.TAG_DECISION] == r.REFUSED and "popularity baseline" in tags[r.TAG_REASON]
+    assert float(tags[r.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
+    run = t.client(home).get_run(refused.run_id)
+    assert run.data.metrics["popularity_valid_rmse"] == pytest.approx(floor["rmse"])
+    assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
+
+    promoted = record(good, "good")
+    assert promoted.decision.promoted and r.champion_version(home, KIND) == promoted.version
+    assert "no champion yet" in promoted.decision.reason
+
+
+def test_the_floor_refuses_a_tie_and_ranking_metrics_compare_higher_is_better(mlflow_home, data, good):
+    home, (_, valid) = mlflow_home, data
+    _, v1 = log_and_register(home, good, valid, metrics={"ndcg_at_10": 0.30})
+    tie = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.30)
+    assert tie.outcome == r.REFUSED and "does not beat the popularity baseline 0.3000" in tie.reason
+    above = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.29)
+    assert above.promoted and above.baseline_value == pytest.approx(0.29)

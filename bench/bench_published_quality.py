@@ -1,0 +1,160 @@
+"""Quality of what is published, judged as a consumer would: hold out 20 % of each user's real ML-100k
+ratings, run `lensflow run` on the rest, score the published `recommendations` against what was held out,
+and fit EASE and plain popularity on the same remaining ratings in the same run.
+
+    .venv/bin/python bench/bench_published_quality.py [--data ../shared/data/ml-100k] [--seeds 0 1 2]
+        [--holdout 0.2] [--out bench/results/published_quality.json]
+
+Per seed: the remaining ratings go to a MovieLens folder outside the repository (the other files copied
+as they are), `python -m flows run --source DIR --home HOME` runs the real pipeline (it publishes from the
+serving fit), then `python -m flows publish --version champion` publishes the evaluated champion (fitted
+on the split's train part only) from the same registry, for the uplift of the serving fit. Each table's
+top-10 is scored with tasks.evaluate (NDCG@10, recall@10 over users with held-out ratings; coverage =
+distinct recommended items / items in u.item).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
+K = 10
+
+from ease import fit_ease, recommend_ease  # noqa: E402
+from tasks import contract as c  # noqa: E402
+from tasks import evaluate as ev  # noqa: E402
+from tasks.popularity import MostRated  # noqa: E402
+
+
+def holdout(ratings: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, held out): a random `share` of each user's ratings held out (at least one kept)."""
+    rng = np.random.default_rng(seed)
+    r = ratings.assign(_u=rng.random(len(ratings)))
+    r["_rank"] = r.groupby("u")["_u"].rank(method="first")
+    r["_n"] = r.groupby("u")["u"].transform("size")
+    out = r["_rank"] <= np.floor(r["_n"] * share)
+    return ratings[~out.to_numpy()], ratings[out.to_numpy()]
+
+
+def scores(recs: np.ndarray, users: np.ndarray, held: pd.DataFrame, n_catalogue: int) -> dict:
+    groups = held.groupby("u")["i"].apply(np.asarray)
+    relevant = [groups.get(u, np.empty(0, np.int64)) for u in users]
+    return {"ndcg_at_10": ev.ndcg_at_k(recs, relevant, K), "recall_at_10": ev.recall_at_k(recs, relevant, K),
+            "coverage_at_10": ev.coverage(recs, n_catalogue)}
+
+
+def published_top(home: Path, users: np.ndarray) -> np.ndarray:
+    """The live `recommendations` top-10 per user, [n_users, 10], -1 where a user has fewer rows."""
+    from tasks import warehouse
+    from tasks.settings import Paths
+
+    con = warehouse.connect_readonly(Paths(home))
+    try:
+        rows = con.sql(f"select {c.USER_ID}, {c.RANK}, {c.ITEM_ID}, {c.SOURCE} from {c.RECOMMENDATIONS} "
+                       f"where {c.RANK} <= {K}").df()
+    finally:
+        con.close()
+    out = np.full((len(users), K), -1, dtype=np.int64)
+    pos = pd.Series(np.arange(len(users)), index=users)
+    rows = rows[rows[c.USER_ID].isin(users)]
+    out[pos[rows[c.USER_ID]].to_numpy(), rows[c.RANK].to_numpy() - 1] = rows[c.ITEM_ID].to_numpy()
+    return out, rows[c.SOURCE].value_counts().to_dict()
+
+
+def cli(args: list[str], home: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LENSFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "flows", *args, "--home", str(home)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"lensflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - t
+
+
+def one_seed(data: Path, seed: int, share: float) -> dict:
+    ratings = pd.read_csv(data / "u.data", sep="\t", names=["u", "i", "r", "t"])
+    n_catalogue = sum(1 for _ in open(data / "u.item", encoding="latin-1"))
+    kept, held = holdout(ratings, share, seed)
+    users = np.sort(held["u"].unique())
+    with tempfile.TemporaryDirectory(prefix="lensflow-bench-quality-") as tmp:
+        src, home = Path(tmp) / "ml", Path(tmp) / "home"
+        src.mkdir()
+        for name in ("u.item", "u.user", "u.genre", "u.occupation"):
+            shutil.copyfile(data / name, src / name)
+        kept.to_csv(src / "u.data", sep="\t", header=False, index=False)
+        run_s = cli(["run", "--source", str(src)], home)
+        served, served_sources = published_top(home, users)
+        pub_s = cli(["publish", "--version", "champion"], home)
+        champion, _ = published_top(home, users)
+        from tasks import registry
+        from tasks.settings import Paths
+        decisions = {}
+        for kind in c.MODEL_KINDS:
+            try:
+                ref = registry.resolve(Paths(home), kind, c.ALIAS_CANDIDATE)
+                tags = registry.version_tags(Paths(home), kind, ref.version)
+                decisions[kind] = f"{tags.get(registry.TAG_DECISION)}: {tags.get(registry.TAG_REASON)}"
+            except LookupError:
+                decisions[kind] = "none"
+    # EASE and popularity on the same kept ratings (every rating counts as an interaction)
+    t = time.perf_counter()
+    item_ids = np.arange(1, n_catalogue + 1)
+    X = np.zeros((ratings["u"].max() + 1, n_catalogue), dtype=np.float32)
+    X[kept["u"].to_numpy(), kept["i"].to_numpy() - 1] = 1.0
+    ease_top = item_ids[recommend_ease(X, fit_ease(X), K)][users]
+    ease_s = time.perf_counter() - t
+    frame = kept.rename(columns={"u": c.USER_ID, "i": c.ITEM_ID, "r": c.RATING})
+    pop_top, _ = MostRated(frame).recommend(users, K, exclude=(frame[c.USER_ID], frame[c.ITEM_ID]))
+    out = {"seed": seed, "kept": len(kept), "held_out": len(held), "users_scored": len(users),
+           "published_serving": scores(served, users, held, n_catalogue),
+           "published_champion": scores(champion, users, held, n_catalogue),
+           "ease": scores(ease_top, users, held, n_catalogue),
+           "popularity": scores(pop_top, users, held, n_catalogue),
+           "served_rows_by_source": {str(k): int(v) for k, v in served_sources.items()},
+           "decisions": decisions, "seconds": {"lensflow_run": run_s, "publish_champion": pub_s, "ease": ease_s}}
+    e = out["ease"]["ndcg_at_10"]
+    out["ndcg_vs_ease"] = {name: out[name]["ndcg_at_10"] / e for name in
+                           ("published_serving", "published_champion", "popularity")}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--holdout", type=float, default=0.2)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "published_quality.json")
+    a = ap.parse_args()
+    if not (a.data / "u.data").is_file():
+        print(f"no MovieLens 100k at {a.data}: pass --data", file=sys.stderr)
+        return 2
+    results = []
+    for seed in a.seeds:
+        r = one_seed(a.data, seed, a.holdout)
+        results.append(r)
+        print(json.dumps({k: r[k] for k in ("seed", "published_serving", "published_champion", "ease", "popularity",
+                                             "ndcg_vs_ease", "seconds")}), flush=True)
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "holdout": a.holdout}
+    a.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
