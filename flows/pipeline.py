@@ -9,6 +9,7 @@ the same model versions and data is kept.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from prefect import flow, task
@@ -17,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from flows import steps
 from flows.artifacts import publish_run_artifacts
 from flows.ingest import ingest
 from flows.publish import publish
@@ -49,10 +51,12 @@ def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | 
 
 
 def _run_name() -> str:
+    """pipeline-<UTC date>-<split strategy>-<kinds>-<where it trains>: 'pipeline-2026-12-01-random-dot_bias+...'."""
     p = flow_run.parameters
     split = p.get("split") or {}
     strategy = split.get("strategy", "random") if isinstance(split, dict) else getattr(split, "strategy", "random")
-    return f"pipeline-{strategy}-{'+'.join(p.get('kinds') or c.MODEL_KINDS)}-{p.get('train_on', 'local')}"
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return f"pipeline-{day}-{strategy}-{'+'.join(p.get('kinds') or c.MODEL_KINDS)}-{p.get('train_on', 'local')}"
 
 
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
@@ -81,5 +85,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     paths = resolve_paths(home)
     summary = {"ingest": ingested, "models": trained, "publication": published, "warehouse": str(paths.warehouse)}
     publish_run_artifacts(summary, paths.mlflow_tracking_uri)
+    for line in report.run_lines(summary):
+        steps.say(line)
     return summary
 
