@@ -6,6 +6,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import publication_metrics as health
 from tasks import report
+from tasks.evaluate import PROMOTION_METRIC
 
 
 def publish_health_artifact(published: dict) -> None:
@@ -22,9 +23,22 @@ def publish_health_artifact(published: dict) -> None:
                              description="Reach and bias of the published tables, and narrowing warnings")
 
 
-def publish_run_artifacts(summary: dict, tracking_uri: str) -> None:
+METRICS_DESCRIPTION = ("Metrics (rows) of each model (columns), the promotion metric first, beside plain "
+                       "most-rated popularity on the same data; then training time, decision and device")
+
+
+def publish_run_artifacts(summary: dict, tracking_uri: str, metric: str = PROMOTION_METRIC) -> None:
     """A metrics table and a markdown summary on the current flow run."""
-    create_table_artifact(report.metrics_table(summary["models"]), key="model-metrics",
-                          description="Test and validation metrics of each model in this run")
+    create_table_artifact(report.metrics_table(summary["models"], metric), key="model-metrics",
+                          description=METRICS_DESCRIPTION)
     create_markdown_artifact(report.summary_markdown(summary, tracking_uri), key="pipeline-summary",
                              description="What this pipeline run did and why")
+
+
+def training_artifacts(summary: dict, tracking_uri: str, metric: str = PROMOTION_METRIC) -> None:
+    """The same metrics table for one training (a train flow run), and its decision and lineage."""
+    key = f"training-{summary['kind']}".replace("_", "-")  # artifact keys: lowercase, digits and dashes
+    create_table_artifact(report.metrics_table([summary], metric), key=f"{key}-metrics",
+                          description=METRICS_DESCRIPTION)
+    create_markdown_artifact(report.training_markdown(summary, tracking_uri), key=f"{key}-summary",
+                             description="What this training did and why")

@@ -7,15 +7,21 @@ GroupLens download, cached under <home>/raw). Identical content is a no-op.
 from __future__ import annotations
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows import steps
-from tasks import lake, warehouse
+from tasks import lake, report, warehouse
 from tasks.settings import paths as resolve_paths
 
 
-@flow(name="ingest", flow_run_name="ingest")
+def _run_name() -> str:
+    return f"ingest-{steps.source_label(flow_run.parameters.get('source'))}"
+
+
+@flow(name="ingest", flow_run_name=_run_name)
 def ingest(source: str | None = None, home: str | None = None) -> dict:
     """Ingest MovieLens files into the lake and warehouse; returns a summary (hash, counts, no-op, paths)."""
+    steps.name_parent_task_run()
     paths = resolve_paths(home)
     steps.sweep(paths)  # temporary files a killed run left behind (untouched for an hour)
     folder = steps.fetch_source(source, paths)
@@ -26,7 +32,7 @@ def ingest(source: str | None = None, home: str | None = None) -> dict:
         steps.write_lake(paths, tables, data_hash, make_current=False)
         steps.promote_lake(paths, data_hash)
     snap = lake.snapshot(paths, data_hash)
-    return {
+    summary = {
         "data_hash": data_hash,
         "noop": noop,
         "row_counts": snap.row_counts,
@@ -36,3 +42,5 @@ def ingest(source: str | None = None, home: str | None = None) -> dict:
         "warehouse": str(paths.warehouse),
         "build_id": warehouse.build_id(paths),
     }
+    steps.say(report.ingest_line(summary))
+    return summary

@@ -12,6 +12,7 @@ the same model versions and data is kept.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from prefect import flow, task
@@ -53,10 +54,12 @@ def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | 
 
 
 def _run_name() -> str:
+    """pipeline-<UTC date>-<split strategy>-<kinds>-<where it trains>: 'pipeline-2026-12-01-random-dot_bias+...'."""
     p = flow_run.parameters
     split = p.get("split") or {}
     strategy = split.get("strategy", "random") if isinstance(split, dict) else getattr(split, "strategy", "random")
-    return f"pipeline-{strategy}-{'+'.join(p.get('kinds') or c.MODEL_KINDS)}-{p.get('train_on', 'local')}"
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return f"pipeline-{day}-{strategy}-{'+'.join(p.get('kinds') or c.MODEL_KINDS)}-{p.get('train_on', 'local')}"
 
 
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
@@ -94,5 +97,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     summary = {"ingest": ingested, "models": trained, "serving": served, "publication": published,
                "warehouse": str(paths.warehouse)}
     publish_run_artifacts(summary, paths.mlflow_tracking_uri)
+    for line in report.run_lines(summary):
+        steps.say(line)
     return summary
 

@@ -13,7 +13,7 @@ from flows import steps
 from flows.artifacts import publish_health_artifact
 from tasks import contract as c
 from tasks import publish as publishing
-from tasks import sharding
+from tasks import report, sharding
 from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import paths as resolve_paths
 
@@ -28,6 +28,7 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     refuse_narrowing: a publication whose reach drops or concentration rises past the thresholds
     (docs/publication_health.md) is refused and the live one stays; otherwise it is published and flagged.
     """
+    steps.name_parent_task_run()
     paths = resolve_paths(home)
     steps.sweep(paths)  # temporary files a killed run left behind (untouched for an hour)
     snap = steps.lake_snapshot(paths)
@@ -58,5 +59,6 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     for warning in result.warnings:
         print(f"narrowing flagged: {warning.message}")
     summary = publishing.summary(models, snap.data_hash, result)
+    steps.say(report.publication_line(summary))
     publish_health_artifact(summary)
     return summary

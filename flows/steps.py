@@ -9,12 +9,17 @@ no caching, no persisted results.
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from tasks import acquire, durable, lake, movielens, report, serving, sharding, split, training
+from tasks import acquire, durable, lake, movielens, report, serving, sharding, split, tracking, training
 from tasks import publish as publishing
 from tasks import warehouse
 from tasks.errors import InputError, SourceUnavailable
@@ -52,6 +57,72 @@ def _split_logged(paths, ratings, spec, data_hash) -> split.Split:
     return chosen
 
 
+def source_label(source) -> str:
+    """What a source is called in run names: its folder or zip name, else the GroupLens download."""
+    chosen = source or os.environ.get(acquire.SOURCE_ENV)
+    return Path(str(chosen)).name or str(chosen) if chosen else "grouplens-download"
+
+
+def _acquire_run_name(parameters: dict) -> str:
+    return f"acquire-{source_label(parameters.get('source'))}"
+
+
+def say(line: str) -> None:
+    """One INFO line on the current flow or task run's log (what happened, for the Prefect UI)."""
+    get_run_logger().info("%s", line)
+
+
+def name_parent_task_run() -> None:
+    """Give the parent's placeholder task run of this subflow the subflow's name ('ingest-0' otherwise)."""
+    ctx = FlowRunContext.get()
+    parent = ctx.flow_run.parent_task_run_id if ctx and ctx.flow_run else None
+    if parent is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_task_run_name(parent, flow_run.get_name() or ctx.flow_run.name)
+    except PrefectHTTPStatusError as e:  # a name is cosmetic: never fail a run for it
+        get_run_logger().warning("could not name the parent task run %s: %s", parent, e)
+
+
+def flow_run_tags() -> dict[str, str]:
+    """The current Prefect flow run as MLflow run tags (id and name), for the library to pass down."""
+    run_id = flow_run.get_id()
+    return {tracking.TAG_FLOW_RUN_ID: str(run_id), tracking.TAG_FLOW_RUN_NAME: flow_run.get_name() or ""} \
+        if run_id else {}
+
+
+def _fit_logged(split, config, users=None, movies=None, k: int = 10) -> training.TrainResult:
+    """train_and_evaluate, logging each epoch's losses (named by the loss) and the final metrics."""
+    logger = get_run_logger()
+    loss = tracking.loss_metric(config.loss)
+
+    def log(row: dict) -> None:
+        valid = f", valid_{loss} {row['valid_loss']:.4f}" if row.get("valid_loss") is not None else ""
+        logger.info("%s epoch %d/%d: train_%s %.4f%s (%.1f s)", config.kind, row["epoch"] + 1, config.epochs,
+                    loss, row["train_loss"], valid, row["seconds"])
+
+    result = training.train_and_evaluate(split, config, users, movies, k=k, log=log)
+    shown = ", ".join(f"{key} {result.metrics[key]:.4f}" for key in ("ndcg_at_10", "recall_at_10", "rmse")
+                      if key in result.metrics)
+    valid = result.valid_metrics.get("ndcg_at_10")
+    logger.info("%s (%s) fitted and evaluated in %.1f s on %s: test %s%s", config.kind, config.loss,
+                result.seconds, result.device, shown, f"; valid ndcg_at_10 {valid:.4f}" if valid is not None else "")
+    return result
+
+
+def _record_tagged(paths, result, split, movies, metric: str, k: int = 10):
+    """training.record with the Prefect flow run tagged on the MLflow run."""
+    return training.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
+
+
+def _summary_logged(paths, kind: str, version: str, **kw) -> dict:
+    """report.training_summary, logging the decision and why, the metric and the MLflow run's link."""
+    summary = report.training_summary(paths, kind, version, **kw)
+    get_run_logger().info("%s", report.training_line(summary))
+    return summary
+
+
 # --- shared -----------------------------------------------------------------------------------------
 sweep = step(durable.sweep, "sweep-leftovers", log_prints=True)
 lake_snapshot = step(lake.current, "read-lake-pointer", retries=2, retry_delay_seconds=1,
@@ -60,7 +131,7 @@ read_table = step(lake.read, "read-lake-table", "read-{table_name}", retries=2, 
                   retry_condition_fn=_transient)
 
 # --- ingest -----------------------------------------------------------------------------------------
-fetch_source = step(acquire.resolve_source, "acquire-source", retries=2,
+fetch_source = step(acquire.resolve_source, "acquire-source", _acquire_run_name, retries=2,
                     retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=_transient)
 hash_source = step(movielens.content_hash, "hash-source-files")
 warehouse_up_to_date = step(warehouse.up_to_date, "check-warehouse-up-to-date")
@@ -74,11 +145,10 @@ make_or_reuse_split = step(_split_logged, "split-ratings", "split-{spec.strategy
 load_split = step(split.load, "load-stored-split", "load-split-{sid}")
 set_current_split = step(split.set_current, "set-current-split", "current-split-{sid}")
 find_trained = step(training.find_trained, "find-identical-training", "find-trained-{config.kind}")
-train_and_evaluate = step(training.train_and_evaluate, "fit-and-evaluate", "fit-{config.kind}")
+train_and_evaluate = step(_fit_logged, "fit-and-evaluate", "fit-{config.kind}-{config.loss}")
 summarize_unregistered = step(training.summarize, "summarize-unregistered-training", "summary-{result.config.kind}")
-record_training = step(training.record, "log-register-promote", "register-{result.config.kind}")
-training_summary = step(report.training_summary,
-                        "summarize-training", "summary-{kind}-v{version}")
+record_training = step(_record_tagged, "log-register-promote", "register-{result.config.kind}")
+training_summary = step(_summary_logged, "summarize-training", "summary-{kind}-v{version}")
 
 # --- publish ----------------------------------------------------------------------------------------
 load_champions = step(serving.load_champions, "load-champion-models", "load-{alias}-models", retries=2,

@@ -9,13 +9,26 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows import steps
+from flows.artifacts import training_artifacts
 from tasks import contract as c
+from tasks import training
+from tasks.errors import ConfigError
 from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
 
-@flow(name="train", flow_run_name="train-{kind}")
+def _run_name() -> str:
+    """train-<kind>-<loss>: 'train-dot_bias-softmax' (the loss the pipeline config gives the kind)."""
+    p = flow_run.parameters
+    kind = p.get("kind") or c.MODEL_KIND_DOT
+    try:
+        return f"train-{kind}-{training.pipeline_config(kind, p.get('config')).loss}"
+    except ConfigError:  # the flow itself refuses the config; the name must not fail first
+        return f"train-{kind}"
+
+
+@flow(name="train", flow_run_name=_run_name)
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
           home: str | None = None, k: int = 10, promotion_metric: str = PROMOTION_METRIC,
           force: bool = False, to_registry: bool = True) -> dict:
@@ -24,6 +37,7 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     An identical earlier training (same config, split, data and code) is reused from the registry
     unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
     """
+    steps.name_parent_task_run()
     paths = resolve_paths(home)
     snap = steps.lake_snapshot(paths)
     if snap is None:
@@ -36,13 +50,19 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     done = steps.find_trained(paths, cfg, chosen.split_id, chosen.data_hash) if to_registry and not force else None
     if done is not None:
         steps.set_current_split(paths, chosen.split_id)
-        return {**steps.training_summary(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
-                "split_reused": chosen.reused}
+        summary = {**steps.training_summary(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
+                   "split_reused": chosen.reused}
+        training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+        return summary
     users, movies = steps.read_table(paths, c.USERS), steps.read_table(paths, c.MOVIES)
     result = steps.train_and_evaluate(chosen, cfg, users, movies, k=k)
     steps.set_current_split(paths, chosen.split_id)
     if not to_registry:
-        return steps.summarize_unregistered(result)
+        summary = steps.summarize_unregistered(result)
+        training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+        return summary
     recorded = steps.record_training(paths, result, chosen, movies, promotion_metric, k)
-    return {**steps.training_summary(paths, kind, recorded.version, reused=False, seconds=result.seconds,
-                                     flow_run_name=flow_run.get_name()), "split_reused": chosen.reused}
+    summary = {**steps.training_summary(paths, kind, recorded.version, reused=False, seconds=result.seconds,
+                                        flow_run_name=flow_run.get_name()), "split_reused": chosen.reused}
+    training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+    return summary

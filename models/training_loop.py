@@ -80,7 +80,8 @@ def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, va
           log=None) -> list[dict]:
     """Train in place; users/items are model indices (LongTensor [N]) on the model's device.
 
-    Returns one dict per epoch: epoch, train_loss, valid_loss (None without valid), seconds.
+    Returns one dict per epoch: epoch, train_loss, valid_loss (None without valid), seconds, and
+    finished_at (wall-clock unix seconds at the end of the epoch).
     """
     device = users.device
     gen = torch.Generator(device=device).manual_seed(config.seed)
@@ -106,7 +107,7 @@ def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, va
         train_loss = float(total) / n
         valid_loss = mean_loss(model, *valid, config, n_items) if valid is not None else None
         row = dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss,
-                   seconds=time.perf_counter() - t0)
+                   seconds=time.perf_counter() - t0, finished_at=time.time())
         history.append(row)
         if log is not None:
             log(row)

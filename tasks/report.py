@@ -5,32 +5,55 @@ that flows/artifacts.py shows in the Prefect UI.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 from tasks import contract as c
 from tasks import registry
 from tasks import tracking as t
+from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import Paths
 
-SHOWN_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10",
-                 "hit_rate_at_10", "coverage_at_10", "gini_at_10")
+SHOWN_METRICS = ("ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
+                 "coverage_at_10", "gini_at_10", "rmse", "mae")
+POPULARITY_PREFIX = "popularity_"   # run metrics of the popularity baseline: popularity_valid_ndcg_at_10
+REUSED = "reused"
+METRIC, POPULARITY = "metric", "popularity baseline"   # first and last column of metrics_table
 
 
 def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, seconds: float | None = None,
                      flow_run_name: str | None = None) -> dict:
-    """One trained (or reused) model version: lineage, metrics, and the promotion decision on it."""
+    """One trained (or reused) model version: lineage, metrics, and the promotion decision on it.
+
+    A reused version's decision reads `reused` and its reason names the run that decided it, so an
+    old "no champion yet" is never shown as news; `promotion_decision`/`promotion_reason` keep the record.
+    """
     ref = registry.resolve(paths, kind, str(version))
     cl = t.client(paths)
     mv = cl.get_model_version(ref.name, ref.version)
     run = cl.get_run(ref.run_id)
     metrics = {k: v for k, v in run.data.metrics.items() if v is not None and math.isfinite(v)}
     champion = registry.champion_version(paths, kind)
+    decision, reason = mv.tags.get(registry.TAG_DECISION, ""), mv.tags.get(registry.TAG_REASON, "")
+    decided_in = run.data.tags.get(t.TAG_FLOW_RUN_NAME) or run.info.run_name or ref.run_id
+    if run.info.start_time:
+        started = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc)
+        decided_in += f" of {started:%Y-%m-%d %H:%M} UTC"
+    shown_decision, shown_reason = decision, reason
+    if reused:
+        shown_decision = REUSED
+        shown_reason = (f"decided in run {decided_in}: {decision or 'undecided'}; an identical training (same "
+                        f"config, split, data and code) was already registered; champion now "
+                        f"{'v' + champion if champion else 'none'}")
     return {
         "kind": kind, "model_name": ref.name, "version": ref.version, "run_id": ref.run_id,
         "uri": ref.uri, "split_id": ref.split_id, "data_hash": ref.data_hash, "reused": reused,
-        "decision": mv.tags.get(registry.TAG_DECISION, ""), "reason": mv.tags.get(registry.TAG_REASON, ""),
+        "decision": shown_decision, "reason": shown_reason,
+        "promotion_decision": decision, "promotion_reason": reason, "decided_in": decided_in,
+        "promotion_metric": mv.tags.get(registry.TAG_METRIC, ""), "loss": run.data.params.get("loss", ""),
         "champion_version": champion, "device": run.data.tags.get(t.TAG_DEVICE, ""),
         "train_seconds": seconds if seconds is not None else _float(run.data.tags.get(t.TAG_TRAIN_SECONDS)),
-        "metrics": metrics, "flow_run": flow_run_name,
+        "metrics": metrics, "flow_run": flow_run_name, "mlflow_run_name": run.info.run_name,
+        "mlflow_url": t.run_url(paths.mlflow_tracking_uri, run.info.experiment_id, ref.run_id),
     }
 
 
@@ -47,26 +70,108 @@ def _float(text) -> float | None:
         return None
 
 
-def run_link(run_id: str, tracking_uri: str) -> str:
+def run_link(run_id: str, tracking_uri: str, url: str | None = None) -> str:
     """A clickable MLflow UI link when the store is a server, else how to open it."""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"[{run_id[:8]}]({tracking_uri.rstrip('/')}/#/runs/{run_id})"
+        return f"[{run_id[:8]}]({url or tracking_uri.rstrip('/') + '/#/runs/' + run_id})"
     return f"`{run_id[:8]}` (open with `lensflow mlflow-ui`)"
 
 
-def metrics_table(models: list[dict]) -> list[dict]:
-    """Rows for the Prefect table artifact: one per model, test and validation metrics side by side."""
-    rows = []
+def model_label(m: dict) -> str:
+    """'lensflow-dot_bias v3' (or the kind of an unregistered training): a model's column in metrics_table."""
+    return f"{m.get('model_name') or m['kind']} v{m['version']}" if m.get("version") else m.get("kind", "?")
+
+
+def _promotion_key(models: list[dict], metric: str) -> str:
+    """The metric promotion compared, as logged: valid_ndcg_at_10 (test_... when a split had no valid part)."""
     for m in models:
-        row = {"model": m["model_name"], "version": m["version"], "decision": m["decision"] or "-",
-               "reused": m["reused"], "device": m["device"]}
-        for key in SHOWN_METRICS:
-            for prefix in ("test_", "valid_"):
-                value = m["metrics"].get(prefix + key)
-                if value is not None:
-                    row[prefix + key] = round(value, 4)
+        if m.get("promotion_metric"):
+            return t.metric_key(m["promotion_metric"])
+    key = t.metric_key(metric)
+    return key if key.startswith(registry.SPLIT_PREFIXES) else f"valid_{key}"
+
+
+def metrics_table(models: list[dict], metric: str = PROMOTION_METRIC) -> list[dict]:
+    """Rows for the Prefect table artifact: metrics as rows, models as columns, the promotion metric first.
+
+    The last column is plain most-rated popularity on the same data (logged on the runs as
+    popularity_valid_<metric>); after the metrics come training time, decision and device.
+    """
+    first = _promotion_key(models, metric)
+    bare = first.split("_", 1)[1]
+    keys = [first] + [k for name in SHOWN_METRICS for k in (f"test_{name}", f"valid_{name}") if k != first]
+    if f"test_{bare}" in keys:  # the promotion metric on test right below it
+        keys.remove(f"test_{bare}")
+        keys.insert(1, f"test_{bare}")
+    labels = [model_label(m) for m in models]
+    rows = []
+    for key in keys:
+        values = [m["metrics"].get(key) for m in models]
+        if all(v is None for v in values):
+            continue
+        row = {METRIC: f"{key} (promotion)" if key == first else key}
+        row.update({label: _round(v) for label, v in zip(labels, values)})
+        row[POPULARITY] = _round(next((m["metrics"][POPULARITY_PREFIX + key] for m in models
+                                       if POPULARITY_PREFIX + key in m["metrics"]), None))
         rows.append(row)
+    for name, get in (("training time (s)", lambda m: _round(m.get("train_seconds"), 1)),
+                      ("decision", lambda m: m.get("decision") or "-"),
+                      ("device", lambda m: m.get("device") or "-")):
+        rows.append({METRIC: name, **{label: get(m) for label, m in zip(labels, models)}, POPULARITY: "-"})
     return rows
+
+
+def _round(value, digits: int = 4):
+    return "-" if value is None or not math.isfinite(float(value)) else round(float(value), digits)
+
+
+def training_line(m: dict) -> str:
+    """One log line on a trained or reused version: the decision and why, the metric, the MLflow run."""
+    key = t.metric_key(m.get("promotion_metric") or f"valid_{PROMOTION_METRIC}")
+    value, floor = m["metrics"].get(key), m["metrics"].get(POPULARITY_PREFIX + key)
+    shown = f"{key} {value:.4f}" if value is not None else f"no {key}"
+    if floor is not None:
+        shown += f" (popularity baseline {floor:.4f})"
+    seconds = f", trained in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""
+    return (f"{model_label(m)}: {m['decision'] or 'undecided'} — {m['reason'] or '-'}; {shown}{seconds}; "
+            f"MLflow run {m['mlflow_run_name']} {m['mlflow_url']}")
+
+
+def ingest_line(summary: dict) -> str:
+    """One log line on an ingest: the data hash, whether it was new, the rows of each table."""
+    rows = ", ".join(f"{k} {v:,}" for k, v in summary["row_counts"].items())
+    if summary["noop"]:
+        return f"data {summary['data_hash'][:12]} unchanged: ingest skipped (live: {rows})"
+    return f"ingested data {summary['data_hash'][:12]} from {summary['source']}: {rows}; warehouse rebuilt"
+
+
+def publication_line(published: dict) -> str:
+    """One log line on a publish: the publication id, its rows by source, the models it came from."""
+    served = ", ".join(f"{m['name']} v{m['version']}" for m in published["models"])
+    if published.get("skipped"):
+        return f"publication {published['publication_id']} already serves {served} on this data: kept"
+    by_source = ", ".join(f"{k} {v:,}" for k, v in published["rows_by_source"].items())
+    return (f"published {published['publication_id']}: {published['recommendation_rows']:,} recommendations "
+            f"({by_source}) and {published['similar_item_rows']:,} similar items from {served}")
+
+
+def run_lines(summary: dict) -> list[str]:
+    """A pipeline run in a few log lines: the ingest, each model's decision, the publication."""
+    return [ingest_line(summary["ingest"]), *(training_line(m) for m in summary["models"]),
+            publication_line(summary["publication"])]
+
+
+def training_markdown(m: dict, tracking_uri: str) -> str:
+    """A standalone training in a page: the version, the decision and why, lineage and the MLflow run."""
+    seconds = m.get("train_seconds")
+    lines = [f"# lensflow training: {model_label(m)}", "",
+             f"- **decision**: {m.get('decision') or '-'} — {m.get('reason') or '-'}",
+             f"- **split**: `{m.get('split_id') or '-'}` on data `{(m.get('data_hash') or '-')[:16]}`",
+             f"- **trained** on {m.get('device') or '-'}" + (f" in {seconds:.1f} s" if seconds is not None else "")]
+    if m.get("run_id"):
+        lines.append(f"- **MLflow run**: {run_link(m['run_id'], tracking_uri, m.get('mlflow_url'))} "
+                     f"({m.get('mlflow_run_name') or ''})")
+    return "\n".join(lines)
 
 
 def summary_markdown(summary: dict, tracking_uri: str) -> str:
@@ -80,7 +185,8 @@ def summary_markdown(summary: dict, tracking_uri: str) -> str:
              "| model | version | reused | decision | why | MLflow run |", "| --- | --- | --- | --- | --- | --- |"]
     for m in summary["models"]:
         lines.append(f"| {m['model_name']} | {m['version']} | {'yes' if m['reused'] else 'no'} | "
-                     f"{m['decision'] or '-'} | {m['reason'] or '-'} | {run_link(m['run_id'], tracking_uri)} |")
+                     f"{m['decision'] or '-'} | {m['reason'] or '-'} | "
+                     f"{run_link(m['run_id'], tracking_uri, m.get('mlflow_url'))} |")
     lines += ["", "## Publication", ""]
     if pubd.get("skipped"):
         lines.append(f"Publication `{pubd['publication_id']}` already serves these models on this data: kept.")

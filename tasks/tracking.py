@@ -39,8 +39,16 @@ from tasks import pyfunc_model as pm
 from tasks.settings import Paths
 
 EXPERIMENT = "lensflow"
+EXPERIMENT_DESCRIPTION = (
+    "lensflow: one run per training of a MovieLens recommender (dot_bias, embedding_nn) on a stored split "
+    "of one lake snapshot. Parameters: the full model config. Metrics: per-epoch losses named by loss "
+    "(train_mse / valid_mse for rating models, train_softmax_ce / valid_softmax_ce for ranking models), "
+    "then test_* and valid_* rating and top-10 metrics, and popularity_valid_* (plain most-rated items, "
+    "the baseline) where logged. Tags: model_kind, split_id, data_hash, code_version, device, train_seconds and the Prefect "
+    "flow run (prefect.flow_run_id, prefect.flow_run_name). Promotion compares valid_ndcg_at_10; the "
+    "registered models lensflow-<kind> carry the decision and its reason on each version.")
+TAG_NOTE = "mlflow.note.content"          # MLflow shows this experiment/run tag as the description
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-MODEL_ARTIFACT = "model"                  # name of the logged pyfunc model inside the run
 RECOMMENDER_FILE = "recommender.pt"       # the Recommender's saved file inside the model's artifacts
 SEEN_FILE = "seen.npz"                    # the training (user, item) pairs the pyfunc never recommends
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,11 +62,18 @@ TAG_DEVICE = "device"
 TAG_TRAIN_SECONDS = "train_seconds"
 TAG_MODEL_ID = "logged_model_id"
 TAG_MODEL_URI = "logged_model_uri"
+TAG_FLOW_RUN_ID = "prefect.flow_run_id"   # the Prefect flow run that trained it (set by flows/, passed as a tag)
+TAG_FLOW_RUN_NAME = "prefect.flow_run_name"
+# A history's loss columns are logged under the name of the loss they measure, so MLflow's comparison
+# charts never draw a cross-entropy and a squared error on one axis.
+LOSS_METRICS = {"mse": "mse", "softmax": "softmax_ce"}
 LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE, TAG_TRAIN_SECONDS)
 
 # What a scoring process needs at run time: numpy/pandas/torch and mlflow itself. Listed by hand,
 # because MLflow's inference imports the model and guesses (slow, and wrong for this project).
 PIP_REQUIREMENTS = ("mlflow==3.17.2", "torch==2.13.0", "numpy>=2.4", "pandas>=3.1")
+
+FINISHED_AT = "finished_at"              # history key: wall-clock end of an epoch (models/training_loop.py)
 
 _FLUENT_LOCK = threading.RLock()
 _BAD_KEY = re.compile(r"[^\w\-. /:]")     # characters MLflow refuses in param/metric names
@@ -184,11 +199,14 @@ def experiment_id(paths: Paths, name: str = EXPERIMENT, mlflow_client: MlflowCli
     cl = mlflow_client or client(paths)
     found = cl.get_experiment_by_name(name)
     if found is not None:
+        if name == EXPERIMENT and found.tags.get(TAG_NOTE) != EXPERIMENT_DESCRIPTION:
+            cl.set_experiment_tag(found.experiment_id, TAG_NOTE, EXPERIMENT_DESCRIPTION)
         return found.experiment_id
     # A tracking server chooses its own artifact root (--default-artifact-root / proxied artifacts).
     location = paths.mlflow_artifacts.as_uri() if paths.mlflow_tracking_uri.startswith("sqlite:") else None
+    tags = {TAG_NOTE: EXPERIMENT_DESCRIPTION} if name == EXPERIMENT else None
     try:
-        return cl.create_experiment(name, artifact_location=location)
+        return cl.create_experiment(name, artifact_location=location, tags=tags)
     except MlflowException as e:  # another process created it between the two calls
         if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
@@ -219,17 +237,38 @@ def flat_params(config) -> dict[str, str]:
     return out
 
 
-def step_metrics(history, now_ms: int) -> list[Metric]:
-    """Per-epoch losses as metric steps ('train_loss' at step = epoch)."""
+def loss_metric(loss: str) -> str:
+    """The metric name of a config's loss: 'mse' -> 'mse', 'softmax' -> 'softmax_ce'."""
+    return LOSS_METRICS.get(loss, metric_key(loss))
+
+
+def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
+    """Per-epoch history as metric steps (step = epoch), at each epoch's own wall-clock time.
+
+    train_loss/valid_loss are named by the loss they measure (train_mse, valid_softmax_ce, ...), the
+    epoch's duration is `epoch_seconds`; an epoch without `finished_at` (an older model) gets `now_ms`.
+    """
     frame = plots.history_frame(history)
+    name = loss_metric(loss)
+    renamed = {"train_loss": f"train_{name}", "valid_loss": f"valid_{name}", "seconds": "epoch_seconds"}
+    stamps = frame[FINISHED_AT] if FINISHED_AT in frame.columns else pd.Series([None] * len(frame))
     rows = []
     for col in frame.columns:
-        if col == "epoch" or not pd.api.types.is_numeric_dtype(frame[col]):
+        if col in ("epoch", FINISHED_AT) or not pd.api.types.is_numeric_dtype(frame[col]):
             continue
-        for epoch, value in zip(frame["epoch"], frame[col]):
+        for epoch, value, stamp in zip(frame["epoch"], frame[col], stamps):
             if value is not None and math.isfinite(float(value)):
-                rows.append(Metric(metric_key(col), float(value), now_ms, int(epoch)))
+                at = int(float(stamp) * 1000) if stamp is not None and math.isfinite(float(stamp)) else now_ms
+                rows.append(Metric(metric_key(renamed.get(col, col)), float(value), at, int(epoch)))
     return rows
+
+
+def fit_started_ms(history) -> int | None:
+    """Wall-clock start of the fit in ms (first epoch's end minus its duration), None when not recorded."""
+    first = list(history or [])[:1]
+    if not first or first[0].get(FINISHED_AT) is None:
+        return None
+    return int((float(first[0][FINISHED_AT]) - float(first[0].get("seconds") or 0.0)) * 1000)
 
 
 def final_metrics(metrics: Mapping[str, float], now_ms: int) -> list[Metric]:
@@ -244,18 +283,22 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
                  tags: Mapping[str, str] | None = None) -> str:
     """Log one training as one finished MLflow run (params, step metrics, tags, plots, pyfunc model); its id.
 
+    The run starts when the fit started (from the history's epoch times), so its duration covers the fit.
     `movies` (item_id, title) labels the pictures, `train` (user_id, item_id) gives rating counts and the
-    model's input example; `tags` are extra run tags (e.g. a training fingerprint).
+    model's input example; `tags` are extra run tags (a training fingerprint, the Prefect flow run).
     """
     cl = client(paths)
     exp = experiment_id(paths, experiment, cl)
-    run = cl.create_run(exp, run_name=run_name or f"{lineage.kind}-{time.strftime('%Y%m%d-%H%M%S')}",
+    loss = getattr(config, "loss", "mse")
+    started = fit_started_ms(history)
+    run = cl.create_run(exp, start_time=started,
+                        run_name=run_name or f"{lineage.kind}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}",
                         tags={**{k: str(v) for k, v in (tags or {}).items()}, **lineage.tags()})
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
         _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()],
-                     metrics=step_metrics(history, now) + final_metrics(metrics, now))
+                     metrics=step_metrics(history, now, loss) + final_metrics(metrics, now))
         with durable.scratch_dir(paths, "lensflow-plots-") as tmp:
             write_pictures(Path(tmp), recommender, history, movies, train)
             cl.log_artifacts(run_id, tmp, "plots")
@@ -280,21 +323,32 @@ def _log_batched(cl: MlflowClient, run_id: str, params: list[Param], metrics: li
 
 def write_pictures(folder: Path, recommender, history, movies: pd.DataFrame | None,
                    train: pd.DataFrame | None) -> list[Path]:
-    """Loss curves, the item-embedding PCA and the item-bias table/chart (when the model has biases)."""
-    written = [plots.loss_curves(history, folder / "loss_curves.png")]
+    """Loss curves, the item-embedding PCA and the item-bias table/chart (when the model has biases).
+
+    Each picture is titled with the model and its loss; the bias chart says what a bias means under
+    that loss (a rating offset under MSE, popularity under softmax) and shows each item's rating count.
+    """
+    config = getattr(recommender, "config", None)
+    kind, loss = getattr(config, "kind", ""), getattr(config, "loss", "")
+    model = f"{kind} ({loss})" if kind and loss else kind
+    written = [plots.loss_curves(history, folder / "loss_curves.png", model=model, loss=loss)]
     titles = dict(zip(movies[c.ITEM_ID].astype(int), movies[c.TITLE])) if movies is not None else {}
     counts = train[c.ITEM_ID].value_counts().to_dict() if train is not None else {}
     item_ids, matrix = recommender.item_embeddings()
     item_ids, matrix = np.asarray(item_ids), np.asarray(matrix)
     if len(item_ids) >= 2:
-        written.append(plots.embedding_pca(item_ids, matrix, titles, counts, folder / "item_embeddings_pca.png"))
+        written.append(plots.embedding_pca(item_ids, matrix, titles, counts, folder / "item_embeddings_pca.png",
+                                           model=model))
     biases = item_biases(recommender)
     if biases is not None:
         table = plots.bias_table(*biases, titles, counts)
         table.to_csv(folder / "item_bias.csv", index=False)
         (folder / "item_bias.md").write_text(plots.bias_markdown(table))
+        n_rated = np.array([counts.get(int(i), 0) for i in biases[0]])
+        rho = plots.popularity_correlation(biases[1], n_rated) if counts else None
         written += [folder / "item_bias.csv", folder / "item_bias.md",
-                    plots.bias_chart(table, folder / "item_bias.png")]
+                    plots.bias_chart(table, folder / "item_bias.png", loss=loss or "mse", model=model,
+                                     correlation=rho)]
     return written
 
 
@@ -324,7 +378,27 @@ def pyfunc_signature() -> ModelSignature:
                      ColSpec("long", c.AGE, required=False), ColSpec("string", c.GENDER, required=False),
                      ColSpec("string", c.OCCUPATION, required=False)])
     params = ParamSchema([ParamSpec("mode", "string", pm.MODE_PREDICT), ParamSpec("k", "long", pm.DEFAULT_K)])
-    return ModelSignature(inputs=inputs, outputs=None, params=params)
+    return ModelSignature(inputs=inputs, outputs=pyfunc_outputs(), params=params)
+
+
+def pyfunc_outputs() -> Schema:
+    """Output columns of both modes, each optional: a rating (or score) per row for 'predict'; user,
+    rank, item and score rows for 'recommend'."""
+    return Schema([ColSpec("float", c.RATING, required=False), ColSpec("long", c.USER_ID, required=False),
+                   ColSpec("long", c.RANK, required=False), ColSpec("long", c.ITEM_ID, required=False),
+                   ColSpec("float", c.SCORE, required=False)])
+
+
+def logged_model_name(config) -> str:
+    """Name of the logged model in the run: 'lensflow-dot_bias-softmax' (registered name plus loss)."""
+    kind, loss = getattr(config, "kind", "model"), getattr(config, "loss", "")
+    return metric_key(f"{c.registered_model_name(kind)}-{loss}" if loss else c.registered_model_name(kind))
+
+
+def run_url(tracking_uri: str, experiment: str, run_id: str) -> str:
+    """The run's page in the MLflow UI: on the tracking server, or where `lensflow mlflow-ui` serves it."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -351,7 +425,7 @@ def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | Non
             artifacts[pm.SEEN_KEY] = str(seen)
         with using_tracking_uri(paths.mlflow_tracking_uri), mlflow.start_run(run_id=run_id):
             return mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
+                name=logged_model_name(getattr(recommender, "config", None)),
                 python_model=str(PYFUNC_FILE),
                 artifacts=artifacts,
                 code_paths=[str(MODELS_PACKAGE)],

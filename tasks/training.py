@@ -95,22 +95,28 @@ def _arrays(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = None,
-        users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, device=None) -> Recommender:
-    """Fit a Recommender on contract rating frames; valid (if non-empty) gives per-epoch validation loss."""
+        users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, device=None,
+        log=None) -> Recommender:
+    """Fit a Recommender on contract rating frames; valid (if non-empty) gives per-epoch validation loss.
+
+    `log(row)` is called after each epoch with its history row (the flows log it to the run).
+    """
     valid_arrays = _arrays(valid) if valid is not None and len(valid) else None
     # One bar per model on a terminal (tqdm disables itself when stderr is not a TTY, e.g. in CI).
     with tqdm(total=config.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
-        def log(h: dict) -> None:
+        def progress(h: dict) -> None:
             shown = {"train": f"{h['train_loss']:.4f}"}
             if h.get("valid_loss") is not None:
                 shown["valid"] = f"{h['valid_loss']:.4f}"
             bar.set_postfix(shown)
             bar.update(1)
+            if log is not None:
+                log(h)
 
         return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
                                user_features=user_features(users) if users is not None else None,
                                item_features=item_features(movies) if movies is not None else None,
-                               device=device, log=log)
+                               device=device, log=progress)
 
 
 @dataclass
@@ -130,14 +136,15 @@ class TrainResult:
 
 
 def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | None = None,
-                       movies: pd.DataFrame | None = None, k: int = 10, device=None) -> TrainResult:
+                       movies: pd.DataFrame | None = None, k: int = 10, device=None, log=None) -> TrainResult:
     """Fit on split.train (early signal from split.valid), then evaluate on valid and on test.
 
-    Test ranking excludes everything the user rated before test time (train and valid).
+    Test ranking excludes everything the user rated before test time (train and valid); `log(row)` gets
+    each epoch's history row as it ends.
     """
     dev = pick_device(settings.device(device))
     t0 = time.perf_counter()
-    rec = fit(split.train, config, split.valid, users, movies, device=dev)
+    rec = fit(split.train, config, split.valid, users, movies, device=dev, log=log)
     seen = pd.concat([split.train, split.valid], ignore_index=True)
     metrics = ev.evaluate(rec, seen, split.test, k=k)
     valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k) if len(split.valid) else {}
@@ -180,11 +187,12 @@ def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
     return registry.find_by_tag(paths, config.kind, TAG_FINGERPRINT, fp)
 
 
-def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str, k: int = 10):
+def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str, k: int = 10,
+           run_tags: dict[str, str] | None = None):
     """Log, register and maybe promote a training (tasks.registry), tagged so find_trained sees it next time.
 
     A champion trained on another split or data is re-scored on this split's validation part, so the
-    comparison is always on the same validation data.
+    comparison is always on the same validation data. `run_tags` go on the MLflow run (the Prefect flow run).
     """
     from tasks import registry
 
@@ -192,7 +200,7 @@ def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None
         part = split.valid if len(split.valid) else split.test
         return ev.evaluate(champion, split.train, part, k=k)
 
-    tags = {TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
+    tags = {**(run_tags or {}), TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
     return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
                                     metric=metric, rescore=rescore, tags=tags,
                                     baseline=popularity_floor(split, k))

@@ -33,6 +33,73 @@ def _run(home, source, dot_config=FAST, **kw):
                     nn_config=FAST, n=10, k=5, **kw)
 
 
+def _latest_pipeline_story() -> dict:
+    """The newest pipeline flow run as the Prefect UI shows it, read back from the API: its run and subflow
+    runs, every task run name, the log lines per flow run name, and the table artifacts per flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterName, FlowRunFilterParentFlowRunId, LogFilter,
+                                                LogFilterFlowRunId, TaskRunFilter, TaskRunFilterFlowRunId)
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        (root,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="pipeline-")),
+                                        sort=FlowRunSort.START_TIME_DESC, limit=1)
+        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[root.id])))
+        runs = [root, *subflows]
+        ids = [r.id for r in runs]
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)),
+                                      limit=200)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=200)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    names = {r.id: r.name for r in runs}
+    lines: dict[str, list[str]] = {}
+    for log in logs:
+        lines.setdefault(names[log.flow_run_id], []).append(log.message)
+    return {"root": root, "subflows": {r.name: r for r in subflows}, "tasks": [t.name for t in tasks],
+            "logs": {name: "\n".join(found) for name, found in lines.items()},
+            "tables": {(names[a.flow_run_id], a.key): json.loads(a.data) if isinstance(a.data, str) else a.data
+                       for a in artifacts if a.type == "table"}}
+
+
+def _assert_the_story_is_told(story: dict, source, ratings: int) -> str:
+    """Run names say what each run is, logs say what happened, the metrics table leads with promotion.
+
+    Returns the publish subflow's name.
+    """
+    import re
+    from datetime import timezone
+
+    # Prefect's own names end in a counter or a random suffix ('ingest-0', 'acquire-94d', 'train-<uuid>')
+    default_name = re.compile(r"-(\d+|[0-9a-f]{3}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+    root = story["root"]
+    day = f"{root.start_time.astimezone(timezone.utc):%Y-%m-%d}"
+    assert root.name == f"pipeline-{day}-random-dot_bias+embedding_nn-local"
+    (publish_run,) = [name for name in story["subflows"] if name.startswith("publish-")]
+    assert set(story["subflows"]) == {f"ingest-{source.name}", "train-dot_bias-softmax", "train-embedding_nn-mse",
+                                      publish_run}
+    assert not [name for name in story["tasks"] if default_name.search(name)], story["tasks"]
+    assert {f"acquire-{source.name}", "read-ratings", "train-dot_bias", "train-dot_bias-softmax",
+            "fit-dot_bias-softmax", "fit-embedding_nn-mse"} <= set(story["tasks"])
+    logs = story["logs"]
+    assert f"ratings {ratings:,}" in logs[f"ingest-{source.name}"]
+    for text in (f"ratings {ratings:,}", "lensflow-dot_bias v", "lensflow-embedding_nn v", "MLflow run",
+                 "#/experiments/"):
+        assert text in logs[root.name], text
+    table = story["tables"][(root.name, "model-metrics")]
+    assert table[0]["metric"] == "valid_ndcg_at_10 (promotion)"
+    assert list(table[0])[0] == "metric" and list(table[0])[-1] == "popularity baseline"
+    assert {"lensflow-dot_bias v1", "lensflow-embedding_nn v1"} <= set(table[0])
+    assert "training time (s)" in [row["metric"] for row in table]
+    # each train flow run writes the same table for its one model, as a standalone `lensflow train` does
+    assert story["tables"][("train-dot_bias-softmax", "training-dot-bias-metrics")][0]["metric"] == \
+        "valid_ndcg_at_10 (promotion)"
+    return publish_run
+
+
 def _live_rows(home) -> tuple[str, set[str], int]:
     con = warehouse.connect_readonly(home)
     try:
@@ -79,6 +146,23 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     pid, recorded, n_rows = _live_rows(home)
     assert pid == publication["publication_id"] == store.current(home)
     assert n_rows == publication["recommendation_rows"] > 0
+    # the Prefect UI tells the story: names, logs, the metrics artifact; MLflow runs tag their flow run
+    import re
+
+    from tasks import tracking
+
+    story = _latest_pipeline_story()
+    publish_run = _assert_the_story_is_told(story, synthetic_small, first["ingest"]["row_counts"][c.RATINGS])
+    assert re.search(r"dot_bias epoch 1/\d+: train_softmax_ce [\d.]+, valid_softmax_ce",
+                     story["logs"]["train-dot_bias-softmax"])
+    assert re.search(r"embedding_nn epoch 1/\d+: train_mse [\d.]+, valid_mse", story["logs"]["train-embedding_nn-mse"])
+    assert "lensflow-dot_bias v1: promoted — no champion yet" in story["logs"]["train-dot_bias-softmax"]
+    assert f"published {pid}: {n_rows:,} recommendations" in story["logs"][publish_run]
+    cl = tracking.client(home)
+    for m in first["models"]:
+        run = cl.get_run(m["run_id"])
+        assert run.data.tags[tracking.TAG_FLOW_RUN_ID] == str(story["subflows"][f"train-{m['kind']}-{m['loss']}"].id)
+        assert f"train_{tracking.loss_metric(m['loss'])}" in run.data.metrics
     # every published row traces to a registered version, the split and the data snapshot
     record = json.loads((home.publications / pid / store.RECORD_FILE).read_text())
     assert record[c.DATA_HASH] == first["ingest"]["data_hash"]
@@ -105,6 +189,10 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert [m["version"] for m in second["models"]] == [m["version"] for m in first["models"]]
     assert second["publication"] == {**second["publication"], "skipped": True, "publication_id": pid}
     assert _live_rows(home)[0] == pid
+    # a reused training says where it was decided, not the stale "no champion yet"
+    assert all(m["decision"] == "reused" and m["reason"].startswith(f"decided in run train-{m['kind']}-")
+               and "no champion yet" not in m["reason"] for m in second["models"]), second["models"]
+    assert f"publication {pid} already serves" in _latest_pipeline_story()["logs"][publish_run]
     # `lensflow run` asks the stores the same questions before starting Prefect: the same answer
     from tasks import rerun
     from tasks.evaluate import PROMOTION_METRIC

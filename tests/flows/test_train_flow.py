@@ -45,7 +45,7 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
     y = split.test[c.RATING].to_numpy(np.float64)
     assert summary["metrics"]["test_rmse"] < np.sqrt(np.mean((y - split.train[c.RATING].mean()) ** 2))
     with get_client(sync_client=True) as client:
-        assert client.read_flow_run(state.state_details.flow_run_id).name == "train-dot_bias"
+        assert client.read_flow_run(state.state_details.flow_run_id).name == "train-dot_bias-mse"
 
     # same spec, same data: the stored split is reused, by spec and by id
     again = train(kind=c.MODEL_KIND_NN, split=spec, config={"epochs": 1}, home=str(home.home), to_registry=False)

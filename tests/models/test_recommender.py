@@ -63,7 +63,8 @@ def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
     rec = Recommender.fit(*train, cfg, valid=valid, device="cpu")
     h = rec.history
     assert [row["epoch"] for row in h] == list(range(cfg.epochs))
-    assert set(h[0]) == {"epoch", "train_loss", "valid_loss", "seconds"}
+    assert set(h[0]) == {"epoch", "train_loss", "valid_loss", "seconds", "finished_at"}
+    assert [row["finished_at"] for row in h] == sorted(row["finished_at"] for row in h)  # wall clock per epoch
     assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert h[-1]["valid_loss"] < h[0]["valid_loss"]
 

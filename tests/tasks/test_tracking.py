@@ -115,10 +115,10 @@ def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, d
     assert run.data.params["n_factors"] == "8" and run.data.params["kind"] == c.MODEL_KIND_DOT
     assert set(config.to_dict()) <= set(run.data.params)
     # per-epoch losses as steps, equal to the training history
-    steps = cl.get_metric_history(run_id, "train_loss")
+    steps = cl.get_metric_history(run_id, "train_mse")
     assert [m.step for m in sorted(steps, key=lambda m: m.step)] == list(range(config.epochs))
     assert sorted(steps, key=lambda m: m.step)[-1].value == pytest.approx(dot_model.history[-1]["train_loss"])
-    assert len(cl.get_metric_history(run_id, "valid_loss")) == config.epochs
+    assert len(cl.get_metric_history(run_id, "valid_mse")) == config.epochs
     # final metrics with MLflow-safe names; non-finite ones left out
     assert run.data.metrics["rmse"] == pytest.approx(metrics["rmse"])
     assert run.data.metrics["ndcg_10"] == pytest.approx(0.31)
@@ -218,3 +218,95 @@ def test_two_trainings_logged_from_threads_stay_in_their_store(mlflow_home, dot_
     assert sorted(v for _, v in done) == ["1", "2"]
     assert mlflow.get_tracking_uri() == uri_before
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, data, dot_model):
+    home = mlflow_home
+    train, valid = data
+    ranking = fit(train, valid, ModelConfig.for_kind("dot_bias", loss="softmax", n_factors=8, epochs=3, lr=1e-2))
+    runs = {}
+    for rec in (dot_model, ranking):
+        runs[rec.config.loss] = t.log_training(home, rec, rec.config, {"rmse": 1.0}, rec.history,
+                                               t.Lineage(c.MODEL_KIND_DOT, "s", "h"), movies=movies_for(train),
+                                               train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
+    cl = t.client(home)
+    mse, softmax = cl.get_run(runs["mse"]), cl.get_run(runs["softmax"])
+    assert {"train_mse", "valid_mse", "epoch_seconds"} <= set(mse.data.metrics)
+    assert {"train_softmax_ce", "valid_softmax_ce", "epoch_seconds"} <= set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "train_mse", "valid_mse"} & set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "train_softmax_ce"} & set(mse.data.metrics)
+    # each epoch at its own wall-clock time, the run from the fit's start to the end of logging
+    history = sorted(cl.get_metric_history(runs["softmax"], "valid_softmax_ce"), key=lambda m: m.step)
+    assert [m.timestamp for m in history] == [int(h["finished_at"] * 1000) for h in ranking.history]
+    first = ranking.history[0]
+    assert softmax.info.start_time == int((first["finished_at"] - first["seconds"]) * 1000)
+    assert softmax.info.end_time >= history[-1].timestamp
+    assert softmax.info.end_time - softmax.info.start_time >= 1000 * sum(h["seconds"] for h in ranking.history)
+    # the Prefect flow run passed down as a tag; the experiment says what it holds
+    assert softmax.data.tags[t.TAG_FLOW_RUN_ID] == "flow-run-1"
+    assert cl.get_experiment(softmax.info.experiment_id).tags[t.TAG_NOTE] == t.EXPERIMENT_DESCRIPTION
+    # the logged model is named for what it is and declares its outputs
+    model_id = softmax.data.tags[t.TAG_MODEL_ID]
+    assert cl.get_logged_model(model_id).name == "lensflow-dot_bias-softmax"
+    with t.using_tracking_uri(home.mlflow_tracking_uri):
+        outputs = mlflow.models.get_model_info(f"models:/{model_id}").signature.outputs
+    assert outputs.input_names() == [c.RATING, c.USER_ID, c.RANK, c.ITEM_ID, c.SCORE]
+
+
+def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
+    cl = t.client(mlflow_home)
+    made = cl.create_experiment(t.EXPERIMENT, artifact_location=mlflow_home.mlflow_artifacts.as_uri())
+    assert t.TAG_NOTE not in cl.get_experiment(made).tags
+    assert t.experiment_id(mlflow_home) == made
+    assert cl.get_experiment(made).tags[t.TAG_NOTE] == t.EXPERIMENT_DESCRIPTION
+
+
+def test_step_metrics_of_an_old_history_without_times_use_now():
+    rows = t.step_metrics([{"epoch": 0, "train_loss": 2.0, "valid_loss": None, "seconds": 1.5}], 1234, "softmax")
+    assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("train_softmax_ce", 2.0, 1234, 0),
+                                                                       ("epoch_seconds", 1.5, 1234, 0)}
+    assert t.fit_started_ms([{"epoch": 0, "train_loss": 2.0}]) is None
+
+
+def test_pca_reports_the_variance_each_component_explains():
+    rng = np.random.default_rng(2)
+    matrix = np.stack([rng.normal(0, 10, 200), rng.normal(0, 1, 200), rng.normal(0, 0.1, 200)], axis=1)
+    proj, share = plots.pca(matrix)
+    assert proj.shape == (200, 2) and share[0] > 0.95 > share[1] > 0
+    assert np.allclose(proj, plots.pca_2d(matrix))
+
+
+def test_labels_are_spread_so_none_overlaps():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    fig = Figure(figsize=(6, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    points = np.zeros((12, 2)) + np.linspace(0, 0.05, 12)[:, None]  # twelve points on top of each other
+    drawn = plots.spread_labels(ax, points, [f"A movie title {i}" for i in range(12)])
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for label in ax.texts:  # the text's own box, not its leader line
+        label.update_positions(renderer)
+        boxes.append(Text.get_window_extent(label, renderer))
+    assert drawn == len(boxes) >= 8
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_labels_name_the_most_rated_and_both_ends_of_each_axis():
+    well_known = [[0.0, 0.0], [5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]]
+    rare = [[9.0, 0.0], [-9.0, 0.0], [0.0, 9.0], [0.0, -9.0], [0.1, 0.1]]   # further out, rated once each
+    proj, n_rated = np.array(well_known + rare), np.array([100, 50, 50, 50, 50, 1, 1, 1, 1, 1])
+    picked = plots.pick_labels(proj, n_rated, n_labels=5)
+    assert picked[0] == 0 and set(picked) == {0, 1, 2, 3, 4}
+
+
+def test_the_bias_plot_says_what_a_bias_means_for_the_loss():
+    assert "popularity" in plots.bias_meaning("softmax")[0]
+    assert "rated" in plots.bias_meaning("mse")[0] and "popularity" not in plots.bias_meaning("mse")[0]
+    counts = np.array([1, 5, 20, 100])
+    assert plots.popularity_correlation(np.log(counts), counts) == pytest.approx(1.0)
