@@ -148,11 +148,13 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert n_rows == publication["recommendation_rows"] > 0
     # the Prefect UI tells the story: names, logs, the metrics artifact; MLflow runs tag their flow run
     import re
+    from pathlib import Path
 
     from tasks import tracking
 
     story = _latest_pipeline_story()
-    publish_run = _assert_the_story_is_told(story, synthetic_small, first["ingest"]["row_counts"][c.RATINGS])
+    publish_run = _assert_the_story_is_told(story, Path(first["ingest"]["source"]),
+                                            first["ingest"]["row_counts"][c.RATINGS])
     assert re.search(r"dot_bias epoch 1/\d+: train_softmax_ce [\d.]+, valid_softmax_ce",
                      story["logs"]["train-dot_bias-softmax"])
     assert re.search(r"embedding_nn epoch 1/\d+: train_mse [\d.]+, valid_mse", story["logs"]["train-embedding_nn-mse"])
