@@ -37,12 +37,16 @@ def _split(a) -> "SplitSpec":  # noqa: F821
     return SplitSpec(**kw)
 
 
-def refuse_early(paths: Paths, source: str | None = None, configs: dict | None = None) -> None:
-    """Permanent mistakes fail before any flow starts: a --source that is no MovieLens copy, a bad config."""
-    if source:
-        from tasks import acquire
+def refuse_early(paths: Paths, source: str | None = None, configs: dict | None = None, *,
+                 acquires: bool = False) -> None:
+    """Permanent mistakes fail before any flow starts: a --source that is no MovieLens copy, no way to get
+    the default download, a bad config. (A download made here is cached: the flow's acquire step reuses it.)"""
+    from tasks import acquire
 
+    if source:
         acquire.check_source(source, paths)
+    elif acquires and not os.environ.get(acquire.SOURCE_ENV):
+        acquire.resolve_source(None, paths)
     if configs:
         from tasks import training
 
@@ -55,7 +59,7 @@ def run(a, paths: Paths) -> int:
 
     kinds = a.kinds or list(c.MODEL_KINDS)
     configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
-    refuse_early(paths, a.source, configs)
+    refuse_early(paths, a.source, configs, acquires=True)
     from tasks.evaluate import PROMOTION_METRIC
 
     metric = a.promotion_metric or PROMOTION_METRIC
@@ -120,7 +124,7 @@ def health_line(figures: dict) -> str:
 
 
 def ingest(a, paths: Paths) -> int:
-    refuse_early(paths, a.source)
+    refuse_early(paths, a.source, acquires=True)
     from flows.ingest import ingest as ingest_flow
 
     logs.to_file(paths, a.verbose)

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import stat
 import sys
 import time
@@ -103,9 +104,11 @@ def download(url: str, dest: Path, *, sha1: str, size: int | None = None, max_by
             except (urllib.error.URLError, OSError, TimeoutError) as e:
                 if isinstance(e, urllib.error.HTTPError) and e.code < 500 and e.code != 429:
                     raise SourceUnavailable(f"{url}: HTTP {e.code}. " + HOW_TO_POINT.format(raw=dest.parent)) from e
-                if attempt == retries:
+                # no such host (offline, no DNS): trying again in a second will not find it either
+                no_host = isinstance(getattr(e, "reason", None), socket.gaierror)
+                if attempt == retries or no_host:
                     raise DownloadFailed(
-                        f"could not download {url} after {retries + 1} attempts ({e}). "
+                        f"could not download {url} after {attempt + 1} attempt(s) ({e}). "
                         + HOW_TO_POINT.format(raw=dest.parent)) from e
                 time.sleep(backoff * 2 ** attempt)
         got = sha1_of(tmp)

@@ -179,3 +179,14 @@ def test_member_inflating_past_declared_size_refused(tmp_path):
     # zipfile stops at the declared size, so the stream fails its CRC instead of filling the disk
     assert e.value.rule == "zip-format" and "CRC" in e.value.detail
     assert not (tmp_path / "out").exists()
+
+
+def test_a_host_that_does_not_resolve_fails_at_once(tmp_path):
+    """No DNS answer (offline, a typo in the host): one attempt, no back-off, the hint says what to do."""
+    from tasks.acquire import DownloadFailed, download
+
+    with pytest.raises(DownloadFailed, match=r"after 1 attempt\(s\).*--source") as e:
+        download("http://lensflow-test.invalid/ml-100k.zip", tmp_path / "ml-100k.zip", sha1="0" * 40,
+                 retries=2, backoff=30.0, progress=False)   # a retry would sleep 30 s first
+    assert not (tmp_path / "ml-100k.zip").exists() and list(tmp_path.iterdir()) == []
+    assert "lensflow-test.invalid" in str(e.value)
