@@ -164,7 +164,9 @@ def closing_message(published, monkeypatch, capsys) -> str:
     summary = {"models": [], "publication": {"publication_id": "p", "skipped": True}}
     monkeypatch.setattr(flows.pipeline, "pipeline", lambda **kw: summary)
     # --force: past the no-op check, straight to the (stubbed) pipeline
-    commands.run(build_parser().parse_args(["run", "--force", "--home", str(published.home)]), published)
+    source = published.home.parent / "source"   # the synthetic folder the home was built from
+    commands.run(build_parser().parse_args(["run", "--force", "--source", str(source), "--home", str(published.home)]),
+                 published)
     return capsys.readouterr().out
 
 
