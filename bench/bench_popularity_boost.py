@@ -63,7 +63,7 @@ def top_frame(users: np.ndarray, items: np.ndarray) -> pd.DataFrame:
     k = items.shape[1]
     df = pd.DataFrame({c.USER_ID: np.repeat(users, k), c.RANK: np.tile(np.arange(1, k + 1), len(users)),
                        c.ITEM_ID: items.reshape(-1)})
-    df[c.SOURCE] = c.SOURCES[0]
+    df[c.SOURCE] = c.SOURCE_MODEL
     return df[df[c.ITEM_ID] >= 0]
 
 
@@ -187,7 +187,7 @@ def speed(n_users=162_000, n_items=59_000, n=50, k=20, seed=0) -> dict:
     items = rng.choice(n_items, size=(n_users, n), p=weights / weights.sum()) + 1
     recs = pd.DataFrame({c.USER_ID: np.repeat(np.arange(1, n_users + 1), n),
                          c.RANK: np.tile(np.arange(1, n + 1), n_users), c.ITEM_ID: items.reshape(-1)})
-    recs[c.SOURCE] = np.where(recs[c.USER_ID] % 50 == 0, c.SOURCES[2], c.SOURCES[0])
+    recs[c.SOURCE] = np.where(recs[c.USER_ID] % 50 == 0, c.SOURCE_POPULARITY, c.SOURCE_MODEL)
     sims = pd.DataFrame({c.ITEM_ID: np.repeat(np.arange(1, n_items + 1), k),
                          c.RANK: np.tile(np.arange(1, k + 1), n_items),
                          c.SIMILAR_ITEM_ID: rng.integers(1, n_items + 1, n_items * k)})

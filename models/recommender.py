@@ -215,6 +215,32 @@ class Recommender:
         scores = np.where(pad, -np.inf, scores)                          # sigmoid_range(-inf) would be 0
         return ids[inverse], scores.astype(np.float32)[inverse]
 
+    @torch.no_grad()
+    def scores(self, users, items, chunk_size: int | None = None) -> np.ndarray:
+        """Scores float32 [len(users), len(items)] on recommend()'s scale, for ids the model knows."""
+        ui = torch.as_tensor(_index(self.user_ids, users), device=self.device)      # [U]
+        ii = torch.as_tensor(_index(self.item_ids, items), device=self.device)      # [C]
+        m = self.model
+        if isinstance(m, DotProductBias):
+            q, bi = m.item_terms(ii)                                                  # [C, d], [C]
+            width = 1
+        else:
+            item_h = m.item_part(ii)                                                  # [C, h0]
+            width = item_h.shape[1]
+        out = np.empty((len(ui), len(ii)), np.float32)
+        chunk = chunk_size or chunk_rows(max(len(ii), 1), width=width)
+        for a in range(0, len(ui), chunk):
+            u = ui[a:a + chunk]
+            if isinstance(m, DotProductBias):
+                p, bu = m.user_terms(u)
+                raw = p @ q.T + bi[None, :] * (1 + self.config.popularity_boost) + (bu + m.global_bias)[:, None]
+            else:
+                raw = m.head(m.user_part(u)[:, None, :] + item_h[None])[..., 0]      # [c, C]
+            if self.config.loss != "softmax":
+                raw = sigmoid_range(raw, *self.config.y_range)
+            out[a:a + chunk] = raw.float().cpu().numpy()
+        return out
+
     def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(item_ids [I], learnt item embedding matrix float32 [I, d]) for similar-item search."""
         m = self.model

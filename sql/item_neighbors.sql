@@ -11,6 +11,7 @@ select
     neighbours.similar_item_id,
     neighbour_movie.title as similar_title,
     neighbours.similarity,
+    neighbours.source,
     neighbours.model_name,
     neighbours.model_version,
     neighbours.publication_id

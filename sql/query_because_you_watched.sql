@@ -26,6 +26,7 @@ select
     similar_item_id,
     similar_title,
     similarity,
+    source,
     publication_id
 from unseen
 order by position

@@ -75,13 +75,14 @@ PARTS = (PART_TRAIN, PART_VALID, PART_TEST)
 
 # --- published tables ------------------------------------------------------------------------
 RECOMMENDATIONS = "recommendations"
-SOURCE = "source"                  # 'model' | 'side_info' | 'popularity': how the row was scored
+SOURCE = "source"                  # how a published row was scored: SOURCES / SIMILARITY_SOURCES below
 RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
 
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_ITEM_ID = "similar_item_id"
 SIMILARITY = "similarity"
-SIMILAR_ITEMS_COLUMNS = (ITEM_ID, RANK, SIMILAR_ITEM_ID, SIMILARITY, MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
+SIMILAR_ITEMS_COLUMNS = (ITEM_ID, RANK, SIMILAR_ITEM_ID, SIMILARITY, SOURCE, MODEL_NAME, MODEL_VERSION,
+                         PUBLICATION_ID)
 
 PUBLICATIONS = "publications"
 CREATED_AT = "created_at"
@@ -129,9 +130,18 @@ WAREHOUSE_BUILD_COLUMNS = (BUILD_ID, BUILT_AT, DATA_HASH, BUILD_SECTIONS)
 SIMILAR_TITLE = "similar_title"    # item_neighbors: title of the similar movie
 USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCORE, SOURCE, MODEL_NAME,
                                 MODEL_VERSION, PUBLICATION_ID)
-ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, MODEL_NAME,
+ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, SOURCE, MODEL_NAME,
                           MODEL_VERSION, PUBLICATION_ID)
-SOURCES = ("model", "side_info", "popularity")  # values of SOURCE
+# recommendations.source: how the row was scored
+SOURCE_MODEL = "model"            # the model, for a user it has learnt
+SOURCE_SIDE_INFO = "side_info"    # a user without ratings, from age, gender and occupation (tasks/cold_start.py)
+SOURCE_POPULARITY = "popularity"  # plain most-rated, for a user without usable side information
+SOURCE_METADATA = "metadata"      # an item without ratings, from its metadata neighbours (tasks/cold_start.py)
+SOURCES = (SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY, SOURCE_METADATA)  # values of SOURCE
+# similar_items.source: what earned the neighbour its place (tasks/item_similarity.py)
+SIMILARITY_FROM_RATINGS = "ratings"    # co-rated by enough users (blended with the model's item vectors)
+SIMILARITY_FROM_METADATA = "metadata"  # genres and release year only (items with too few co-raters)
+SIMILARITY_SOURCES = (SIMILARITY_FROM_RATINGS, SIMILARITY_FROM_METADATA)
 
 # --- publication health: one row per publication ever made and metric (tasks/publication_metrics.py) ---
 PUBLICATION_METRICS = "publication_metrics"

@@ -6,8 +6,9 @@ publication id, stages the snapshot (tasks.publications), checks it against the 
 rebuild, so a reader sees the old tables or the new ones, never a mix.
 
 Which model feeds what: recommendations come from the first model given (the serving order of
-tasks.serving); similar items from the first dot-bias model (its item factors are the space the dot
-product ranks in, so cosine on them is meaningful), else the first model.
+tasks.serving); similar items from co-ratings blended with the first dot-bias model's item vectors (the
+space its dot product ranks in), else the first model's, with metadata for items too rarely co-rated
+(tasks/item_similarity.py).
 """
 
 from __future__ import annotations
@@ -160,12 +161,13 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
     publication_id = new_publication_id()
     t = time.perf_counter()
     users = users_df[c.USER_ID].to_numpy()
-    recs = (score_tables.score_recommendations(serving.recommender, ratings_df, users, n, users_df=users_df)
+    recs = (score_tables.score_recommendations(serving.recommender, ratings_df, users, n, users_df=users_df,
+                                               movies_df=movies_df)
             if scored is None else scored)
     seconds = {"score_recommendations": time.perf_counter() - t}
     t = time.perf_counter()
     sims = score_tables.score_similar_items(similar.recommender, k, catalogue=movies_df[c.ITEM_ID].to_numpy(),
-                                            device=device)
+                                            device=device, ratings=ratings_df, movies=movies_df)
     seconds["score_similar_items"] = time.perf_counter() - t
     recs = tag(recs, serving.ref, publication_id, c.RECOMMENDATIONS_COLUMNS)
     sims = tag(sims, similar.ref, publication_id, c.SIMILAR_ITEMS_COLUMNS)

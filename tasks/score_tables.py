@@ -1,4 +1,4 @@
-"""Scores for the published tables: top-n unrated items per user, top-k cosine neighbours per item.
+"""Scores for the published tables: top-n unrated items per user, top-k similar items per item.
 
 Plain functions on an in-memory Recommender and contract frames; tasks.publish tags, stages and
 checks what they return.
@@ -13,35 +13,37 @@ import torch
 from models import scoring
 from models.training_loop import pick_device
 from tasks import contract as c
-from tasks import popularity, settings
+from tasks import cold_start, item_similarity, settings
 
-SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY = c.SOURCES
-
-
-def supports_side_info(rec) -> bool:
-    """Whether the model scores unseen users from their features (trained with use_side_info and user features)."""
-    return bool(getattr(rec.config, "use_side_info", False)) and "user_rows" in getattr(rec, "side", {})
+SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY, SOURCE_METADATA = (
+    c.SOURCE_MODEL, c.SOURCE_SIDE_INFO, c.SOURCE_POPULARITY, c.SOURCE_METADATA)
 
 
-def _frame(users, items, scores, source: str) -> pd.DataFrame:
-    """Long rows (user, rank, item, score, source) from [u, n] arrays, dropping -inf padding."""
+def _frame(users, items, scores, source) -> pd.DataFrame:
+    """Long rows (user, rank, item, score, source) from [u, n] arrays, dropping -inf padding.
+
+    source: one value for every row, or an array [u, n] of values.
+    """
     n = items.shape[1]
     df = pd.DataFrame({
         c.USER_ID: np.repeat(np.asarray(users, dtype=np.int64), n),
         c.RANK: np.tile(np.arange(1, n + 1, dtype=np.int32), len(users)),
         c.ITEM_ID: items.reshape(-1).astype(np.int64),
         c.SCORE: scores.reshape(-1).astype(np.float32),
+        c.SOURCE: np.asarray(source).reshape(-1) if np.ndim(source) else source,
     })
-    df = df[np.isfinite(df[c.SCORE].to_numpy())]
-    df[c.SOURCE] = source
-    return df
+    return df[np.isfinite(df[c.SCORE].to_numpy())]
 
 
 def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int = 50,
                           users_df: pd.DataFrame | None = None,
-                          popular: pd.Series | None = None) -> pd.DataFrame:
-    """Top-n unrated items per user: model for known users, side info or popularity for the rest.
+                          movies_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Top-n unrated items per user: the model for users it knows, demographics or popularity for the rest.
 
+    With movies_df, catalogue items without any rating (new releases) compete in known users' lists
+    with the mean score of their metadata neighbours (source 'metadata'). Users the model does not know get
+    demographic popularity when users_df gives their age, gender and occupation (source 'side_info'), else
+    plain most-rated popularity (source 'popularity'); see tasks/cold_start.py.
     Returns columns (user_id, rank, item_id, score, source) sorted by (user_id, rank).
     """
     users = np.unique(np.asarray(users, dtype=np.int64))
@@ -50,25 +52,59 @@ def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int 
     parts = []
     if known.any():
         items, scores = rec.recommend(users[known], n, exclude=exclude)
-        parts.append(_frame(users[known], items, scores, SOURCE_MODEL))
+        source = np.full(items.shape, c.SOURCE_MODEL, dtype=object)
+        if movies_df is not None:
+            items, scores, source = with_new_items(rec, users[known], items, scores, source, ratings, movies_df)
+        parts.append(_frame(users[known], items, scores, source))
     cold = users[~known]
-    if len(cold) and supports_side_info(rec) and users_df is not None:
-        features = users_df[users_df[c.USER_ID].isin(cold)]
-        items, scores = rec.recommend(cold, n, exclude=exclude, user_features=_user_features(features))
-        parts.append(_frame(cold, items, scores, SOURCE_SIDE_INFO))
-    elif len(cold):
-        popular = popularity.bayesian_average(ratings) if popular is None else popular
-        items, scores = popularity.recommend(popular, cold, ratings, n)
-        parts.append(_frame(cold, items, scores, SOURCE_POPULARITY))
+    if len(cold):
+        profiled = np.zeros(len(cold), bool)
+        if users_df is not None:
+            rows = users_df[users_df[c.USER_ID].isin(cold)]
+            profiled = np.isin(cold, rows[c.USER_ID].to_numpy()[cold_start.has_profile(rows)])
+        if profiled.any():
+            items, scores = cold_start.demographic_recommend(ratings, users_df, cold[profiled], n)
+            parts.append(_frame(cold[profiled], items, scores, c.SOURCE_SIDE_INFO))
+        if (~profiled).any():
+            items, scores = cold_start.most_rated_recommend(ratings, cold[~profiled], n)
+            parts.append(_frame(cold[~profiled], items, scores, c.SOURCE_POPULARITY))
     df = pd.concat(parts, ignore_index=True)
     # -inf padding was dropped per user from the end, so ranks stay 1..m; re-sort once for the table.
     return df.sort_values([c.USER_ID, c.RANK], kind="stable", ignore_index=True)
 
 
-def _user_features(users_df: pd.DataFrame) -> dict:
-    """The feature dict models.features expects, from a users frame."""
-    return {col: users_df[col].to_numpy() for col in (c.USER_ID, c.AGE, c.GENDER, c.OCCUPATION)
-            if col in users_df.columns}
+NEW_ITEM_NEIGHBOURS = 20   # metadata neighbours whose mean score a new item gets
+
+
+def with_new_items(rec, users, items, scores, source, ratings: pd.DataFrame, movies_df: pd.DataFrame):
+    """Merge catalogue items nobody has rated into the top-n lists [u, n] of known `users`.
+
+    A new item scores the similarity-weighted mean of the user's scores of its NEW_ITEM_NEIGHBOURS metadata
+    neighbours among the items the model knows: for the dot model that is the score of the weighted mean
+    neighbour vector and bias, so it enters a list only where the user's taste for items like it beats the
+    list's own items.
+    """
+    catalogue = movies_df[c.ITEM_ID].to_numpy(np.int64)
+    new = np.setdiff1d(catalogue, ratings[c.ITEM_ID].to_numpy(np.int64))   # no ratings at all yet
+    new = new[~rec.known_items(new)]
+    if len(new) == 0 or items.shape[1] == 0:
+        return items, scores, source
+    nbrs, weights = item_similarity.metadata_neighbours(movies_df, new, np.intersect1d(rec.item_ids, catalogue),
+                                                        NEW_ITEM_NEIGHBOURS)             # [m, k], [m, k]
+    if nbrs.shape[1] == 0:
+        return items, scores, source
+    cols, where = np.unique(nbrs, return_inverse=True)
+    base = rec.scores(users, cols)[:, where.reshape(nbrs.shape)]                         # [u, m, k]
+    total = weights.sum(axis=1)                                                          # [m]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new_scores = ((base * weights[None]).sum(axis=2) / total[None]).astype(np.float32)  # [u, m]
+    new_scores[:, total <= 0] = -np.inf          # nothing alike in the catalogue: no evidence to rank it
+    all_items = np.concatenate([items, np.broadcast_to(new, (len(users), len(new)))], axis=1)
+    all_scores = np.concatenate([scores, new_scores], axis=1)
+    all_source = np.concatenate([source, np.full((len(users), len(new)), c.SOURCE_METADATA, dtype=object)], axis=1)
+    top = np.argsort(-all_scores, axis=1, kind="stable")[:, :items.shape[1]]
+    pick = lambda a: np.take_along_axis(a, top, 1)   # noqa: E731
+    return pick(all_items), pick(all_scores), pick(all_source)
 
 
 def cosine_neighbours(item_ids: np.ndarray, vectors, k: int = 20, device=None,
@@ -86,8 +122,18 @@ def cosine_neighbours(item_ids: np.ndarray, vectors, k: int = 20, device=None,
     return item_ids, item_ids[cols], np.clip(sims, -1.0, 1.0)
 
 
-def score_similar_items(rec, k: int = 20, catalogue: np.ndarray | None = None, device=None) -> pd.DataFrame:
-    """Top-k similar items per item (cosine of item embeddings): (item_id, rank, similar_item_id, similarity)."""
+def score_similar_items(rec, k: int = 20, catalogue: np.ndarray | None = None, device=None,
+                        ratings: pd.DataFrame | None = None, movies: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Top-k similar items per item: (item_id, rank, similar_item_id, similarity, source).
+
+    With ratings and movies (what publish passes): every catalogue item gets neighbours, from co-ratings
+    blended with the model's item vectors or from metadata (tasks/item_similarity.py). Without them: the
+    cosine of the model's item vectors alone, for the items it knows (source 'ratings').
+    """
+    if ratings is not None and movies is not None:
+        if catalogue is not None:
+            movies = movies[movies[c.ITEM_ID].isin(catalogue)]
+        return item_similarity.similar_items(ratings, movies, k, model_vectors=rec.item_embeddings())
     ids, vectors = rec.item_embeddings()
     ids = np.asarray(ids, dtype=np.int64)
     vectors = np.asarray(vectors)
@@ -100,6 +146,7 @@ def score_similar_items(rec, k: int = 20, catalogue: np.ndarray | None = None, d
         c.RANK: np.tile(np.arange(1, nbrs.shape[1] + 1, dtype=np.int32), len(ids)),
         c.SIMILAR_ITEM_ID: nbrs.reshape(-1),
         c.SIMILARITY: sims.reshape(-1).astype(np.float32),
+        c.SOURCE: c.SIMILARITY_FROM_RATINGS,
     })
     df = df[np.isfinite(df[c.SIMILARITY].to_numpy())]
     return df.sort_values([c.ITEM_ID, c.RANK], kind="stable", ignore_index=True)

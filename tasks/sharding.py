@@ -31,8 +31,10 @@ def score_shard(paths: Paths, kind: str, version: str, lo: int, hi: int, n: int)
     rec, _ = registry.load_for_scoring(paths, kind, version)
     ratings = lake.read(paths, c.RATINGS)
     users = lake.read(paths, c.USERS)
+    movies = lake.read(paths, c.MOVIES)
     mine = users[(users[c.USER_ID] >= lo) & (users[c.USER_ID] <= hi)]
-    return score_tables.score_recommendations(rec, ratings, mine[c.USER_ID].to_numpy(), n, users_df=mine)
+    return score_tables.score_recommendations(rec, ratings, mine[c.USER_ID].to_numpy(), n, users_df=users,
+                                              movies_df=movies)
 
 
 def plan(users, shards: int) -> tuple[list[int], list[int]]:

@@ -57,7 +57,7 @@ def publish(paths: Paths, model=None, version: str = "1"):
                    f"models:/{c.registered_model_name(c.MODEL_KIND_DOT)}/{version}", "",
                    "split-reliability", lake.current_hash(paths))
     return pub.publish(paths, [ServingModel(model, ref, {"ndcg_at_10": 0.0})], ratings, movies, users,
-                       n=10, k=5, device="cpu")
+                       n=10, k=10, device="cpu")
 
 
 def train(paths: Paths, seed: int = 42):

@@ -14,7 +14,7 @@ from tasks import contract as c
 from tasks import publication_metrics as pm
 from tasks import sql
 
-SRC_MODEL, SRC_SIDE, SRC_POP = c.SOURCES
+SRC_MODEL, SRC_SIDE, SRC_POP = c.SOURCE_MODEL, c.SOURCE_SIDE_INFO, c.SOURCE_POPULARITY
 
 
 # --- hand-made publication ----------------------------------------------------------------------------

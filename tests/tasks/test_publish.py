@@ -64,7 +64,7 @@ def make_world(root, synthetic_folder) -> World:
 
 def publish_world(w: World, **kw) -> pub.PublicationResult:
     """One publish of the world's model with small n and k."""
-    kw = {"n": 10, "k": 5, **kw}
+    kw = {"n": 10, "k": 20, **kw}
     return pub.publish(w.paths, serving(w), w.ratings, w.movies, w.users, **kw)
 
 
@@ -128,26 +128,25 @@ def test_model_rows_reproduce_recommend(world):
         np.testing.assert_allclose(mine[c.SCORE].to_numpy(), scores[row], rtol=1e-6)
 
 
-def test_unknown_users_get_popularity_fallback(world):
+def test_unknown_users_without_a_profile_get_plain_most_rated(world):
     users = world.users[c.USER_ID].to_numpy()
-    recs = st.score_recommendations(world.model, world.ratings, users, 10)
+    recs = st.score_recommendations(world.model, world.ratings, users, 10)   # no users_df: no profiles
     cold = recs[recs[c.USER_ID].isin(world.cold)]
     assert set(cold[c.USER_ID]) == set(world.cold)
     assert set(cold[c.SOURCE]) == {st.SOURCE_POPULARITY}
     assert set(recs[~recs[c.USER_ID].isin(world.cold)][c.SOURCE]) == {st.SOURCE_MODEL}
-    # the fallback list is the Bayesian-average ranking with the user's own rated items removed
-    ranking = popularity.bayesian_average(world.ratings)
+    # the fallback is plain most-rated (ties: lower id) with the user's own rated items removed
+    counts = world.ratings.groupby(c.ITEM_ID).size().reset_index(name="n")
+    ranking = counts.sort_values(["n", c.ITEM_ID], ascending=[False, True])[c.ITEM_ID].tolist()
     user = world.cold[0]
     seen = set(world.ratings.loc[world.ratings[c.USER_ID] == user, c.ITEM_ID])
-    expected = [i for i in ranking.index if i not in seen][:10]
+    expected = [i for i in ranking if i not in seen][:10]
     assert cold[cold[c.USER_ID] == user].sort_values(c.RANK)[c.ITEM_ID].tolist() == expected
 
 
-def test_unknown_users_get_side_info_when_the_model_has_it(world):
-    train = world.ratings[~world.ratings[c.USER_ID].isin(world.cold)]
-    nn = train_tiny(train, c.MODEL_KIND_NN, users=world.users, use_side_info=True)
-    recs = st.score_recommendations(nn, world.ratings, world.users[c.USER_ID].to_numpy(), 10,
-                                     users_df=world.users)
+def test_unknown_users_with_a_profile_get_demographic_lists(world):
+    recs = st.score_recommendations(world.model, world.ratings, world.users[c.USER_ID].to_numpy(), 10,
+                                    users_df=world.users)
     cold = recs[recs[c.USER_ID].isin(world.cold)]
     assert set(cold[c.SOURCE]) == {st.SOURCE_SIDE_INFO}
     assert len(cold) == 10 * N_COLD
@@ -207,8 +206,10 @@ def test_publish_writes_snapshot_and_warehouse(world, published):
     for name in (store.RECOMMENDATIONS_FILE, store.SIMILAR_ITEMS_FILE, store.RECORD_FILE):
         assert (res.snapshot / name).is_file()
     assert res.recommendation_rows == 10 * len(world.users)
-    assert res.rows_by_source == {st.SOURCE_MODEL: 10 * (len(world.users) - N_COLD),
-                                  st.SOURCE_POPULARITY: 10 * N_COLD}
+    by_source = dict(res.rows_by_source)
+    assert by_source.pop(st.SOURCE_SIDE_INFO) == 10 * N_COLD   # the users the model never saw, by demographics
+    assert by_source.pop(st.SOURCE_MODEL) + by_source.pop(st.SOURCE_METADATA, 0) == 10 * (len(world.users) - N_COLD)
+    assert by_source == {}
     live = query(world.paths, "query_live_publication")
     assert [(r["table_name"], r[c.PUBLICATION_ID], r["listed"]) for r in live] == [
         (c.RECOMMENDATIONS, res.publication_id, True), (c.SIMILAR_ITEMS, res.publication_id, True)]
@@ -229,7 +230,7 @@ def test_consumer_queries(world, published):
     assert all(r[c.TITLE] == titles[r[c.ITEM_ID]] for r in top)
     item = int(world.movies[c.ITEM_ID].iloc[0])
     similar = query(world.paths, "query_similar_items_for_item", {c.ITEM_ID: item})
-    assert len(similar) == 5 and all(r[c.SIMILAR_TITLE] == titles[r[c.SIMILAR_ITEM_ID]] for r in similar)
+    assert len(similar) == 10 and all(r[c.SIMILAR_TITLE] == titles[r[c.SIMILAR_ITEM_ID]] for r in similar)
     because = query(world.paths, "query_because_you_watched", {c.USER_ID: user})
     seen = set(world.ratings.loc[world.ratings[c.USER_ID] == user, c.ITEM_ID])
     assert because and all(r[c.SIMILAR_ITEM_ID] not in seen for r in because)

@@ -114,6 +114,7 @@ CASES = [
     (S, rising_score, checks.sorted_by_rank(S, c.ITEM_ID, c.SIMILARITY).name),
     (S, out_of_range, checks.in_range(S, c.SIMILARITY, -1.0001, 1.0001).name),
     (S, self_similar, checks.not_self(S, c.ITEM_ID, c.SIMILAR_ITEM_ID).name),
+    (S, bad_source, checks.accepted_values(S, c.SOURCE, c.SIMILARITY_SOURCES).name),
     (S, unknown_item, checks.known_ids(S, c.SIMILAR_ITEM_ID, c.MOVIES, c.ITEM_ID).name),
     (S, unknown_key, checks.known_ids(S, c.ITEM_ID, c.MOVIES).name),
 ]
