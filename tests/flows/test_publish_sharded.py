@@ -140,3 +140,23 @@ def test_sharded_publish_from_the_cli_and_on_a_dask_scheduler_match_unsharded(pr
     same_tables()
     assert ran_on_dask > 0   # the shard tasks went through the scheduler
 
+
+
+def test_deployments_take_shards_and_a_dask_address():
+    """The shipped deployments name both parameters, with values their flows accept."""
+    import jsonschema
+    import yaml
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.pipeline import pipeline
+    from flows.publish import publish
+    from tests.conftest import REPO_ROOT
+
+    shipped = yaml.safe_load((REPO_ROOT / "deployments" / "prefect.yaml").read_text())
+    by_name = {d["name"]: d for d in shipped["deployments"]}
+    for name, flow in (("daily", pipeline), ("publish", publish)):
+        given = by_name[name]["parameters"]
+        assert {"shards", "dask_address"} <= set(given), name
+        jsonschema.validate(given, parameter_schema(flow).model_dump_for_openapi())
+        jsonschema.validate({**given, "shards": 4, "dask_address": "tcp://scheduler:8786"},
+                            parameter_schema(flow).model_dump_for_openapi())
