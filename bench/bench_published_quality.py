@@ -86,11 +86,67 @@ def cli(args: list[str], home: Path) -> float:
     return time.perf_counter() - t
 
 
-def one_seed(data: Path, seed: int, share: float) -> dict:
+def split_protocol(ratings: pd.DataFrame, protocol: str, seed: int, share: float,
+                   cold_share: float) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """(kept, held out, cold users): what the pipeline sees, what it is judged on, users with nothing kept.
+
+    random: all ratings of `cold_share` of the users (seeded) held out, and `share` of every other user's.
+    temporal: the daily run at time T, T the (1 - share) quantile of the rating times; judged on what is rated
+    after T (users with no rating before T are the cold ones).
+    """
+    if protocol == "temporal":
+        cutoff = ratings["t"].quantile(1 - share)
+        kept, held = ratings[ratings["t"] <= cutoff], ratings[ratings["t"] > cutoff]
+    else:
+        rng = np.random.default_rng(1000 + seed)
+        every = np.sort(ratings["u"].unique())
+        cold = rng.choice(every, size=int(round(len(every) * cold_share)), replace=False)
+        warm = ratings[~ratings["u"].isin(cold)]
+        kept, held_warm = holdout(warm, share, seed)
+        held = pd.concat([held_warm, ratings[ratings["u"].isin(cold)]])
+    cold_users = np.sort(np.setdiff1d(held["u"].unique(), kept["u"].unique()))
+    return kept, held, cold_users
+
+
+def published_neighbours(home: Path) -> pd.DataFrame:
+    from tasks import warehouse
+    from tasks.settings import Paths
+
+    con = warehouse.connect_readonly(Paths(home))
+    try:
+        return con.sql(f"select {c.ITEM_ID}, {c.SIMILAR_ITEM_ID}, {c.SIMILARITY}, {c.SOURCE} "
+                       f"from {c.SIMILAR_ITEMS}").df()
+    finally:
+        con.close()
+
+
+def knn_top(X: np.ndarray, S: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """Item-kNN: for each user the K unrated items with the highest summed similarity from their items' lists."""
+    scores = X[users] @ S                                   # [u, I]: sum over the user's items j of S[j, i]
+    scores[X[users] > 0] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :K] + 1
+
+
+def cosine_lists(X: np.ndarray, k: int) -> np.ndarray:
+    """Plain cosine co-occurrence of the binary matrix, each item's top-k kept (the baseline)."""
+    co = X.T @ X
+    n = np.diag(co).copy()
+    cos = co / np.sqrt(np.maximum(np.outer(n, n), 1e-12))
+    np.fill_diagonal(cos, -np.inf)
+    top = np.argpartition(-cos, k, axis=1)[:, :k]
+    S = np.zeros_like(cos)
+    rows = np.arange(len(cos))[:, None]
+    S[rows, top] = np.where(np.isfinite(cos[rows, top]), cos[rows, top], 0)
+    return S
+
+
+def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold_share: float = 0.1,
+             compare_champion: bool = False) -> dict:
     ratings = pd.read_csv(data / "u.data", sep="\t", names=["u", "i", "r", "t"])
     n_catalogue = sum(1 for _ in open(data / "u.item", encoding="latin-1"))
-    kept, held = holdout(ratings, share, seed)
-    users = np.sort(held["u"].unique())
+    kept, held, cold = split_protocol(ratings, protocol, seed, share, cold_share)
+    users = np.sort(np.setdiff1d(held["u"].unique(), cold))         # warm users with something to find
+    cold_items = int(len(np.setdiff1d(np.arange(1, n_catalogue + 1), kept["i"].unique())))
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-quality-") as tmp:
         src, home = Path(tmp) / "ml", Path(tmp) / "home"
         src.mkdir()
@@ -99,8 +155,12 @@ def one_seed(data: Path, seed: int, share: float) -> dict:
         kept.to_csv(src / "u.data", sep="\t", header=False, index=False)
         run_s = cli(["run", "--source", str(src)], home)
         served, served_sources = published_top(home, users)
-        pub_s = cli(["publish", "--version", "champion"], home)
-        champion, _ = published_top(home, users)
+        served_cold, cold_sources = published_top(home, cold)
+        neighbours = published_neighbours(home)
+        champion, pub_s = None, None
+        if compare_champion:
+            pub_s = cli(["publish", "--version", "champion"], home)
+            champion, _ = published_top(home, users)
         from tasks import registry
         from tasks.settings import Paths
         decisions = {}
@@ -120,16 +180,35 @@ def one_seed(data: Path, seed: int, share: float) -> dict:
     ease_s = time.perf_counter() - t
     frame = kept.rename(columns={"u": c.USER_ID, "i": c.ITEM_ID, "r": c.RATING})
     pop_top, _ = MostRated(frame).recommend(users, K, exclude=(frame[c.USER_ID], frame[c.ITEM_ID]))
-    out = {"seed": seed, "kept": len(kept), "held_out": len(held), "users_scored": len(users),
+    pop_cold, _ = MostRated(frame).recommend(cold, K)
+    # item-kNN from the published similar_items against the same from plain cosine co-occurrence (top-k each)
+    S = np.zeros((n_catalogue, n_catalogue), dtype=np.float32)
+    S[neighbours[c.ITEM_ID].to_numpy() - 1, neighbours[c.SIMILAR_ITEM_ID].to_numpy() - 1] = \
+        neighbours[c.SIMILARITY].to_numpy()
+    k_lists = int(neighbours.groupby(c.ITEM_ID).size().max())
+    out = {"protocol": protocol, "seed": seed, "kept": len(kept), "held_out": len(held),
+           "users_scored": len(users), "cold_users": len(cold), "cold_items": cold_items,
            "published_serving": scores(served, users, held, n_catalogue),
-           "published_champion": scores(champion, users, held, n_catalogue),
            "ease": scores(ease_top, users, held, n_catalogue),
            "popularity": scores(pop_top, users, held, n_catalogue),
+           "cold_published": scores(served_cold, cold, held, n_catalogue) if len(cold) else None,
+           "cold_popularity": scores(pop_cold, cold, held, n_catalogue) if len(cold) else None,
+           "knn_published_similar_items": scores(knn_top(X, S, users), users, held, n_catalogue),
+           "knn_plain_cosine": scores(knn_top(X, cosine_lists(X, k_lists), users), users, held, n_catalogue),
+           "similar_items_rows_by_source": {str(k): int(v) for k, v in neighbours[c.SOURCE].value_counts().items()},
+           "items_with_neighbours": int(neighbours[c.ITEM_ID].nunique()),
            "served_rows_by_source": {str(k): int(v) for k, v in served_sources.items()},
+           "cold_rows_by_source": {str(k): int(v) for k, v in cold_sources.items()},
            "decisions": decisions, "seconds": {"lensflow_run": run_s, "publish_champion": pub_s, "ease": ease_s}}
+    if champion is not None:
+        out["published_champion"] = scores(champion, users, held, n_catalogue)
     e = out["ease"]["ndcg_at_10"]
     out["ndcg_vs_ease"] = {name: out[name]["ndcg_at_10"] / e for name in
-                           ("published_serving", "published_champion", "popularity")}
+                           ("published_serving", "published_champion", "popularity") if name in out}
+    if len(cold):
+        out["cold_vs_popularity"] = out["cold_published"]["ndcg_at_10"] / out["cold_popularity"]["ndcg_at_10"]
+    out["knn_vs_plain_cosine"] = (out["knn_published_similar_items"]["ndcg_at_10"]
+                                  / out["knn_plain_cosine"]["ndcg_at_10"])
     return out
 
 
@@ -138,6 +217,9 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--holdout", type=float, default=0.2)
+    ap.add_argument("--protocol", choices=("random", "temporal"), default="random")
+    ap.add_argument("--cold-users", type=float, default=0.1, help="random: share of users held out entirely")
+    ap.add_argument("--compare-champion", action="store_true", help="also publish the split fit and score it")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "published_quality.json")
     a = ap.parse_args()
     if not (a.data / "u.data").is_file():
@@ -145,14 +227,19 @@ def main() -> int:
         return 2
     results = []
     for seed in a.seeds:
-        r = one_seed(a.data, seed, a.holdout)
+        r = one_seed(a.data, seed, a.holdout, a.protocol, a.cold_users, a.compare_champion)
         results.append(r)
-        print(json.dumps({k: r[k] for k in ("seed", "published_serving", "published_champion", "ease", "popularity",
-                                             "ndcg_vs_ease", "seconds")}), flush=True)
+        print(json.dumps({k: r.get(k) for k in ("protocol", "seed", "ndcg_vs_ease", "cold_vs_popularity",
+                                                 "knn_vs_plain_cosine", "published_serving", "ease",
+                                                 "served_rows_by_source", "cold_rows_by_source",
+                                                 "similar_items_rows_by_source", "seconds")}), flush=True)
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "holdout": a.holdout}
-    a.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+            "holdout": a.holdout, "protocol": a.protocol, "cold_users": a.cold_users}
+    previous = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    runs = [r for r in previous.get("runs", []) if r["meta"].get("protocol") != a.protocol or
+            not set(x["seed"] for x in r["results"]) & set(a.seeds)]
+    a.out.write_text(json.dumps({"runs": runs + [{"meta": meta, "results": results}]}, indent=2) + "\n")
     return 0
 
 

@@ -24,7 +24,7 @@ EXIT_CODES = {
     "InputError": 3, "ChecksumMismatch": 3,
     "NotFound": 4, "FileNotFoundError": 4, "NotADirectoryError": 4, "IsADirectoryError": 4,
     "PermissionError": 5, "ReadOnlyFileSystem": 5,
-    "SourceUnavailable": 6, "DeviceUnavailable": 6,
+    "SourceUnavailable": 6, "DeviceUnavailable": 6, "ClusterUnavailable": 6,
     "PublicationCheckError": 7, "CheckFailed": 7, "NarrowingError": 7,
 }
 
@@ -78,6 +78,24 @@ def _device(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda, cuda:N or auto (default: $LENSFLOW_DEVICE, else CUDA when present)")
 
 
+def _dask_address(value: str) -> str:
+    from tasks.errors import ConfigError
+
+    try:
+        settings.parse_dask_address(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value.strip()
+
+
+def _shards(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shards", type=_positive_int, default=1,
+                   help="score users in N user-id ranges as parallel tasks (default 1: in one go)")
+    p.add_argument("--dask-address", type=_dask_address, default=None,
+                   help="with --shards: the Dask scheduler that runs them, tcp://host:8786 "
+                        "(default: $LENSFLOW_DASK_ADDRESS, else threads in this process)")
+
+
 def _kinds(value: str) -> list[str]:
     from tasks import contract as c
 
@@ -127,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain and republish even when nothing changed")
     _refuse_narrowing(p)
     _device(p)
+    _shards(p)
 
     p = sub.add_parser("ingest", help="acquire, validate and load the MovieLens files")
     _common(p)
@@ -154,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain", type=_positive_int, default=5)
     _refuse_narrowing(p)
     _device(p)
+    _shards(p)
 
     p = sub.add_parser("promote", help="operator override: make a version the champion")
     _common(p)

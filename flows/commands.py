@@ -54,11 +54,28 @@ def refuse_early(paths: Paths, source: str | None = None, configs: dict | None =
             training.pipeline_config(kind, overrides)
 
 
+def dask_scheduler(a) -> str | None:
+    """The Dask scheduler for --shards (the option, else $LENSFLOW_DASK_ADDRESS), reached now: a bad or
+    unreachable one fails in seconds, before any flow starts."""
+    from tasks import settings
+    from tasks.errors import ConfigError
+
+    if a.dask_address and a.shards < 2:
+        raise ConfigError("--dask-address runs shards: give --shards 2 or more")
+    address = settings.dask_address(a.dask_address) if a.shards > 1 else None
+    if address:
+        from tasks import scheduler
+
+        scheduler.check(address)
+    return address
+
+
 def run(a, paths: Paths) -> int:
     from tasks import contract as c
 
     kinds = a.kinds or list(c.MODEL_KINDS)
     configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
+    address = dask_scheduler(a)
     refuse_early(paths, a.source, configs, acquires=True)
     from tasks.evaluate import PROMOTION_METRIC
 
@@ -71,7 +88,8 @@ def run(a, paths: Paths) -> int:
 
         summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
                            dot_config=a.dot_config, nn_config=a.nn_config, promotion_metric=metric, n=a.top_n,
-                           k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing)
+                           k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing,
+                           shards=a.shards, dask_address=address)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
     for m in summary["models"]:
@@ -147,12 +165,14 @@ def train(a, paths: Paths) -> int:
 
 
 def publish(a, paths: Paths) -> int:
+    address = dask_scheduler(a)
     from flows.publish import publish as publish_flow
 
     logs.to_file(paths, a.verbose)
 
     _print_json(publish_flow(home=str(paths.home), version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
-                             retain=a.retain, force=True, refuse_narrowing=a.refuse_narrowing))
+                             retain=a.retain, force=True, refuse_narrowing=a.refuse_narrowing, shards=a.shards,
+                             dask_address=address))
     return 0
 
 

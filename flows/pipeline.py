@@ -27,7 +27,7 @@ from flows.ingest import ingest
 from flows.publish import publish
 from flows.train import train
 from tasks import contract as c
-from tasks import report
+from tasks import report, settings
 from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
@@ -67,8 +67,15 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
              promotion_metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
              train_on: Literal["local", "deployment"] = "local", force: bool = False,
-             refuse_narrowing: bool = False) -> dict:
-    """Ingest, split, train and register both models, publish from the champions; returns a summary."""
+             refuse_narrowing: bool = False, shards: int = 1, dask_address: str | None = None) -> dict:
+    """Ingest, split, train and register both models, publish from the champions; returns a summary.
+
+    shards, dask_address: publish's sharded scoring (flows/publish.py); a named Dask scheduler is checked
+    before the ingest, so a bad one fails before any work.
+    """
+    address = settings.dask_address(dask_address) if shards > 1 else None
+    if address:
+        steps.check_scheduler(address)
     kinds = list(kinds or c.MODEL_KINDS)
     configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
@@ -91,7 +98,8 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     update_progress_artifact(progress, 80.0)
 
     published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, metric=promotion_metric, n=n, k=k,
-                        retain=retain, force=force, refuse_narrowing=refuse_narrowing)
+                        retain=retain, force=force, refuse_narrowing=refuse_narrowing, shards=shards,
+                        dask_address=address)
     update_progress_artifact(progress, 100.0)
 
     summary = {"ingest": ingested, "models": trained, "serving": served, "publication": published,

@@ -1,34 +1,88 @@
 """Publish flow: registry champions -> scored top-N and similar items -> checked snapshot -> DuckDB (wiring only).
 
-Run: `lensflow publish [--model dot_bias] [--version serving|champion|N]`. The default, `serving`,
-serves each champion's serving fit (its config refitted on every rating) where one exists for the live
-data, else the champion itself.
+Run: `lensflow publish [--model dot_bias] [--version serving|champion|N] [--shards N [--dask-address A]]`.
+The default, `serving`, serves each champion's serving fit (its config refitted on every rating) where one
+exists for the live data, else the champion itself. With shards > 1 the users the model has learnt are
+scored in N user-id ranges by the `score-shards` subflow: on the Dask scheduler at `dask_address` (else
+$LENSFLOW_DASK_ADDRESS), else on threads of this process; the other users once here.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import flow, unmapped
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import steps
 from flows.artifacts import publish_health_artifact
 from tasks import contract as c
 from tasks import publish as publishing
-from tasks import report, sharding
+from tasks import report, settings, sharding
+from tasks.errors import ConfigError
 from tasks.evaluate import PROMOTION_METRIC
+from tasks.model_ref import ServingModel
+from tasks.settings import Paths
 from tasks.settings import paths as resolve_paths
+
+
+def _shards_run_name() -> str:
+    """score-3-shards-on-dask / score-3-shards-on-threads."""
+    p = flow_run.parameters
+    return f"score-{len(p.get('lows') or [])}-shards-on-{'dask' if p.get('on_dask') else 'threads'}"
+
+
+@flow(name="score-shards", flow_run_name=_shards_run_name, log_prints=True)
+def score_shards(home: str, kind: str, version: str, lows: list[int], highs: list[int], n: int,
+                 data_hash: str | None = None, on_dask: bool = False,
+                 new_items: list[int] | None = None) -> list[pd.DataFrame]:
+    """One `score-user-range` task per (low, high) range, on this flow's task runner (set by the caller)."""
+    steps.name_parent_task_run()
+    paths = resolve_paths(home)
+    futures = steps.score_shard.map(unmapped(paths), unmapped(kind), unmapped(version), lows, highs,
+                                    unmapped(n), unmapped(data_hash), unmapped(new_items))
+    return [f.result() for f in futures]
+
+
+def _score_sharded(paths: Paths, serving: ServingModel, ratings: pd.DataFrame, users: pd.DataFrame,
+                   movies: pd.DataFrame, n: int, shards: int, address: str | None, data_hash: str) -> pd.DataFrame:
+    """Learnt users in `shards` ranges (Dask at `address`, else threads); the rest once here; combined."""
+    known, cold = sharding.known_and_cold(serving.recommender, users[c.USER_ID])
+    lows, highs = sharding.plan(known, shards)
+    frames = []
+    if lows:
+        if address:
+            from prefect_dask import DaskTaskRunner
+
+            runner = DaskTaskRunner(address=address)
+        else:  # one host: torch already uses every core per shard; threads start at once, share the memory
+            runner = ThreadPoolTaskRunner(max_workers=len(lows))
+        frames = score_shards.with_options(task_runner=runner)(
+            str(paths.home), serving.kind, serving.ref.version, lows, highs, n, data_hash, on_dask=bool(address),
+            new_items=sharding.new_items(movies, ratings))
+    frames.append(steps.score_cold(serving.recommender, ratings, users, cold, n))
+    return sharding.combine(frames)
 
 
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_SERVING,
             model: str | None = None, metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
-            force: bool = False, shards: int = 1, refuse_narrowing: bool = False) -> dict:
+            force: bool = False, shards: int = 1, refuse_narrowing: bool = False,
+            dask_address: str | None = None) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
 
-    shards > 1 scores users in that many id ranges as parallel tasks (on the flow's task runner).
+    shards > 1 scores the learnt users in that many id ranges as parallel tasks, each reading only its
+    users' rows: on the Dask scheduler at dask_address (else $LENSFLOW_DASK_ADDRESS; checked first, so a
+    bad one fails before anything is read), else on threads here.
     refuse_narrowing: a publication whose reach drops or concentration rises past the thresholds
     (docs/publication_health.md) is refused and the live one stays; otherwise it is published and flagged.
     """
     steps.name_parent_task_run()
+    if shards < 1:
+        raise ConfigError(f"shards must be a whole number >= 1, got {shards!r}")
+    address = settings.dask_address(dask_address) if shards > 1 else None
+    if address:
+        steps.check_scheduler(address)
     paths = resolve_paths(home)
     steps.sweep(paths)  # temporary files a killed run left behind (untouched for an hour)
     snap = steps.lake_snapshot(paths)
@@ -46,13 +100,9 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
               f"on data {snap.data_hash[:12]}: nothing to publish")
         return publishing.summary(models, snap.data_hash, kept=live)
     ratings, movies, users = (steps.read_table(paths, name) for name in (c.RATINGS, c.MOVIES, c.USERS))
-    lows, highs = sharding.plan(users[c.USER_ID], shards)
     scored = None
-    if lows:
-        serving = models[0]
-        futures = steps.score_shard.map(unmapped(paths), unmapped(serving.kind), unmapped(serving.ref.version),
-                                        lows, highs, unmapped(n))
-        scored = sharding.combine([f.result() for f in futures])
+    if shards > 1:
+        scored = _score_sharded(paths, models[0], ratings, users, movies, n, shards, address, snap.data_hash)
     result = steps.publish_tables(paths, models, ratings, movies, users, n=n, k=k, retain=retain,
                                   split_id=models[0].ref.split_id, data_hash=snap.data_hash, scored=scored,
                                   refuse_narrowing=refuse_narrowing)

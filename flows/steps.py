@@ -19,7 +19,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from tasks import acquire, durable, lake, movielens, report, serving, sharding, split, tracking, training
+from tasks import acquire, durable, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
 from tasks import publish as publishing
 from tasks import warehouse
 from tasks.errors import InputError, SourceUnavailable
@@ -155,7 +155,9 @@ load_champions = step(serving.load_champions, "load-champion-models", "load-{ali
                       retry_delay_seconds=2, retry_condition_fn=_transient)
 order_for_publication = step(serving.order_for_publication, "choose-serving-model", "serve-by-{metric}")
 publication_up_to_date = step(warehouse.live_publication_matches, "check-publication-up-to-date")
+check_scheduler = step(scheduler.check, "check-dask-scheduler", "check-dask-scheduler")
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
+score_cold = step(sharding.score_cold, "score-unlearnt-users", "score-unlearnt-users")
 # No retries: scoring is not I/O, and a failed check must not be retried into a publish.
 publish_tables = step(publishing.publish, "score-check-publish")
 

@@ -20,6 +20,10 @@ class SourceUnavailable(RuntimeError):
     """The MovieLens files could not be obtained; the message says how to point lensflow at a copy."""
 
 
+class ClusterUnavailable(RuntimeError):
+    """The Dask scheduler named for sharded scoring does not answer (bad host, nothing listening, no reply)."""
+
+
 class ConfigError(ValueError):
     """A setting or option the user gave is not valid (unknown model config key, bad value)."""
 

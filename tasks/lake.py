@@ -149,9 +149,19 @@ def promote(paths: Paths, data_hash: str, then: Callable[[], T]) -> T:
         raise
 
 
-def read(paths: Paths, table_name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """One table of the live snapshot as a DataFrame."""
-    snap = current(paths)
+def read(paths: Paths, table_name: str, columns: list[str] | None = None, *,
+         user_range: tuple[int, int] | None = None, data_hash: str | None = None) -> pd.DataFrame:
+    """One table of the live snapshot (or of snapshot `data_hash`) as a DataFrame.
+
+    user_range=(lo, hi): only the rows with lo <= user_id <= hi, filtered while the Parquet file is read
+    (row groups outside the range are skipped by their statistics; other rows never become a DataFrame).
+    """
+    snap = current(paths) if data_hash is None else snapshot(paths, data_hash)
     if snap is None:
-        raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest first")
-    return pq.read_table(snap.table_path(table_name), columns=columns).to_pandas()
+        what = "live lake snapshot" if data_hash is None else f"complete lake snapshot {data_hash}"
+        raise FileNotFoundError(f"no {what} under {paths.lake}: run the ingest first")
+    filters = None
+    if user_range is not None:
+        lo, hi = (int(v) for v in user_range)
+        filters = [(c.USER_ID, ">=", lo), (c.USER_ID, "<=", hi)]
+    return pq.read_table(snap.table_path(table_name), columns=columns, filters=filters).to_pandas()

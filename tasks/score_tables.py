@@ -36,14 +36,15 @@ def _frame(users, items, scores, source) -> pd.DataFrame:
 
 
 def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int = 50,
-                          users_df: pd.DataFrame | None = None,
-                          movies_df: pd.DataFrame | None = None) -> pd.DataFrame:
+                          users_df: pd.DataFrame | None = None, movies_df: pd.DataFrame | None = None,
+                          new_items: np.ndarray | None = None) -> pd.DataFrame:
     """Top-n unrated items per user: the model for users it knows, demographics or popularity for the rest.
 
     With movies_df, catalogue items without any rating (new releases) compete in known users' lists
     with the mean score of their metadata neighbours (source 'metadata'). Users the model does not know get
     demographic popularity when users_df gives their age, gender and occupation (source 'side_info'), else
-    plain most-rated popularity (source 'popularity'); see tasks/cold_start.py.
+    plain most-rated popularity (source 'popularity'); see tasks/cold_start.py. new_items: the unrated
+    catalogue items when `ratings` is only part of them (a shard); by default found from `ratings`.
     Returns columns (user_id, rank, item_id, score, source) sorted by (user_id, rank).
     """
     users = np.unique(np.asarray(users, dtype=np.int64))
@@ -54,7 +55,8 @@ def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int 
         items, scores = rec.recommend(users[known], n, exclude=exclude)
         source = np.full(items.shape, c.SOURCE_MODEL, dtype=object)
         if movies_df is not None:
-            items, scores, source = with_new_items(rec, users[known], items, scores, source, ratings, movies_df)
+            new = unrated_items(movies_df, ratings) if new_items is None else np.asarray(new_items, np.int64)
+            items, scores, source = with_new_items(rec, users[known], items, scores, source, new, movies_df)
         parts.append(_frame(users[known], items, scores, source))
     cold = users[~known]
     if len(cold):
@@ -76,8 +78,13 @@ def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int 
 NEW_ITEM_NEIGHBOURS = 20   # metadata neighbours whose mean score a new item gets
 
 
-def with_new_items(rec, users, items, scores, source, ratings: pd.DataFrame, movies_df: pd.DataFrame):
-    """Merge catalogue items nobody has rated into the top-n lists [u, n] of known `users`.
+def unrated_items(movies_df: pd.DataFrame, ratings: pd.DataFrame) -> np.ndarray:
+    """Catalogue item ids nobody has rated (sorted)."""
+    return np.setdiff1d(movies_df[c.ITEM_ID].to_numpy(np.int64), ratings[c.ITEM_ID].to_numpy(np.int64))
+
+
+def with_new_items(rec, users, items, scores, source, new: np.ndarray, movies_df: pd.DataFrame):
+    """Merge `new` catalogue items (nobody has rated them) into the top-n lists [u, n] of known `users`.
 
     A new item scores the similarity-weighted mean of the user's scores of its NEW_ITEM_NEIGHBOURS metadata
     neighbours among the items the model knows: for the dot model that is the score of the weighted mean
@@ -85,7 +92,6 @@ def with_new_items(rec, users, items, scores, source, ratings: pd.DataFrame, mov
     list's own items.
     """
     catalogue = movies_df[c.ITEM_ID].to_numpy(np.int64)
-    new = np.setdiff1d(catalogue, ratings[c.ITEM_ID].to_numpy(np.int64))   # no ratings at all yet
     new = new[~rec.known_items(new)]
     if len(new) == 0 or items.shape[1] == 0:
         return items, scores, source

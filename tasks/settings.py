@@ -85,6 +85,36 @@ def device(override: str | None = None) -> str | None:
     return override or os.environ.get(DEVICE_ENV) or None
 
 
+DASK_ADDRESS_ENV = "LENSFLOW_DASK_ADDRESS"   # tcp://host:8786: the Dask scheduler that runs publish's shards
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's comm protocols that name a host and a port
+
+
+def parse_dask_address(address: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a Dask scheduler address `tcp://host:8786` (a bare `host:8786` is tcp)."""
+    from tasks.errors import ConfigError
+
+    text = str(address).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host   # [::1]:8786
+    if (scheme not in DASK_SCHEMES or not colon or not host or "/" in rest or not port.isdigit()
+            or not 0 < int(port) < 65536):
+        raise ConfigError(f"a Dask scheduler address looks like tcp://host:8786 ({', '.join(DASK_SCHEMES)}), "
+                          f"got {address!r}")
+    return scheme, host, int(port)
+
+
+def dask_address(override: str | None = None) -> str | None:
+    """The Dask scheduler for sharded scoring: the argument, else $LENSFLOW_DASK_ADDRESS, else None
+    (threads in this process). A malformed address raises ConfigError."""
+    chosen = (override or os.environ.get(DASK_ADDRESS_ENV) or "").strip() or None
+    if chosen:
+        parse_dask_address(chosen)
+    return chosen
+
+
 def paths(override: str | os.PathLike | None = None) -> Paths:
     """Paths for the resolved data home."""
     return Paths(data_home(override))

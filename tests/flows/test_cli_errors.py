@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 
 
 def lensflow(*args: str, home, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -35,10 +35,15 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) ->
     (("train", "--config", '{"n_factor": 8}'), 2, ("did you mean 'n_factors'",)),
     (("train", "--device", "cuda"), 6, ("cuda", "--device cpu")),
     (("promote", "dot_bias", "7", "--reason", "try"), 4, ("no version '7'", "lensflow-dot_bias")),
+    (("publish", "--shards", "2", "--dask-address", "tcp://127.0.0.1:{port}"), 6,
+     ("Dask scheduler tcp://127.0.0.1:", "nothing answers")),
+    (("run", "--source", "{src}", "--shards", "2", "--dask-address", "tcp://nowhere.invalid:8786"), 6,
+     ("nowhere.invalid", "does not resolve")),
+    (("publish", "--dask-address", "tcp://127.0.0.1:8786"), 2, ("--shards 2 or more",)),
 ])
 def test_user_errors_are_one_line_and_change_nothing(tmp_path, synthetic_small, args, code, words):
     home = tmp_path / "home"
-    args = tuple(a.replace("{src}", str(synthetic_small)) for a in args)
+    args = tuple(a.replace("{src}", str(synthetic_small)).replace("{port}", str(free_port())) for a in args)
     if args[0] == "train" and "--device" in args:
         import torch
 
