@@ -1,5 +1,5 @@
 """Prefect flows: wiring only. Importing this package points Prefect at the data home (environment only)."""
 
-from tasks.settings import apply_environment
+from tasks.settings import prepare_environment
 
-apply_environment()
+prepare_environment()

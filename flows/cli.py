@@ -12,6 +12,7 @@ import signal
 import sys
 
 from tasks import settings
+from tasks.errors import ConfigError
 
 
 FLOW_COMMANDS = ("run", "ingest", "train", "publish")
@@ -211,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return synthetic.main(argv[1:]) or 0
     a = build_parser().parse_args(argv)
-    paths = settings.apply_environment(a.home)
+    try:
+        paths = settings.apply_environment(a.home)
+    except ConfigError as exc:  # a bad $LENSFLOW_DATA_URI: one line, like any other setting
+        print(f"lensflow: {exc}", file=sys.stderr)
+        return EXIT_CODES["ConfigError"]
     if not a.verbose:  # MLflow's INFO lines (store creation, artifact downloads) stay off the terminal
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

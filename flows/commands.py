@@ -246,7 +246,7 @@ def mlflow_ui(a, paths: Paths) -> int:
 
 
 def where(a, paths: Paths) -> int:
-    _print_json({"home": paths.home, "raw": paths.raw, "lake": paths.lake, "splits": paths.splits,
+    _print_json({"home": paths.home, "data": paths.data_uri, "raw": paths.raw, "lake": paths.lake, "splits": paths.splits,
                  "publications": paths.publications, "warehouse": paths.warehouse,
                  "mlflow_tracking_uri": paths.mlflow_tracking_uri, "prefect_home": os.environ.get("PREFECT_HOME")})
     return 0

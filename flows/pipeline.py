@@ -27,8 +27,9 @@ from flows.ingest import ingest
 from flows.publish import publish
 from flows.train import train
 from tasks import contract as c
-from tasks import report, settings
+from tasks import lake, report, settings
 from tasks.evaluate import PROMOTION_METRIC
+from tasks import settings
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
@@ -45,12 +46,24 @@ def train_local(kind: str, split: SplitSpec, config: dict | None, home: str | No
 @task(name="train-on-pool", task_run_name="train-{kind}-deployment", cache_policy=NO_CACHE)
 def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | None, metric: str,
                   force: bool, timeout_s: float = 6 * 3600) -> dict:
-    """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry."""
+    """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry.
+
+    The run may go to a worker on another host, whose result is not stored anywhere this process can
+    read: what it trained (or reused) is found through the MLflow tracking server by the id of the flow
+    run started here, and its data hash must be this pipeline's, or the two read different data locations.
+    """
     run = run_deployment(TRAIN_DEPLOYMENT, timeout=timeout_s, poll_interval=2, parameters={
         "kind": kind, "split": split, "config": config, "home": home, "promotion_metric": metric, "force": force})
     if not (run.state and run.state.is_completed()):
         raise RuntimeError(f"training deployment run {run.name} for {kind} ended {run.state.type if run.state else '?'}")
-    return report.latest_training(resolve_paths(home), kind, flow_run_name=run.name)
+    paths = resolve_paths(home)
+    summary = report.training_of_flow_run(paths, kind, str(run.id), flow_run_name=run.name)
+    live = lake.current(paths)
+    if live is not None and summary["data_hash"] != live.data_hash:
+        raise RuntimeError(f"training deployment run {run.name} trained {kind} on data {summary['data_hash'][:12]}, "
+                           f"but this pipeline's data location {paths.data_uri} holds {live.data_hash[:12]}: "
+                           f"point the training worker's {settings.DATA_ENV} at the same location")
+    return summary
 
 
 def _run_name() -> str:

@@ -116,6 +116,15 @@ def _record_tagged(paths, result, split, movies, metric: str, k: int = 10):
     return training.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
 
 
+def _mark_reused(paths, kind: str, version: str) -> None:
+    """registry.mark_reused for the current flow run, so a pipeline can tell what this run reused."""
+    from tasks import registry
+
+    run_id = flow_run.get_id()
+    if run_id:
+        registry.mark_reused(paths, kind, version, str(run_id), flow_run.get_name() or "")
+
+
 def _summary_logged(paths, kind: str, version: str, **kw) -> dict:
     """report.training_summary, logging the decision and why, the metric and the MLflow run's link."""
     summary = report.training_summary(paths, kind, version, **kw)
@@ -149,6 +158,7 @@ train_and_evaluate = step(_fit_logged, "fit-and-evaluate", "fit-{config.kind}-{c
 summarize_unregistered = step(training.summarize, "summarize-unregistered-training", "summary-{result.config.kind}")
 record_training = step(_record_tagged, "log-register-promote", "register-{result.config.kind}")
 training_summary = step(_summary_logged, "summarize-training", "summary-{kind}-v{version}")
+mark_reused = step(_mark_reused, "mark-reused-version", "mark-reused-{kind}-v{version}")
 
 # --- publish ----------------------------------------------------------------------------------------
 load_champions = step(serving.load_champions, "load-champion-models", "load-{alias}-models", retries=2,

@@ -28,6 +28,11 @@ def _run_name() -> str:
         return f"train-{kind}"
 
 
+def _flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
 @flow(name="train", flow_run_name=_run_name)
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
           home: str | None = None, k: int = 10, promotion_metric: str = PROMOTION_METRIC,
@@ -36,12 +41,15 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
 
     An identical earlier training (same config, split, data and code) is reused from the registry
     unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
+    The version is findable by this flow run's id (`registry.training_of_flow_run`): its MLflow run
+    carries the id when it trained, the reused version a `prefect.reused_by.<id>` tag when it reused.
     """
     steps.name_parent_task_run()
     paths = resolve_paths(home)
     snap = steps.lake_snapshot(paths)
     if snap is None:
-        raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first")
+        raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first, or point "
+                                f"this worker's LENSFLOW_DATA_URI at the data location the ingest wrote")
     cfg = steps.model_config(kind, config)
     if isinstance(split, str):
         chosen = steps.load_split(paths, split)
@@ -50,8 +58,9 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     done = steps.find_trained(paths, cfg, chosen.split_id, chosen.data_hash) if to_registry and not force else None
     if done is not None:
         steps.set_current_split(paths, chosen.split_id)
+        steps.mark_reused(paths, kind, done.version)   # how a pipeline on another host learns what was reused
         summary = {**steps.training_summary(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
-                   "split_reused": chosen.reused}
+                   "split_reused": chosen.reused, "flow_run_id": _flow_run_id()}
         training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
         return summary
     users, movies = steps.read_table(paths, c.USERS), steps.read_table(paths, c.MOVIES)
@@ -63,6 +72,7 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
         return summary
     recorded = steps.record_training(paths, result, chosen, movies, promotion_metric, k)
     summary = {**steps.training_summary(paths, kind, recorded.version, reused=False, seconds=result.seconds,
-                                        flow_run_name=flow_run.get_name()), "split_reused": chosen.reused}
+                                        flow_run_name=flow_run.get_name()), "split_reused": chosen.reused,
+               "flow_run_id": _flow_run_id()}
     training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
     return summary

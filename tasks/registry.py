@@ -117,6 +117,52 @@ def find_by_tag(paths: Paths, kind: str, tag: str, value: str, *, decided: bool 
     return None
 
 
+TAG_REUSED_BY = "prefect.reused_by"   # version tag prefix: prefect.reused_by.<flow run id> = "<UTC time> <run name>"
+REUSE_MARKS_KEPT = 20                 # the newest reuse marks kept on a version (one per reusing flow run)
+
+
+def mark_reused(paths: Paths, kind: str, version: str, flow_run_id: str, flow_run_name: str = "") -> None:
+    """Record on a version that the training flow run `flow_run_id` reused it instead of training again.
+
+    One tag per flow run (`prefect.reused_by.<id>`), so flow runs reusing one version at the same time
+    never overwrite each other; only the newest REUSE_MARKS_KEPT stay (a mark is read right after its run).
+    """
+    from datetime import datetime, timezone
+
+    cl = t.client(paths)
+    name = c.registered_model_name(kind)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cl.set_model_version_tag(name, str(version), f"{TAG_REUSED_BY}.{_quote(flow_run_id)}",
+                             f"{stamp} {flow_run_name}".strip())
+    marks = sorted((value, key) for key, value in (cl.get_model_version(name, str(version)).tags or {}).items()
+                   if key.startswith(TAG_REUSED_BY + "."))
+    for _, key in marks[:-REUSE_MARKS_KEPT]:
+        try:
+            cl.delete_model_version_tag(name, str(version), key)
+        except MlflowException:  # another run pruned it first
+            pass
+
+
+def training_of_flow_run(paths: Paths, kind: str, flow_run_id: str) -> tuple[ModelRef, bool] | None:
+    """(version, reused) a training flow run left for `kind`, found by its Prefect flow run id; None if none.
+
+    A run that trained has its id on its MLflow run (tags.prefect.flow_run_id); a run that reused an
+    identical training left its mark on the version it reused (`mark_reused`).
+    """
+    trained = find_by_tag(paths, kind, t.TAG_FLOW_RUN_ID, flow_run_id)
+    if trained is not None:
+        return trained, False
+    name = c.registered_model_name(kind)
+    key = f"{TAG_REUSED_BY}.{_quote(flow_run_id)}"
+    try:
+        found = t.client(paths).search_model_versions(f"name = '{_quote(name)}' and tags.`{key}` LIKE '%'")
+    except MlflowException:  # no such registered model yet
+        return None
+    if not found:
+        return None
+    return resolve(paths, kind, str(max(int(v.version) for v in found))), True
+
+
 def _quote(value: str) -> str:
     """MLflow filter strings have no bound parameters: allow only the characters our ids use."""
     if not all(ch.isalnum() or ch in "-_." for ch in value):
@@ -284,15 +330,17 @@ def pyfunc_uri(kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> str:
 def server_command(paths: Paths, port: int = 5000, host: str = "127.0.0.1", workers: int = 1) -> list[str]:
     """argv of `mlflow server` on the data home's store (what `lensflow mlflow-ui` runs).
 
-    One worker by default: SQLite takes one writer at a time, and each extra worker costs a
-    Python process importing MLflow (the server's own default is 4).
+    Artifacts are served by the server itself (`--artifacts-destination`): clients on any host upload
+    and download them over HTTP, none needs the server's folder. One worker by default: SQLite takes
+    one writer at a time, and each extra worker costs a Python process importing MLflow (the server's
+    own default is 4).
     """
     import shutil
     import sys
 
     exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     return [exe, "server", "--backend-store-uri", f"sqlite:///{paths.mlflow_db}",
-            "--default-artifact-root", str(paths.mlflow_artifacts), "--host", host, "--port", str(int(port)), "--workers", str(int(workers))]
+            "--artifacts-destination", str(paths.mlflow_artifacts), "--host", host, "--port", str(int(port)), "--workers", str(int(workers))]
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from tasks import contract as c
 from tasks import registry
 from tasks import tracking as t
+from tasks.errors import NotFound
 from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import Paths
 
@@ -57,10 +57,21 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
     }
 
 
-def latest_training(paths: Paths, kind: str, flow_run_name: str | None = None) -> dict:
-    """Summary of the newest `candidate` version of a kind (what a training deployment run just left)."""
-    ref = registry.resolve(paths, kind, c.ALIAS_CANDIDATE)
-    return training_summary(paths, kind, ref.version, reused=False, flow_run_name=flow_run_name)
+def training_of_flow_run(paths: Paths, kind: str, flow_run_id: str, flow_run_name: str | None = None) -> dict:
+    """Summary of what the training flow run `flow_run_id` left for `kind`: the version it trained or reused.
+
+    Read back from the registry by the flow run's id (`registry.training_of_flow_run`), so it holds
+    whichever host trained and however many pipelines run at once. NotFound when the run left nothing
+    in this tracking store: the training's worker then talks to another MLflow store than this process.
+    """
+    found = registry.training_of_flow_run(paths, kind, str(flow_run_id))
+    if found is None:
+        raise NotFound(f"training flow run {flow_run_name or flow_run_id} ({flow_run_id}) completed but left no "
+                       f"{kind} run or version in MLflow store {paths.mlflow_tracking_uri}: point every worker's "
+                       f"{t.ENV_TRACKING_URI} at the same tracking server")
+    ref, reused = found
+    return {**training_summary(paths, kind, ref.version, reused=reused, flow_run_name=flow_run_name),
+            "flow_run_id": str(flow_run_id)}
 
 
 def _float(text) -> float | None:

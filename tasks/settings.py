@@ -1,6 +1,11 @@
 """The data home: one directory holding the raw cache, lake, warehouse, MLflow store and Prefect home.
 
 Resolution order: explicit argument (CLI `--home`), `$LENSFLOW_HOME`, `./.lensflow` (git-ignored).
+
+The data (raw cache, lake, splits, publications, warehouse) can live apart from the home, in a
+location several hosts share: `$LENSFLOW_DATA_URI`, a path or a `file://` URI. The home then keeps
+what is each host's own: scratch files, logs, the Prefect home and the local MLflow store (which
+`$MLFLOW_TRACKING_URI` replaces by a tracking server). Unset, the data lives in the home.
 This module imports nothing heavy so it can run before Prefect or MLflow are imported.
 """
 
@@ -10,7 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.errors import ConfigError
+
 HOME_ENV = "LENSFLOW_HOME"
+DATA_ENV = "LENSFLOW_DATA_URI"      # shared data location: a path or file:// URI (default: the home)
 DEFAULT_HOME = ".lensflow"
 # Captured at first import, before lensflow sets it: a user's own PREFECT_HOME always wins.
 _USER_PREFECT_HOME = os.environ.get("PREFECT_HOME")
@@ -22,27 +30,59 @@ def data_home(override: str | os.PathLike | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def data_location(value: str | os.PathLike | None = None) -> Path | None:
+    """The shared data location from `value` or `$LENSFLOW_DATA_URI` as an absolute path; None when unset.
+
+    Accepts a path or a `file://` URI. Any other scheme (s3://, gs://, ...) is refused with one line:
+    the lake's pointer files need an atomic rename, which object stores do not offer (deployments/README.md).
+    """
+    from urllib.parse import unquote, urlsplit
+
+    raw = str(value if value is not None else os.environ.get(DATA_ENV) or "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"{DATA_ENV}={raw}: a file:// URI names a local path (file:///shared/lensflow), "
+                             f"not host {parts.netloc!r}; mount the share and name the mount point")
+        raw = unquote(parts.path)
+    elif parts.scheme and len(parts.scheme) > 1:   # one letter: a Windows drive, not a scheme
+        raise ConfigError(f"{DATA_ENV}={raw}: scheme {parts.scheme}:// is not supported; name a path or a "
+                         f"file:// URI on a file system every worker mounts (object storage: deployments/README.md)")
+    return Path(raw).expanduser().resolve()
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Every location under one data home."""
+    """Every location under one data home; the data itself under `data` (the home unless set apart)."""
 
     home: Path
+    data: Path | None = None   # the shared data location; None: the home
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", Path(self.data) if self.data is not None else self.home)
+
+    @property
+    def data_uri(self) -> str:
+        """The data location as a URI (what `LENSFLOW_DATA_URI` on another worker should name)."""
+        return self.data.as_uri()
 
     @property
     def raw(self) -> Path:
-        return self.home / "raw"            # downloaded archives, extracted sources
+        return self.data / "raw"            # downloaded archives, extracted sources
 
     @property
     def lake(self) -> Path:
-        return self.home / "lake"           # Parquet snapshots of the source tables
+        return self.data / "lake"           # Parquet snapshots of the source tables
 
     @property
     def splits(self) -> Path:
-        return self.home / "splits"         # Parquet per stored split
+        return self.data / "splits"         # Parquet per stored split
 
     @property
     def publications(self) -> Path:
-        return self.home / "publications"   # Parquet snapshot per publication
+        return self.data / "publications"   # Parquet snapshot per publication
 
     @property
     def publication_metrics(self) -> Path:
@@ -50,7 +90,7 @@ class Paths:
 
     @property
     def warehouse(self) -> Path:
-        return self.home / "warehouse" / "lensflow.duckdb"
+        return self.data / "warehouse" / "lensflow.duckdb"
 
     @property
     def mlflow_db(self) -> Path:
@@ -116,27 +156,34 @@ def dask_address(override: str | None = None) -> str | None:
 
 
 def paths(override: str | os.PathLike | None = None) -> Paths:
-    """Paths for the resolved data home."""
-    return Paths(data_home(override))
+    """Paths for the resolved data home and data location (`$LENSFLOW_DATA_URI`, else the home)."""
+    return Paths(data_home(override), data_location())
 
 
 def apply_environment(override: str | os.PathLike | None = None) -> Paths:
     """Point Prefect at the data home unless the user chose otherwise; call before importing prefect.
 
-    Sets environment variables only: nothing is created on disk (see `prepare_prefect_home`).
+    Sets environment variables only: nothing is created on disk (see `prepare_prefect_home`). Returns the
+    Paths, so a bad `$LENSFLOW_DATA_URI` raises ConfigError here (`prepare_environment` never does).
     """
-    p = paths(override)
+    prepare_environment(override)
+    return paths(override)
+
+
+def prepare_environment(override: str | os.PathLike | None = None) -> Path:
+    """The environment part of `apply_environment` (what importing `flows` does); returns the home."""
+    home = data_home(override)
     if override:
-        os.environ[HOME_ENV] = str(p.home)
+        os.environ[HOME_ENV] = str(home)
     if not _USER_PREFECT_HOME:
-        os.environ["PREFECT_HOME"] = str(p.prefect_home)
+        os.environ["PREFECT_HOME"] = str(Paths(home).prefect_home)
     # The temporary API can take longer than Prefect's 20 s default to start on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     # No network here, and no reason to phone home from a batch job.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
-    return p
+    return home
 
 
 def prepare_prefect_home() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,3 +78,18 @@ def test_a_read_only_query_writes_nothing_where_it_runs(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert list(cwd.iterdir()) == [] and not (tmp_path / "home").exists()
+
+
+def test_a_data_location_on_object_storage_is_one_line_and_exit_2(tmp_path):
+    proc = lensflow("where", home=tmp_path / "home", env={"LENSFLOW_DATA_URI": "s3://bucket/lensflow"})
+    one_line_error(proc, 2, "LENSFLOW_DATA_URI=s3://bucket/lensflow", "not supported")
+    assert not (tmp_path / "home").exists()
+
+
+def test_where_names_the_shared_data_location(tmp_path):
+    shared = tmp_path / "shared"
+    proc = lensflow("where", home=tmp_path / "home", env={"LENSFLOW_DATA_URI": shared.as_uri()})
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["data"] == shared.as_uri() and shown["lake"] == str(shared / "lake")
+    assert shown["home"] == str(tmp_path / "home")

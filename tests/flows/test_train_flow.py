@@ -79,6 +79,11 @@ def test_train_flow_registers_and_reuses_an_identical_training(ingested):
 
     second = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
     assert second["reused"] and second["version"] == "1" and second["split_reused"]
+    # each flow run is found by its own id: the first trained version 1, the second reused it
+    assert first["flow_run_id"] and second["flow_run_id"] and first["flow_run_id"] != second["flow_run_id"]
+    for summary, reused in ((first, False), (second, True)):
+        ref, found_reused = registry.training_of_flow_run(home, c.MODEL_KIND_DOT, summary["flow_run_id"])
+        assert (ref.version, ref.run_id, found_reused) == ("1", first["run_id"], reused)
 
     forced = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse",
                    force=True)

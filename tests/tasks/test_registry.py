@@ -254,7 +254,8 @@ def test_server_command_points_at_the_data_home(home):
     argv = r.server_command(home, 5055)
     assert argv[1] == "server" and argv[argv.index("--port") + 1] == "5055"
     assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{home.mlflow_db}"
-    assert argv[argv.index("--default-artifact-root") + 1] == str(home.mlflow_artifacts)
+    assert argv[argv.index("--artifacts-destination") + 1] == str(home.mlflow_artifacts)  # served over HTTP
+    assert "--default-artifact-root" not in argv   # a client on another host never writes its own folder
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--workers") + 1] == "1"
 
 
@@ -313,3 +314,40 @@ def test_the_floor_refuses_a_tie_and_ranking_metrics_compare_higher_is_better(ml
     assert tie.outcome == r.REFUSED and "does not beat the popularity baseline 0.3000" in tie.reason
     above = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.29)
     assert above.promoted and above.baseline_value == pytest.approx(0.29)
+
+
+def test_a_training_flow_run_is_found_by_its_id_whether_it_trained_or_reused(mlflow_home, data, good, monkeypatch):
+    """What a pipeline does after a training deployment run on another host: find its outcome by flow-run id."""
+    home, (_, valid) = mlflow_home, data
+    trained_by, reusers = "0a1b2c3d-0000-4000-8000-000000000001", [f"9f8e7d6c-0000-4000-8000-{i:012d}" for i in range(3)]
+    run_id = t.log_training(home, good, good.config, {"rmse": rmse_on(good, valid)}, good.history,
+                            t.Lineage(KIND, "split-1", "hash-1"), tags={t.TAG_FLOW_RUN_ID: trained_by})
+    version = r.register(home, run_id, KIND)
+    r.promote_if_better(home, KIND, version, "rmse")
+    ref, reused = r.training_of_flow_run(home, KIND, trained_by)
+    assert (ref.version, ref.run_id, reused) == (version, run_id, False)
+    assert r.training_of_flow_run(home, KIND, reusers[0]) is None      # nothing names it yet
+
+    monkeypatch.setattr(r, "REUSE_MARKS_KEPT", 2)
+    for i, flow_run in enumerate(reusers):                              # three later runs reuse that version
+        r.mark_reused(home, KIND, version, flow_run, f"train-{KIND}-{i}")
+    for flow_run in reusers[1:]:
+        ref, reused = r.training_of_flow_run(home, KIND, flow_run)
+        assert (ref.version, ref.run_id, reused) == (version, run_id, True)
+    marks = {k for k in version_tags(home, version) if k.startswith(r.TAG_REUSED_BY + ".")}
+    assert marks == {f"{r.TAG_REUSED_BY}.{f}" for f in reusers[1:]}     # the oldest mark was pruned
+    assert r.training_of_flow_run(home, KIND, reusers[0]) is None
+    assert r.training_of_flow_run(home, c.MODEL_KIND_NN, trained_by) is None   # another kind: not this run's
+    with pytest.raises(ValueError, match="refusing"):
+        r.training_of_flow_run(home, KIND, "x' or name like '%")
+
+
+def test_a_training_the_pipeline_cannot_find_fails_with_one_line_naming_the_tracking_setting(mlflow_home):
+    from tasks import report
+    from tasks.errors import NotFound
+
+    with pytest.raises(NotFound) as err:
+        report.training_of_flow_run(mlflow_home, KIND, "0a1b2c3d-0000-4000-8000-000000000009", "train-dot_bias-x")
+    message = str(err.value)
+    assert "\n" not in message and "train-dot_bias-x" in message and t.ENV_TRACKING_URI in message
+    assert mlflow_home.mlflow_tracking_uri in message
