@@ -29,7 +29,6 @@ from flows.train import train
 from tasks import contract as c
 from tasks import lake, report, settings
 from tasks.evaluate import PROMOTION_METRIC
-from tasks import settings
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
