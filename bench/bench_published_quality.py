@@ -1,16 +1,22 @@
-"""Quality of what is published, judged as a consumer would: hold out 20 % of each user's real ML-100k
-ratings, run `lensflow run` on the rest, score the published `recommendations` against what was held out,
-and fit EASE and plain popularity on the same remaining ratings in the same run.
+"""Quality of what is published, judged as a consumer would: hold out real ML-100k ratings, run `lensflow run`
+on the rest, score the published tables against what was held out, and fit EASE and plain popularity on the
+same remaining ratings in the same run.
 
     .venv/bin/python bench/bench_published_quality.py [--data ../shared/data/ml-100k] [--seeds 0 1 2]
-        [--holdout 0.2] [--out bench/results/published_quality.json]
+        [--protocol random|temporal] [--holdout 0.2] [--cold-users 0.2] [--compare-champion]
+        [--out bench/results/published_quality.json]
 
-Per seed: the remaining ratings go to a MovieLens folder outside the repository (the other files copied
-as they are), `python -m flows run --source DIR --home HOME` runs the real pipeline (it publishes from the
-serving fit), then `python -m flows publish --version champion` publishes the evaluated champion (fitted
-on the split's train part only) from the same registry, for the uplift of the serving fit. Each table's
-top-10 is scored with tasks.evaluate (NDCG@10, recall@10 over users with held-out ratings; coverage =
-distinct recommended items / items in u.item).
+Protocols: `random` holds out every rating of a seeded `--cold-users` share of the users (sign-ups without
+ratings: judged on their `side_info` lists against plain most-rated) and `--holdout` of every other user's
+ratings; `temporal` is the daily run at time T (the 80 % quantile of the rating times) judged on what is
+rated after T (users with nothing before T are the cold ones). Per seed the remaining ratings go to a
+MovieLens folder outside the repository (the other files copied as they are) and
+`python -m flows run --source DIR --home HOME` runs the real pipeline. Scored with tasks.evaluate over the
+users with held-out ratings (NDCG@10, recall@10; coverage = distinct recommended items / items in u.item):
+the published `recommendations` top-10 for warm users (against EASE and popularity) and for cold users
+(against most-rated), and item-kNN built from the published `similar_items` (summed similarity over the
+user's items) against the same built from plain cosine co-occurrence with as many neighbours per item.
+`--compare-champion` also publishes the evaluated champion (the split fit) and scores it.
 """
 
 from __future__ import annotations

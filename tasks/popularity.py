@@ -1,4 +1,4 @@
-"""Popularity fallback: Bayesian-average popular items for users a model cannot score."""
+"""Plain most-rated popularity: the promotion floor, the fallback for users without a profile, a baseline."""
 
 from __future__ import annotations
 
@@ -6,22 +6,6 @@ import numpy as np
 import pandas as pd
 
 from tasks import contract as c
-
-
-def bayesian_average(ratings: pd.DataFrame, prior_count: float | None = None) -> pd.Series:
-    """Per-item score (n*mean + m*global_mean) / (n + m), indexed by item id, best first.
-
-    `m` (prior_count) defaults to the median number of ratings per item, so an item rated once with a 5
-    does not outrank an item rated 500 times with a 4.5.
-    """
-    stats = ratings.groupby(c.ITEM_ID)[c.RATING].agg(["count", "sum"])
-    m = float(stats["count"].median()) if prior_count is None else float(prior_count)
-    global_mean = float(ratings[c.RATING].mean())
-    score = (stats["sum"] + m * global_mean) / (stats["count"] + m)
-    # Ties (same score) broken by count then id so the order is stable across runs.
-    order = pd.DataFrame({c.SCORE: score, "count": stats["count"]}).reset_index()
-    order = order.sort_values([c.SCORE, "count", c.ITEM_ID], ascending=[False, False, True])
-    return order.set_index(c.ITEM_ID)[c.SCORE].astype("float32")
 
 
 def recommend(popular: pd.Series, users: np.ndarray, ratings: pd.DataFrame, n: int,

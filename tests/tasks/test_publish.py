@@ -154,21 +154,10 @@ def test_unknown_users_with_a_profile_get_demographic_lists(world):
     assert not any(pair in rated for pair in zip(cold[c.USER_ID], cold[c.ITEM_ID]))
 
 
-def test_bayesian_average_on_a_hand_written_frame():
-    ratings = pd.DataFrame({c.USER_ID: [1, 2, 3, 1, 2, 4], c.ITEM_ID: [10, 10, 10, 20, 30, 30],
-                            c.RATING: [4, 4, 4, 5, 1, 2]})
-    score = popularity.bayesian_average(ratings, prior_count=1)
-    mean = ratings[c.RATING].mean()  # 10/3
-    assert score[10] == pytest.approx((12 + mean) / 4)
-    assert score[20] == pytest.approx((5 + mean) / 2)
-    assert score[30] == pytest.approx((3 + mean) / 3)
-    assert list(score.index) == [20, 10, 30]
-
-
 def test_popularity_recommend_excludes_each_users_items():
     ratings = pd.DataFrame({c.USER_ID: [1, 2, 3, 1, 2, 4], c.ITEM_ID: [10, 10, 10, 20, 30, 30],
                             c.RATING: [4, 4, 4, 5, 1, 2]})
-    score = popularity.bayesian_average(ratings, prior_count=1)   # order 20, 10, 30
+    score = pd.Series([3.0, 2.0, 1.0], index=[20, 10, 30])        # best first: 20, 10, 30
     items, scores = popularity.recommend(score, np.array([1, 4]), ratings, 3)
     assert items[0, 0] == 30 and np.isneginf(scores[0, 1:]).all()   # user 1 rated 10 and 20
     assert items[1, :2].tolist() == [20, 10] and np.isneginf(scores[1, 2])   # user 4 rated 30

@@ -213,6 +213,42 @@ def test_pyfunc_loads_in_a_fresh_process_without_the_project(registered, data, t
     assert rated & set(zip(*(a.reshape(-1) for a in (np.repeat(users, 4), rec.recommend(users, 4)[0]))))
 
 
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_recommend_requests_over_http(registered, data, tmp_path):
+    """`mlflow models serve` on the registered version, as docs/reference.md shows, in a fresh process."""
+    import signal
+    import urllib.request
+
+    from tests.conftest import free_port, wait_healthy
+
+    home, rec, _, version = registered
+    train, _ = data
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", r.pyfunc_uri(KIND, version), "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env,
+                              start_new_session=True, stdout=open(tmp_path / "serve.log", "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/ping", server)
+        users = np.unique(train[c.USER_ID])[:3]
+        body = {"dataframe_split": {"columns": [c.USER_ID], "data": [[int(u)] for u in users]},
+                "params": {"mode": "recommend", "k": 4}}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            rows = pd.DataFrame(json.loads(resp.read())["predictions"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    items, _ = rec.recommend(users, 4, exclude=(train[c.USER_ID], train[c.ITEM_ID]))
+    assert list(rows.columns) == [c.USER_ID, c.RANK, c.ITEM_ID, c.RATING]
+    assert rows[c.ITEM_ID].tolist() == items.reshape(-1).tolist()
+    assert not set(zip(train[c.USER_ID], train[c.ITEM_ID])) & set(zip(rows[c.USER_ID], rows[c.ITEM_ID]))
+
+
 def test_pyfunc_of_a_ranking_model_scores_new_users_from_side_features(mlflow_home, data, tmp_path):
     from tasks.training import fit as fit_frames
 
