@@ -153,9 +153,9 @@ def training_of_flow_run(paths: Paths, kind: str, flow_run_id: str) -> tuple[Mod
     if trained is not None:
         return trained, False
     name = c.registered_model_name(kind)
-    key = f"{TAG_REUSED_BY}.{_quote(flow_run_id)}"
     try:
-        found = t.client(paths).search_model_versions(f"name = '{_quote(name)}' and tags.`{key}` LIKE '%'")
+        found = t.client(paths).search_model_versions(
+            f"name = '{_quote(name)}' and tags.`{TAG_REUSED_BY}.{_quote(flow_run_id)}` LIKE '%'")
     except MlflowException:  # no such registered model yet
         return None
     if not found:
