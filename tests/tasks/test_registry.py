@@ -226,7 +226,9 @@ def test_mlflow_models_serve_answers_recommend_requests_over_http(registered, da
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
-    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    bin_dir = os.path.dirname(sys.executable)   # as the docs say: the venv's bin first on PATH (uvicorn)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    mlflow_bin = os.path.join(bin_dir, "mlflow")
     server = subprocess.Popen([mlflow_bin, "models", "serve", "-m", r.pyfunc_uri(KIND, version), "--env-manager",
                                "local", "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env,
                               start_new_session=True, stdout=open(tmp_path / "serve.log", "w"),
@@ -241,8 +243,9 @@ def test_mlflow_models_serve_answers_recommend_requests_over_http(registered, da
         with urllib.request.urlopen(req, timeout=60) as resp:
             rows = pd.DataFrame(json.loads(resp.read())["predictions"])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
     items, _ = rec.recommend(users, 4, exclude=(train[c.USER_ID], train[c.ITEM_ID]))
     assert list(rows.columns) == [c.USER_ID, c.RANK, c.ITEM_ID, c.RATING]
     assert rows[c.ITEM_ID].tolist() == items.reshape(-1).tolist()
