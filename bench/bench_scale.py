@@ -44,6 +44,7 @@ class TreeSampler:
     def __init__(self, pid: int, interval: float):
         self.proc, self.interval = psutil.Process(pid), interval
         self.samples: list[tuple[float, int]] = []
+        self.loads: list[float] = []          # 1-minute load average at each sample (a shared machine)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -61,6 +62,7 @@ class TreeSampler:
         while not self._stop.is_set():
             try:
                 self.samples.append((time.time(), self._rss()))
+                self.loads.append(os.getloadavg()[0])
             except psutil.NoSuchProcess:
                 return
             self._stop.wait(self.interval)
@@ -69,20 +71,52 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
 
+    def _inside(self, start, end) -> list[int]:
+        return [j for j, (t, _) in enumerate(self.samples) if (start is None or t >= start) and (end is None or t <= end)]
+
     def peak(self, start: float | None = None, end: float | None = None) -> int:
-        inside = [r for t, r in self.samples if (start is None or t >= start) and (end is None or t <= end)]
-        return max(inside, default=0)
+        return max((self.samples[j][1] for j in self._inside(start, end)), default=0)
+
+    def load(self, start: float | None = None, end: float | None = None) -> float:
+        """Mean 1-minute load average over the samples inside [start, end] (nan without samples)."""
+        inside = [self.loads[j] for j in self._inside(start, end)]
+        return round(sum(inside) / len(inside), 1) if inside else float("nan")
 
 
-def run_sampled(cmd: list[str], log: Path, interval: float, env: dict | None = None) -> dict:
-    """Run cmd (stdout+stderr to log) under a TreeSampler: rc, wall s, peak bytes, the sampler."""
+def run_sampled(cmd: list[str], log: Path, interval: float, env: dict | None = None,
+                timeout: float | None = None) -> dict:
+    """Run cmd (stdout+stderr to log) under a TreeSampler: rc, wall s, the sampler, timed_out.
+
+    Past `timeout` seconds the process tree is killed (rc -9) and what it did so far is still reported."""
     t0 = time.time()
+    timed_out = False
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         sampler = TreeSampler(proc.pid, interval)
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            sampler.stop()
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            rc = proc.wait()
     sampler.stop()
-    return {"rc": rc, "wall_s": time.time() - t0, "start": t0, "end": time.time(), "sampler": sampler}
+    return {"rc": rc, "wall_s": time.time() - t0, "start": t0, "end": time.time(), "sampler": sampler,
+            "timed_out": timed_out}
+
+
+LOG_WORDS = ("epoch", "fitted and evaluated", "promoted", "refused", "kept", "published", "split ", "serving")
+
+
+def pipeline_lines(home: Path) -> list[str]:
+    """The pipeline's own progress lines (epochs with their seconds, fits, decisions, the publication)."""
+    log = home / "logs" / "lensflow.log"
+    if not log.is_file():
+        return []
+    return [line.rstrip()[:400] for line in log.read_text(errors="replace").splitlines()
+            if " INFO " in line and any(w in line for w in LOG_WORDS)]
 
 
 def _epoch(ts: str | None) -> float | None:
@@ -118,9 +152,9 @@ def steps_table(runs: list[dict], sampler: TreeSampler, min_s: float) -> list[di
         wall = end - r["start"]
         if r["kind"] == "task" and wall < min_s:
             continue
-        out.append({"kind": r["kind"], "name": r["name"], "state": r["state"], "wall_s": round(wall, 1),
+        out.append({"kind": r["kind"], "name": r["name"], "state": r["state"] if r["end"] else "RUNNING", "wall_s": round(wall, 1),
                     "peak_gb": round(sampler.peak(r["start"], end) / GB, 2),
-                    "start_offset_s": None})
+                    "load": sampler.load(r["start"], end)})
     return out
 
 
@@ -138,7 +172,7 @@ def machine() -> dict:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        f"# Whole pipeline at ML-25M size (synthetic), {result['date']}",
+        f"# Whole pipeline on {result['data']['ratings']:,} synthetic ratings, {result['date']}",
         "",
         f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['ram_gb']} GB RAM; load average at start "
         f"{m['load_avg_at_start']} (shared machine: wall times are upper bounds).",
@@ -148,18 +182,22 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
+        ("**Stopped by the benchmark's --timeout before the pipeline finished**; steps still running are "
+         "marked RUNNING with their time so far. " if result["pipeline"]["timed_out"] else "") +
         f"Exit status {result['pipeline']['rc']}; wall {result['pipeline']['wall_s']:.0f} s; peak RSS of the "
-        f"process tree {result['pipeline']['peak_gb']:.2f} GB (sampled every {result['interval_s']} s).",
+        f"process tree {result['pipeline']['peak_gb']:.2f} GB (sampled every {result['interval_s']} s); mean "
+        f"1-minute load average during the run {result['pipeline']['load']} on {m['nproc']} CPUs.",
         "",
-        "| step (Prefect run) | kind | state | wall s | peak GB |",
-        "| --- | --- | --- | --- | --- |",
+        "| step (Prefect run) | kind | state | wall s | peak GB | mean load |",
+        "| --- | --- | --- | --- | --- | --- |",
         f"| generate synthetic data (before the pipeline) | — | — | {result['generate']['wall_s']:.1f} | "
-        f"{result['generate']['peak_gb']:.2f} |",
+        f"{result['generate']['peak_gb']:.2f} | — |",
     ]
     for s in result["steps"]:
-        lines.append(f"| {s['name']} | {s['kind']} | {s['state']} | {s['wall_s']} | {s['peak_gb']} |")
+        lines.append(f"| {s['name']} | {s['kind']} | {s['state']} | {s['wall_s']} | {s['peak_gb']} | {s['load']} |")
     lines += ["", f"Task runs shorter than {result['min_task_s']} s are left out of the table "
-              "(all runs are in the .json).", ""]
+              "(all runs are in the .json).", "", "The pipeline's own log lines (`<home>/logs/lensflow.log`):", "",
+              "```", *result["log_lines"], "```", ""]
     return "\n".join(lines)
 
 
@@ -179,6 +217,7 @@ def main() -> None:
     ap.add_argument("--extra", default="", help="more `lensflow run` options, one string")
     ap.add_argument("--interval", type=float, default=0.5, help="memory sampling interval, s")
     ap.add_argument("--min-task-s", type=float, default=2.0, help="task runs shorter than this stay out of the .md")
+    ap.add_argument("--timeout", type=float, default=None, help="kill the pipeline after this many s, report so far")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None)
     a = ap.parse_args()
@@ -207,7 +246,7 @@ def main() -> None:
         log = home.parent / f"{home.name}-run.log"
         home.parent.mkdir(parents=True, exist_ok=True)
         run_env = {**env, "PREFECT_HOME": str(home / "prefect")}
-        r = run_sampled(cmd, log, a.interval, run_env)
+        r = run_sampled(cmd, log, a.interval, run_env, timeout=a.timeout)
         sampler = r["sampler"]
         runs = prefect_runs(home / "prefect")
         tail = log.read_text(errors="replace")[-4000:]
@@ -217,17 +256,19 @@ def main() -> None:
             "data": {"users": users, "items": items, "ratings": a.ratings, "taste": a.taste, "seed": a.seed},
             "generate": gen,
             "command": "python " + shown.replace(str(data), "DIR").replace(str(home), "HOME"),
-            "pipeline": {"rc": r["rc"], "wall_s": round(r["wall_s"], 1), "peak_gb": round(sampler.peak() / GB, 2)},
+            "pipeline": {"rc": r["rc"], "wall_s": round(r["wall_s"], 1), "peak_gb": round(sampler.peak() / GB, 2),
+                         "load": sampler.load(), "timed_out": r["timed_out"]},
+            "log_lines": pipeline_lines(home),
             "steps": steps_table(runs, sampler, a.min_task_s),
             "all_runs": [{**x, "wall_s": round((x["end"] or r["end"]) - x["start"], 2),
                           "peak_gb": round(sampler.peak(x["start"], x["end"] or r["end"]) / GB, 2)} for x in runs],
             "memory_samples": [(round(t - r["start"], 1), round(b / GB, 3)) for t, b in sampler.samples[::4]],
             "output_tail": tail,
         }
-    print(markdown(result))
-    print(tail[-2000:])
     if a.out:
         a.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(markdown(result))
+    print(tail[-2000:])
     if a.md:
         a.md.write_text(markdown(result))
     if r["rc"]:

@@ -109,7 +109,7 @@ FAST_RATING: dict[str, dict] = {
 # every item is an all-pairs scoring, the NN's far dearer than its training). Not tuned for accuracy.
 LARGE_CATALOGUE: dict[str, dict] = {
     "dot_bias": dict(loss="softmax", n_factors=64, n_negatives=256, epochs=2, lr=2e-2, wd=0.0, l2=0.03,
-                     batch_size=16384, popularity_boost=0.25, sparse_grad=True, eval_users=3_000),
+                     batch_size=8192, popularity_boost=0.25, sparse_grad=True, eval_users=3_000),
     "embedding_nn": dict(n_factors=32, layers=[64], dropout=0.1, epochs=2, lr=5e-3, wd=0.1, batch_size=16384,
                          use_side_info=True, sparse_grad=True, eval_users=3_000),
 }
