@@ -31,6 +31,9 @@ class ModelConfig:
     use_side_info: bool = False       # user age/gender/occupation, item genres/year/decade, rating counts
     rating_input: bool = False        # dot_bias, mse: item vectors also encode the item's training ratings
     id_dropout: float = 0.0           # embedding_nn: share of ids replaced by "unknown" so side info learns cold start
+    eval_users: int = 0               # evaluation: ranking metrics on a fixed sample of this many users; 0 = all
+    sparse_grad: bool = False         # id embeddings: sparse gradients + SparseAdam (lazy Adam, no wd; wd then
+                                      # applies to the dense layers), so a step costs the batch's rows, not the tables
     extra: dict = field(default_factory=dict)  # free-form notes, kept with the model
 
     def __post_init__(self):
@@ -96,4 +99,17 @@ FAST_RATING: dict[str, dict] = {
     # 0.8959 / 0.9046, against 0.8995 / 0.9071 for the first-round recipe with side info)
     "dot_bias": dict(DEFAULTS[("dot_bias", "mse")], epochs=5, lr=5e-3, batch_size=1024, rating_input=False),
     "embedding_nn": dict(DEFAULTS[("embedding_nn", "mse")], layers=(100,), lr=5e-3, batch_size=1024),
+}
+
+# Explicit settings for an ML-25M-size catalogue (162k users x 59k items) on a 2-core CPU, passed as
+# `lensflow run --dot-config JSON --nn-config JSON` (bench/bench_scale.py, bench/results/scale.md): the
+# ranking model with shared sampled negatives instead of a full softmax over the catalogue, narrow
+# embeddings with sparse gradients (a step updates the batch's rows, not the 162k x 64 tables), large
+# batches, few epochs, and the ranking metrics on a fixed sample of users (ranking every user against
+# every item is an all-pairs scoring, the NN's far dearer than its training). Not tuned for accuracy.
+LARGE_CATALOGUE: dict[str, dict] = {
+    "dot_bias": dict(loss="softmax", n_factors=64, n_negatives=256, epochs=2, lr=2e-2, wd=0.0, l2=0.03,
+                     batch_size=8192, popularity_boost=0.25, sparse_grad=True, eval_users=3_000),
+    "embedding_nn": dict(n_factors=32, layers=[64], dropout=0.1, epochs=2, lr=5e-3, wd=0.1, batch_size=16384,
+                         use_side_info=True, sparse_grad=True, eval_users=3_000),
 }

@@ -31,16 +31,25 @@ def _index(vocab: np.ndarray, ids) -> np.ndarray:
     return np.where(vocab[pos] == ids, pos + 1, 0)
 
 
+SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (config.sparse_grad)
+
+
 def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
                 item_side_dim: int = 0) -> torch.nn.Module:
     """The module for a config; n_users/n_items include the unknown row 0."""
     if config.kind == "dot_bias":
-        return DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input,
-                              user_side_dim, item_side_dim)
-    us = config.n_factors or emb_size(n_users)
-    its = config.n_factors or emb_size(n_items)
-    return EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
-                       user_side_dim, item_side_dim, config.id_dropout)
+        model = DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input,
+                               user_side_dim, item_side_dim)
+    else:
+        us = config.n_factors or emb_size(n_users)
+        its = config.n_factors or emb_size(n_items)
+        model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
+                            user_side_dim, item_side_dim, config.id_dropout)
+    if config.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
+        for name in SPARSE_EMBEDDINGS:
+            if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):
+                emb.sparse = True
+    return model
 
 
 class Recommender:
@@ -203,6 +212,8 @@ class Recommender:
 
             def score_chunk(a, b):
                 h = m.user_part(u[a:b], None if us is None else us[a:b])[:, None, :] + item_h[None]
+                if isinstance(m.head[0], torch.nn.ReLU):                 # in place: one [c, I, h0] buffer less
+                    return m.head[1:](h.relu_())[..., 0]
                 return m.head(h)[..., 0]                                 # [c, I]
 
             chunk = chunk_size or chunk_rows(n_items, width=item_h.shape[1])

@@ -76,6 +76,20 @@ def mean_loss(model, users, items, ratings, config: ModelConfig, n_items: int) -
     return float(total) / max(1, len(users))
 
 
+def optimizers(model, config: ModelConfig) -> list[torch.optim.Optimizer]:
+    """AdamW over the parameters; embeddings with sparse gradients (config.sparse_grad) get SparseAdam instead."""
+    sparse = [p for mod in model.modules() if isinstance(mod, torch.nn.Embedding) and mod.sparse
+              for p in mod.parameters()]
+    chosen = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in chosen]
+    opts: list[torch.optim.Optimizer] = []
+    if dense:
+        opts.append(torch.optim.AdamW(dense, lr=config.lr, weight_decay=config.wd))
+    if sparse:
+        opts.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+    return opts
+
+
 def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, valid=None,
           log=None) -> list[dict]:
     """Train in place; users/items are model indices (LongTensor [N]) on the model's device.
@@ -88,8 +102,9 @@ def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, va
     n = len(users)
     bs = min(config.batch_size, n)
     steps = math.ceil(n / bs)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.wd)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
+    opts = optimizers(model, config)
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=config.lr, total_steps=config.epochs * steps)
+              for o in opts]
     history = []
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
@@ -99,10 +114,12 @@ def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, va
         for b in range(steps):
             idx = perm[b * bs:(b + 1) * bs]
             loss = batch_loss(model, users[idx], items[idx], ratings[idx], config, n_items, gen)
-            opt.zero_grad(set_to_none=True)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            for opt, sched in zip(opts, scheds):
+                opt.step()
+                sched.step()
             total += loss.detach() * len(idx)
         train_loss = float(total) / n
         valid_loss = mean_loss(model, *valid, config, n_items) if valid is not None else None

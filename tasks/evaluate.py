@@ -115,34 +115,52 @@ def gini(recommended, n_catalogue: int) -> float:
 
 
 # ---- the popularity floor ------------------------------------------------------------------
-def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
+def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, k: int = 10, max_users: int = 0) -> dict[str, float]:
     """`evaluate` of plain most-rated popularity fitted on `train` (tasks.popularity.MostRated).
 
     The floor for promotion: ranking metrics of recommending the most-rated unseen items, rating
-    metrics (rmse, mae) of predicting each item's mean training rating.
+    metrics (rmse, mae) of predicting each item's mean training rating. max_users: as in `evaluate`.
     """
     from tasks.popularity import MostRated
 
-    return evaluate(MostRated(train), train, test, k=k)
+    return evaluate(MostRated(train), train, test, k=k, max_users=max_users)
+
+
+EVAL_SAMPLE_SEED = 0  # one fixed sample of users, whatever the model's seed: every model is ranked on the same users
+
+
+def ranking_users(test: pd.DataFrame, max_users: int = 0) -> np.ndarray:
+    """The sorted test users whose lists the ranking metrics score: all, or a seeded sample of max_users."""
+    users = np.sort(test[c.USER_ID].unique())
+    if 0 < max_users < len(users):
+        pick = np.random.default_rng(EVAL_SAMPLE_SEED).choice(len(users), size=max_users, replace=False)
+        users = users[np.sort(pick)]
+    return users
 
 
 # ---- everything at once ---------------------------------------------------------------------
 def evaluate(recommender, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
-             min_rating: float | None = None) -> dict[str, float]:
+             min_rating: float | None = None, max_users: int = 0) -> dict[str, float]:
     """Rating error on test and top-k quality of recommending test users, training items excluded.
 
     Relevant items of a user: their test items (with rating >= min_rating when given). Catalogue
     for coverage/gini: items in train ∪ test. Returns rmse, mae, precision_at_k, recall_at_k,
     ndcg_at_k, map_at_k, hit_rate_at_k, coverage_at_k, gini_at_k (k in the name, e.g. ndcg_at_10).
+    max_users > 0: the ranking metrics score a fixed seeded sample of that many test users
+    (`ranking_users`; the rating error still uses every test row), for catalogues where ranking every
+    user against every item costs more than the training.
     """
     pred = recommender.predict(test[c.USER_ID].to_numpy(), test[c.ITEM_ID].to_numpy())
     out = {"rmse": rmse(test[c.RATING].to_numpy(), pred), "mae": mae(test[c.RATING].to_numpy(), pred)}
+    n_catalogue = len(np.union1d(train[c.ITEM_ID].unique(), test[c.ITEM_ID].unique()))
+    users = ranking_users(test, max_users)
+    if len(users) < test[c.USER_ID].nunique():
+        test = test[test[c.USER_ID].isin(users)]
+        train = train[train[c.USER_ID].isin(users)]
     rel = test if min_rating is None else test[test[c.RATING] >= min_rating]
-    users = np.sort(test[c.USER_ID].unique())
     groups = rel.groupby(c.USER_ID)[c.ITEM_ID].apply(np.asarray)
     relevant = [groups.get(u, np.empty(0, np.int64)) for u in users]
     recs, _ = recommender.recommend(users, k, exclude=(train[c.USER_ID].to_numpy(), train[c.ITEM_ID].to_numpy()))
-    n_catalogue = len(np.union1d(train[c.ITEM_ID].unique(), test[c.ITEM_ID].unique()))
     out[f"precision_at_{k}"] = precision_at_k(recs, relevant, k)
     out[f"recall_at_{k}"] = recall_at_k(recs, relevant, k)
     out[f"ndcg_at_{k}"] = ndcg_at_k(recs, relevant, k)

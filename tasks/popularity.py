@@ -4,36 +4,40 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
+from models import scoring
 from tasks import contract as c
 
 
 def recommend(popular: pd.Series, users: np.ndarray, ratings: pd.DataFrame, n: int,
-              chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+              chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-n popular items per user with the user's rated items removed: (item_ids[u, n], scores[u, n]).
 
-    Vectorised per chunk of users: a (chunk, n_items) score matrix with rated cells set to -inf, then a
-    stable top-n. Users with fewer than n unrated popular items get -inf padded slots, dropped by callers.
+    `popular` is best first, so a user's list is the first n catalogue positions they have not rated:
+    chunked top-n (models.scoring.topk) of the position order with the rated cells (CSR) excluded, in
+    bounded memory at any catalogue size. Users with fewer than n unrated popular items get -inf
+    padded slots, dropped by callers.
     """
     item_ids = popular.index.to_numpy()
     base = popular.to_numpy(dtype=np.float32)
     users = np.asarray(users)
     n = min(n, len(item_ids))
-    col = pd.Series(np.arange(len(item_ids)), index=item_ids)
-    out_items = np.empty((len(users), n), dtype=item_ids.dtype)
-    out_scores = np.empty((len(users), n), dtype=np.float32)
-    rated = ratings[ratings[c.USER_ID].isin(users) & ratings[c.ITEM_ID].isin(item_ids)]
-    row_of = pd.Series(np.arange(len(users)), index=users)
-    for start in range(0, len(users), chunk):
-        stop = min(start + chunk, len(users))
-        scores = np.broadcast_to(base, (stop - start, len(base))).copy()       # (chunk, n_items)
-        mine = rated[rated[c.USER_ID].isin(users[start:stop])]
-        scores[row_of[mine[c.USER_ID]].to_numpy() - start, col[mine[c.ITEM_ID]].to_numpy()] = -np.inf
-        # base is sorted best-first, so a stable argsort keeps the popularity order among ties.
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :n]                  # (chunk, n)
-        out_items[start:stop] = item_ids[top]
-        out_scores[start:stop] = np.take_along_axis(scores, top, axis=1)
-    return out_items, out_scores
+    by_user = np.argsort(users, kind="stable")
+    sorted_users = users[by_user]
+    by_item = np.argsort(item_ids, kind="stable")
+    sorted_items = item_ids[by_item]
+    ru, ri = ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy()
+    if len(users) == 0 or len(item_ids) == 0:
+        return np.empty((len(users), n), dtype=item_ids.dtype), np.empty((len(users), n), dtype=np.float32)
+    pu = np.clip(np.searchsorted(sorted_users, ru), 0, len(users) - 1)
+    pi = np.clip(np.searchsorted(sorted_items, ri), 0, len(item_ids) - 1)
+    keep = (sorted_users[pu] == ru) & (sorted_items[pi] == ri)
+    rated = scoring.csr_from_pairs(by_user[pu[keep]], by_item[pi[keep]], len(users))
+    order = torch.as_tensor(-np.arange(len(item_ids), dtype=np.float32))   # distinct: no ties to break
+    top, vals = scoring.topk(lambda a, b: order.expand(b - a, -1).clone(), len(users), len(item_ids), n,
+                             exclude=rated, chunk_size=chunk, device="cpu")
+    return item_ids[top], np.where(np.isneginf(vals), -np.inf, base[top]).astype(np.float32)
 
 
 class MostRated:

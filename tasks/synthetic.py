@@ -25,6 +25,8 @@ from tasks import contract as c
 N_FACTORS = 8
 USERS_PER_CHUNK = 20_000
 MAX_DENSITY = 0.5           # at most half of all (user, item) pairs rated, so sampling stays cheap
+EXACT_TASTE_CELLS = 2 ** 25  # taste > 0: exact sampling while a chunk's users x items affinity fits (256 MiB)
+TASTE_OVERSAMPLE = 4        # taste > 0 beyond that: candidates drawn per rating before resampling by taste
 START_TS = 874_724_710      # 1997-09-20, the first ML-100k rating
 END_TS = 893_286_638        # 1998-04-22, the last ML-100k rating
 OCCUPATIONS = (
@@ -110,6 +112,40 @@ def _sample_by_taste(rng, counts, popularity, user_f, item_f, taste: float) -> t
     return np.concatenate(owners).astype(np.int64), np.concatenate(items).astype(np.int64)
 
 
+def _sample_by_taste_resampled(rng, counts, popularity, user_f, item_f, taste: float,
+                               sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Large catalogues: the taste draw of `_sample_by_taste`, approximated without a users x items matrix.
+
+    Each user draws TASTE_OVERSAMPLE x their count of candidates by popularity, repeats dropped, and keeps
+    their count of them by Gumbel top-k on taste·<p_u, q_i>/sd (sampling without replacement ∝ exp of it);
+    a user left short (heavy raters of a skewed catalogue) takes the rest by the exact draw.
+    """
+    n_items = popularity.size
+    cdf = np.cumsum(popularity)
+    cdf /= cdf[-1]
+    draw_u = np.repeat(np.arange(counts.size), np.ceil(counts * TASTE_OVERSAMPLE + 8).astype(np.int64))
+    draw_i = np.searchsorted(cdf, rng.random(draw_u.size), side="right").clip(0, n_items - 1)
+    _, first = np.unique(draw_u * n_items + draw_i, return_index=True)
+    first.sort()
+    u, i = draw_u[first], draw_i[first]
+    key = taste * np.einsum("ij,ij->i", user_f[u], item_f[i]) / sd - np.log(-np.log(rng.random(u.size)))
+    order = np.lexsort((-key, u))
+    u, i = u[order], i[order]
+    keep = _rank_within(u) < counts[u]
+    owners, items = u[keep], i[keep]
+    need = counts - np.bincount(owners, minlength=counts.size)
+    extra_u, extra_i = [owners], [items]
+    for who in np.flatnonzero(need):
+        free = np.setdiff1d(np.arange(n_items), items[owners == who])
+        logits = np.log(popularity[free]) + taste * (item_f[free] @ user_f[who]) / sd
+        p = np.exp(logits - logits.max())
+        extra_i.append(rng.choice(free, size=int(need[who]), replace=False, p=p / p.sum()))
+        extra_u.append(np.full(int(need[who]), who))
+    owners, items = np.concatenate(extra_u).astype(np.int64), np.concatenate(extra_i).astype(np.int64)
+    order = np.argsort(owners, kind="stable")
+    return owners[order], items[order]
+
+
 def _rank_within(groups: np.ndarray) -> np.ndarray:
     """Position of each element inside its run of equal group ids (groups need not be sorted)."""
     order = np.argsort(groups, kind="stable")
@@ -173,6 +209,8 @@ def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0,
 
     taste > 0: users also choose *which* items to rate by their factors (p ∝ popularity·exp(taste·<p_u, q_i>/sd)),
     as real users do, so a model can beat plain popularity at ranking; 0 (default) draws by popularity only.
+    The taste draw is exact while a chunk's users x items fit EXACT_TASTE_CELLS; beyond (ML-25M size) it
+    resamples popularity-drawn candidates by taste (`_sample_by_taste_resampled`), in flat memory.
     """
     if min(n_users, n_items, n_ratings) < 1:
         raise ValueError("n_users, n_items and n_ratings must all be positive")
@@ -195,6 +233,8 @@ def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0,
     start = rng.integers(START_TS, END_TS - 86_400, n_users)
     span = np.minimum(rng.exponential(40 * 86_400, n_users) + 3600, END_TS - start)
 
+    # spread of <p_u, q_i> for the resampled taste draw (the exact one uses its chunk's own)
+    taste_sd = float((user_f[:1000] @ item_f[:2000].T).std()) + 1e-9
     _write_lines(out / "u.item", _items(rng, n_items, item_f))
     _write_lines(out / "u.user", _users(rng, n_users))
     _write_lines(out / "u.genre", [f"{g}|{i}" for i, g in enumerate(c.GENRE_NAMES)] + [""])
@@ -207,8 +247,11 @@ def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0,
         for lo in range(0, n_users, USERS_PER_CHUNK):
             hi = min(lo + USERS_PER_CHUNK, n_users)
             crng = np.random.default_rng([seed, lo])   # per-chunk stream: same output at any chunking order
-            if taste:
+            if taste and (hi - lo) * n_items <= EXACT_TASTE_CELLS:
                 users, items = _sample_by_taste(crng, counts[lo:hi], popularity, user_f[lo:hi], item_f, taste)
+            elif taste:
+                users, items = _sample_by_taste_resampled(crng, counts[lo:hi], popularity, user_f[lo:hi], item_f,
+                                                          taste, taste_sd)
             else:
                 users, items = _sample_items(crng, counts[lo:hi], popularity)
             users += lo
@@ -234,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=1682)
     ap.add_argument("--ratings", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--taste", type=float, default=0.0,
+                    help="> 0: users pick items by their factors too, so a model can beat popularity (default 0)")
     a = ap.parse_args(argv)
-    out = generate(a.out, a.users, a.items, a.ratings, a.seed)
+    out = generate(a.out, a.users, a.items, a.ratings, a.seed, taste=a.taste)
     print(out)
     return 0
 

@@ -146,8 +146,9 @@ def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | 
     t0 = time.perf_counter()
     rec = fit(split.train, config, split.valid, users, movies, device=dev, log=log)
     seen = pd.concat([split.train, split.valid], ignore_index=True)
-    metrics = ev.evaluate(rec, seen, split.test, k=k)
-    valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k) if len(split.valid) else {}
+    metrics = ev.evaluate(rec, seen, split.test, k=k, max_users=config.eval_users)
+    valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k, max_users=config.eval_users) \
+        if len(split.valid) else {}
     return TrainResult(recommender=rec, config=config, metrics=metrics, valid_metrics=valid_metrics,
                        history=rec.history, seconds=time.perf_counter() - t0, device=str(dev),
                        split_id=split.split_id, split_reused=split.reused,
@@ -196,21 +197,26 @@ def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None
     """
     from tasks import registry
 
+    max_users = result.config.eval_users  # the champion and the floor are ranked on the newcomer's users
+
     def rescore(champion) -> dict[str, float]:
         part = split.valid if len(split.valid) else split.test
-        return ev.evaluate(champion, split.train, part, k=k)
+        return ev.evaluate(champion, split.train, part, k=k, max_users=max_users)
 
     tags = {**(run_tags or {}), TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
     return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
                                     metric=metric, rescore=rescore, tags=tags,
-                                    baseline=popularity_floor(split, k))
+                                    baseline=popularity_floor(split, k, max_users))
 
 
-def popularity_floor(split: Split, k: int = 10) -> dict[str, float]:
-    """Plain popularity's metrics on the part promotion compares on (valid, else test): the promotion floor."""
+def popularity_floor(split: Split, k: int = 10, max_users: int = 0) -> dict[str, float]:
+    """Plain popularity's metrics on the part promotion compares on (valid, else test): the promotion floor.
+
+    max_users: the same user sample the model was ranked on (ModelConfig.eval_users; 0 = all users)."""
     if len(split.valid):
-        return ev.baseline_metrics(split.train, split.valid, k=k)
-    return ev.baseline_metrics(pd.concat([split.train, split.valid], ignore_index=True), split.test, k=k)
+        return ev.baseline_metrics(split.train, split.valid, k=k, max_users=max_users)
+    return ev.baseline_metrics(pd.concat([split.train, split.valid], ignore_index=True), split.test, k=k,
+                               max_users=max_users)
 
 
 # --- the serving fit: the evaluated config on every rating ---------------------------------------------

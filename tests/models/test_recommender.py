@@ -289,3 +289,24 @@ def test_dot_side_info_learns_from_features_alone():
     plain = Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", epochs=1, use_side_info=False), device="cpu")
     p = plain.predict([0, 0], [n_items, n_items + 1])
     assert p[0] == p[1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sparse_gradients_train_the_same_model_shape_with_sparse_adam(data, kind, tmp_path):
+    from models.training_loop import optimizers
+
+    (u, i, r), (vu, vi, vr) = data
+    cfg = ModelConfig.for_kind(kind, epochs=8, batch_size=128, lr=1e-2, sparse_grad=True)
+    rec = Recommender.fit(u, i, r, cfg, valid=(vu, vi, vr), device="cpu")
+    opts = optimizers(rec.model, cfg)
+    kinds = {type(o).__name__: sum(p.numel() for g in o.param_groups for p in g["params"]) for o in opts}
+    ids = sum(getattr(rec.model, n).weight.numel() for n in ("user_factors", "item_factors", "user_bias", "item_bias")
+              if hasattr(rec.model, n))
+    assert kinds["SparseAdam"] == ids and sum(kinds.values()) == sum(p.numel() for p in rec.model.parameters())
+    assert rec.history[-1]["valid_loss"] < rec.history[0]["valid_loss"]
+    pred = rec.predict(vu, vi)
+    assert np.mean((pred - vr) ** 2) < 0.9 * np.mean((r.mean() - vr) ** 2)   # learns like the dense model
+    dense = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, epochs=1), device="cpu")
+    assert rec.model.state_dict().keys() == dense.model.state_dict().keys()   # same file layout
+    back = Recommender.load(rec.save(tmp_path / "sparse.pt"))
+    np.testing.assert_array_equal(rec.predict(vu, vi), back.predict(vu, vi))

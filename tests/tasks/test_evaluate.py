@@ -121,3 +121,29 @@ def test_most_rated_popularity_is_the_floor_recommender():
     test = pd.DataFrame({c.USER_ID: [1, 2], c.ITEM_ID: [30, 40], c.RATING: [4.0, 3.0]})
     got = baseline_metrics(train, test, k=2)
     assert got["hit_rate_at_2"] == 1.0 and got["rmse"] == pytest.approx(np.sqrt(((4 - 2) ** 2 + (3 - 4) ** 2) / 2))
+
+
+def test_max_users_ranks_a_fixed_sample_and_keeps_every_rating_for_the_error():
+    rng = np.random.default_rng(1)
+    df = _frame([(u, i, float(rng.integers(1, 6))) for u in range(40) for i in range(30) if rng.random() < 0.4])
+    train, test = df.iloc[::2], df.iloc[1::2]
+    rec = Recommender.fit(*(train[col].to_numpy() for col in (c.USER_ID, c.ITEM_ID, c.RATING)),
+                          ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+    users = ev.ranking_users(test, 10)
+    assert len(users) == 10 and np.all(np.diff(users) > 0) and set(users) <= set(test[c.USER_ID])
+    assert np.array_equal(users, ev.ranking_users(test.sample(frac=1, random_state=3), 10))  # same users every time
+    assert len(ev.ranking_users(test, 0)) == len(ev.ranking_users(test, 1000)) == test[c.USER_ID].nunique()
+    sampled = ev.evaluate(rec, train, test, k=5, max_users=10)
+    mine = test[test[c.USER_ID].isin(users)]
+    by_hand = ev.evaluate(rec, train, mine, k=5)
+    everyone = ev.evaluate(rec, train, test, k=5)
+    # ranking metrics are those of the sampled users; the rating error and the catalogue use every test row
+    for key in ("precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5", "hit_rate_at_5"):
+        assert sampled[key] == pytest.approx(by_hand[key])
+    assert sampled["rmse"] == pytest.approx(everyone["rmse"]) and sampled["mae"] == pytest.approx(everyone["mae"])
+    n_catalogue = len(np.union1d(train[c.ITEM_ID], test[c.ITEM_ID]))
+    recs, _ = rec.recommend(users, 5, exclude=(train[c.USER_ID].to_numpy(), train[c.ITEM_ID].to_numpy()))
+    assert sampled["coverage_at_5"] == pytest.approx(ev.coverage(recs, n_catalogue))
+    # the popularity floor ranks the same users
+    assert ev.baseline_metrics(train, test, k=5, max_users=10)["ndcg_at_5"] == pytest.approx(
+        ev.baseline_metrics(train, mine, k=5)["ndcg_at_5"])

@@ -296,3 +296,18 @@ def test_publish_task_runs_in_a_flow(prefect_api, world, published):
     res = publish_flow()
     assert store.current(world.paths) == res.publication_id != published.publication_id
     assert res.recommendation_rows == 3 * len(world.users)
+
+
+def test_popularity_recommend_in_small_chunks_matches_a_plain_loop():
+    rng = np.random.default_rng(4)
+    ratings = pd.DataFrame({c.USER_ID: rng.integers(1, 30, 400), c.ITEM_ID: rng.integers(1, 25, 400),
+                            c.RATING: rng.integers(1, 6, 400)}).drop_duplicates([c.USER_ID, c.ITEM_ID])
+    score = popularity.bayesian_average(ratings)
+    users = np.array([29, 3, 17, 99, 1])                   # unsorted, one without ratings
+    items, scores = popularity.recommend(score, users, ratings, 10, chunk=2)
+    for row, user in enumerate(users):
+        rated = set(ratings.loc[ratings[c.USER_ID] == user, c.ITEM_ID])
+        expected = [i for i in score.index if i not in rated][:10]
+        got = [i for i, s in zip(items[row], scores[row]) if np.isfinite(s)]
+        assert got == expected
+        np.testing.assert_allclose(scores[row, :len(got)], score[expected].to_numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tasks import contract as c
@@ -67,3 +68,32 @@ def test_cli(tmp_path):
     assert synthetic.main(["--out", str(tmp_path / "cli"), "--users", "30", "--items", "40",
                            "--ratings", "300", "--seed", "2"]) == 0
     assert len(ml.read_sources(tmp_path / "cli").ratings) == 300
+
+
+def _genre_agreement(folder) -> float:
+    """Split-half agreement of users' genre tastes: across users, the correlation of each genre's share of
+    their odd-numbered and even-numbered ratings, averaged over genres (about 0 when items ignore the user)."""
+    t = ml.read_sources(folder)
+    r = t.ratings.reset_index(drop=True)
+    flags = t.movies.set_index(c.ITEM_ID)[list(c.GENRE_COLUMNS)].astype(float)
+    shares = pd.DataFrame(flags.reindex(r[c.ITEM_ID]).to_numpy())
+    half = r.groupby(c.USER_ID).cumcount() % 2
+    a = shares[half.to_numpy() == 0].groupby(r[c.USER_ID][half == 0].to_numpy()).mean()
+    b = shares[half.to_numpy() == 1].groupby(r[c.USER_ID][half == 1].to_numpy()).mean()
+    return float(np.nanmean(a.corrwith(b)))
+
+
+@pytest.mark.parametrize("resampled", [False, True])
+def test_taste_makes_users_choose_by_their_factors(tmp_path, monkeypatch, resampled):
+    if resampled:  # the large-catalogue draw, forced on a small set
+        monkeypatch.setattr(synthetic, "EXACT_TASTE_CELLS", 0)
+    args = dict(n_users=400, n_items=1000, n_ratings=24_000, seed=2)
+    plain = synthetic.generate(tmp_path / "plain", **args)
+    taste = synthetic.generate(tmp_path / "taste", **args, taste=3.0)
+    again = synthetic.generate(tmp_path / "again", **args, taste=3.0)
+    t = ml.read_sources(taste)
+    assert len(t.ratings) == 24_000 and not t.ratings.duplicated([c.USER_ID, c.ITEM_ID]).any()
+    counts = t.ratings.groupby(c.USER_ID).size()
+    assert counts.equals(ml.read_sources(plain).ratings.groupby(c.USER_ID).size())   # same count per user
+    assert (taste / "u.data").read_bytes() == (again / "u.data").read_bytes()           # deterministic
+    assert _genre_agreement(taste) > _genre_agreement(plain) + 0.05   # users' halves agree more on genres

@@ -122,3 +122,25 @@ def test_train_and_evaluate_without_valid_part():
     result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
     assert result.valid_metrics == {} and result.history[0]["valid_loss"] is None
     assert np.isfinite(result.metrics["rmse"])
+
+
+def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
+    from models.config import LARGE_CATALOGUE
+    from tasks import evaluate as ev
+
+    for kind in c.MODEL_KINDS:
+        cfg = tr.pipeline_config(kind, LARGE_CATALOGUE[kind])   # valid as `lensflow run --dot-config/--nn-config`
+        assert cfg.sparse_grad and cfg.eval_users > 0
+    assert tr.pipeline_config(c.MODEL_KIND_DOT, LARGE_CATALOGUE[c.MODEL_KIND_DOT]).n_negatives > 0
+    split = sp.make_split(block_ratings(), sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2, "eval_users": 5})
+    result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
+    users = ev.ranking_users(split.test, 5)
+    mine = split.test[split.test[c.USER_ID].isin(users)]
+    seen = pd.concat([split.train, split.valid], ignore_index=True)
+    assert result.metrics["ndcg_at_5"] == pytest.approx(ev.evaluate(result.recommender, seen, mine, k=5)["ndcg_at_5"])
+    # the promotion floor ranks the same number of users as the model
+    floor = tr.popularity_floor(split, 5, max_users=5)
+    assert floor["ndcg_at_5"] == pytest.approx(
+        ev.baseline_metrics(split.train, split.valid[split.valid[c.USER_ID].isin(ev.ranking_users(split.valid, 5))],
+                            k=5)["ndcg_at_5"])
