@@ -302,7 +302,9 @@ def test_popularity_recommend_in_small_chunks_matches_a_plain_loop():
     rng = np.random.default_rng(4)
     ratings = pd.DataFrame({c.USER_ID: rng.integers(1, 30, 400), c.ITEM_ID: rng.integers(1, 25, 400),
                             c.RATING: rng.integers(1, 6, 400)}).drop_duplicates([c.USER_ID, c.ITEM_ID])
-    score = popularity.bayesian_average(ratings)
+    counts = ratings.groupby(c.ITEM_ID).size().reset_index(name="n")
+    counts = counts.sort_values(["n", c.ITEM_ID], ascending=[False, True])     # best first, as recommend wants
+    score = pd.Series(counts["n"].to_numpy(np.float32), index=counts[c.ITEM_ID].to_numpy())
     users = np.array([29, 3, 17, 99, 1])                   # unsorted, one without ratings
     items, scores = popularity.recommend(score, users, ratings, 10, chunk=2)
     for row, user in enumerate(users):
