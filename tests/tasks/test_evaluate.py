@@ -96,12 +96,19 @@ def test_evaluate_on_hand_made_frames():
     assert strict["precision_at_2"] == pytest.approx(1 / 2)
 
 
-def test_evaluate_runs_on_a_real_recommender():
-    rng = np.random.default_rng(0)
-    df = _frame([(u, i, float(rng.integers(1, 6))) for u in range(20) for i in range(30) if rng.random() < 0.5])
+def _random_fit(seed: int, n_users: int, density: float):
+    """(train, test, a one-epoch dot model on train) from random ratings of 30 items."""
+    rng = np.random.default_rng(seed)
+    df = _frame([(u, i, float(rng.integers(1, 6))) for u in range(n_users) for i in range(30)
+                 if rng.random() < density])
     train, test = df.iloc[::2], df.iloc[1::2]
     rec = Recommender.fit(*(train[col].to_numpy() for col in (c.USER_ID, c.ITEM_ID, c.RATING)),
                           ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+    return train, test, rec
+
+
+def test_evaluate_runs_on_a_real_recommender():
+    train, test, rec = _random_fit(0, 20, 0.5)
     out = ev.evaluate(rec, train, test, k=5)
     assert set(out) == {"rmse", "mae", "precision_at_5", "recall_at_5", "ndcg_at_5", "map_at_5",
                         "hit_rate_at_5", "coverage_at_5", "gini_at_5"}
@@ -124,11 +131,7 @@ def test_most_rated_popularity_is_the_floor_recommender():
 
 
 def test_max_users_ranks_a_fixed_sample_and_keeps_every_rating_for_the_error():
-    rng = np.random.default_rng(1)
-    df = _frame([(u, i, float(rng.integers(1, 6))) for u in range(40) for i in range(30) if rng.random() < 0.4])
-    train, test = df.iloc[::2], df.iloc[1::2]
-    rec = Recommender.fit(*(train[col].to_numpy() for col in (c.USER_ID, c.ITEM_ID, c.RATING)),
-                          ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+    train, test, rec = _random_fit(1, 40, 0.4)
     users = ev.ranking_users(test, 10)
     assert len(users) == 10 and np.all(np.diff(users) > 0) and set(users) <= set(test[c.USER_ID])
     assert np.array_equal(users, ev.ranking_users(test.sample(frac=1, random_state=3), 10))  # same users every time
