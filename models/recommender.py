@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +33,9 @@ def _index(vocab: np.ndarray, ids) -> np.ndarray:
 
 
 SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (config.sparse_grad)
+# parameters with one row per model index (row 0 = unknown), by the vocabulary that indexes them (warm start)
+USER_ROWS = ("user_factors.weight", "user_bias.weight", "item_ratings.weight.weight")
+ITEM_ROWS = ("item_factors.weight", "item_bias.weight")
 
 
 def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
@@ -76,8 +80,14 @@ class Recommender:
     # ---- training -----------------------------------------------------------------------------
     @classmethod
     def fit(cls, users, items, ratings, config: ModelConfig, *, valid=None, user_features=None,
-            item_features=None, device=None, log=None) -> "Recommender":
-        """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss."""
+            item_features=None, device=None, log=None, init: "Recommender | None" = None,
+            epochs: int | None = None, lr: float | None = None) -> "Recommender":
+        """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss.
+
+        init: a fitted Recommender of the same config to start from (its rows by id, other weights as
+        they are); epochs, lr: the schedule's epoch count and peak rate instead of config's (the model
+        keeps config as it is).
+        """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         ratings = np.asarray(ratings, dtype=np.float32)
@@ -96,6 +106,8 @@ class Recommender:
         du, di = _side_dims(side)
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
+        if init is not None:
+            _warm_start(model, init, user_ids, item_ids)
         if getattr(model, "item_ratings", None) is not None:
             model.item_ratings.set_ratings(*_ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
         for part, who, vocab in ((model.user_side, "user", user_ids), (model.item_side, "item", item_ids)):
@@ -115,7 +127,9 @@ class Recommender:
                 keep = _index(item_ids, vi) > 0
                 vu, vi, vr = vu[keep], vi[keep], vr[keep]
             valid_t = tensors(vu, vi, vr) if len(vu) else None
-        rec.history = train(model, *tensors(users, items, ratings), config, n_items=len(item_ids) + 1,
+        schedule = dataclasses.replace(config, epochs=config.epochs if epochs is None else epochs,
+                                       lr=config.lr if lr is None else lr)
+        rec.history = train(model, *tensors(users, items, ratings), schedule, n_items=len(item_ids) + 1,
                             valid=valid_t, log=log)
         return rec
 
@@ -307,6 +321,33 @@ class Recommender:
                                            state["item_ratings.values"])
         model.load_state_dict(state)
         return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], device=device)
+
+
+def _warm_start(model: torch.nn.Module, init: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+    """Copy init's parameters into model: per-id rows by raw id (ids init never saw keep their fresh
+    rows), every other parameter as it is. Buffers (side tables, rating columns) come from the new data."""
+    kind = "dot_bias" if isinstance(model, DotProductBias) else "embedding_nn"
+    if init.config.kind != kind:
+        raise ValueError(f"warm start needs a {kind} model to start from, got a {init.config.kind} one")
+    old = dict(init.model.named_parameters())
+    moves = {}
+    for names, vocab, old_vocab in ((USER_ROWS, user_ids, init.user_ids), (ITEM_ROWS, item_ids, init.item_ids)):
+        new_rows = _index(vocab, old_vocab)                       # [len(old_vocab)] row here, 0 = id gone
+        kept = new_rows > 0
+        moves.update({n: (torch.as_tensor(new_rows[kept]), torch.as_tensor(np.flatnonzero(kept) + 1)) for n in names})
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if (src := old.get(name)) is None:
+                continue
+            src = src.detach().to(p.device)
+            if name in moves and src.shape[1:] == p.shape[1:]:
+                dst_rows, src_rows = moves[name]
+                p[dst_rows.to(p.device)] = src[src_rows.to(p.device)]
+            elif name not in moves and src.shape == p.shape:
+                p.copy_(src)
+            else:
+                raise ValueError(f"warm start: parameter {name} is {tuple(src.shape)} in the model to start from "
+                                 f"but {tuple(p.shape)} here (different side features or embedding widths)")
 
 
 def _ratings_by_item(ui: np.ndarray, ii: np.ndarray, ratings: np.ndarray, n_items: int, device):

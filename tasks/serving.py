@@ -124,7 +124,8 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
         return {"kind": kind, "version": ref.version, "evaluated_version": champ.version,
                 "rows": int(registry.version_tags(paths, kind, ref.version).get(registry.TAG_SERVING_ROWS, 0)),
                 "reused": True, "seconds": 0.0}
-    rec, seconds, dev = training.fit_for_serving(ratings, config, users, movies, device=device)
+    rec, seconds, dev = training.fit_for_serving(ratings, config, users, movies, device=device,
+                                                 evaluated=evaluated)
     ref = registry.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
                                   train=ratings, movies=movies,
                                   tags={training.TAG_SERVING_FINGERPRINT: training.serving_fingerprint(config, data_hash)})

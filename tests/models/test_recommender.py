@@ -310,3 +310,40 @@ def test_sparse_gradients_train_the_same_model_shape_with_sparse_adam(data, kind
     assert rec.model.state_dict().keys() == dense.model.state_dict().keys()   # same file layout
     back = Recommender.load(rec.save(tmp_path / "sparse.pt"))
     np.testing.assert_array_equal(rec.predict(vu, vi), back.predict(vu, vi))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_warm_start_copies_each_id_row_by_id_and_new_ids_start_fresh(data, kind):
+    (u, i, r), _ = data
+    first = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, **FAST), device="cpu")
+    # the serving fit's data: one user and one item the first fit never saw, and user 100's ratings gone
+    keep = u != 100
+    u2, i2, r2 = np.append(u[keep], [999, 999]), np.append(i[keep], [1000, 5000]), np.append(r[keep], [4, 5])
+    still = ModelConfig.for_kind(kind, **{**FAST, "lr": 1e-12})             # a step that changes nothing
+    warm = Recommender.fit(u2, i2, r2, still, device="cpu", init=first, epochs=1)
+    assert len(warm.history) == 1
+    old, new = first.model, warm.model
+    for table, vocab_old, vocab_new, raw in (("user_factors", first.user_ids, warm.user_ids, 150),
+                                             ("item_factors", first.item_ids, warm.item_ids, 1040)):
+        row_old = getattr(old, table).weight[np.searchsorted(vocab_old, raw) + 1]
+        row_new = getattr(new, table).weight[np.searchsorted(vocab_new, raw) + 1]
+        torch.testing.assert_close(row_new, row_old)                       # moved to its new index
+    assert 100 not in warm.user_ids and 999 in warm.user_ids and 5000 in warm.item_ids
+    fresh = new.user_factors.weight[np.searchsorted(warm.user_ids, 999) + 1]
+    assert not any(torch.allclose(fresh, row) for row in old.user_factors.weight[1:])
+    scratch = Recommender.fit(u2, i2, r2, still, device="cpu", epochs=1)
+    assert not np.allclose(warm.predict(u2, i2), scratch.predict(u2, i2))
+
+
+def test_warm_start_refuses_another_kind_or_shape(data):
+    (u, i, r), _ = data
+    dot = Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", **FAST), device="cpu")
+    with pytest.raises(ValueError, match="embedding_nn model to start from"):
+        Recommender.fit(u, i, r, ModelConfig.for_kind("embedding_nn", **FAST), device="cpu", init=dot, epochs=1)
+    with pytest.raises(ValueError, match="user_factors.weight"):
+        Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", **{**FAST, "n_factors": 7}), device="cpu",
+                        init=dot, epochs=1)
+    with pytest.raises(ValueError, match="serving_epochs"):
+        ModelConfig(serving_epochs=-1)
+    with pytest.raises(ValueError, match="fixed n_factors"):
+        ModelConfig(kind="embedding_nn", n_factors=0, serving_epochs=1)

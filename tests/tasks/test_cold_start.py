@@ -125,3 +125,25 @@ def test_scores_match_what_recommend_ranks_with():
     items, scores = model.recommend(np.array([1, 3]), 2)                  # [2, 2]
     got = model.scores(np.array([1, 3]), items.reshape(-1))               # [2, 4]: both users, all four items
     np.testing.assert_allclose(np.stack([got[0, :2], got[1, 2:]]), scores, rtol=1e-5)
+
+
+def test_metadata_similarity_is_genre_cosine_times_year_closeness():
+    cat = movies({1: ("Drama", "Comedy"), 2: ("Drama",), 3: ("Comedy",), 4: ("Drama",)},
+                 {1: 1990, 2: 2000, 3: 1990, 4: None})
+    ids, genres, years = item_similarity._movie_meta(cat)
+    sim = item_similarity.metadata_similarity(genres, years, np.array([0, 3]))
+    half = 1 / np.sqrt(2)
+    expected = [[1.0, half * np.exp(-1.0), half, half * item_similarity.UNKNOWN_YEAR],
+                [half * item_similarity.UNKNOWN_YEAR, item_similarity.UNKNOWN_YEAR, 0.0, item_similarity.UNKNOWN_YEAR]]
+    np.testing.assert_allclose(sim, expected, rtol=1e-6)
+
+
+def test_similar_items_do_not_depend_on_how_the_catalogue_is_blocked(monkeypatch):
+    rng = np.random.default_rng(0)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(1, 40, 600), rng.integers(1, 60, 600))})
+    cat = movies({i: (c.GENRE_NAMES[i % 5],) for i in range(1, 61)}, {i: 1980 + i % 20 for i in range(1, 61)})
+    whole = item_similarity.similar_items(ratings(pairs), cat, k=5)
+    monkeypatch.setattr(item_similarity, "_BLOCK_CELLS", 7 * 60)       # 7 items a block, on several threads
+    blocked = item_similarity.similar_items(ratings(pairs), cat, k=5)
+    pd.testing.assert_frame_equal(whole, blocked)
+    assert set(whole[c.SOURCE]) == {c.SIMILARITY_FROM_RATINGS, c.SIMILARITY_FROM_METADATA}

@@ -91,6 +91,29 @@ def test_fit_learns_the_tiny_structure():
     assert len(rec.history) == 30 and rec.history[0]["valid_loss"] is None
 
 
+def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
+    ratings = block_ratings()
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 30, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
+                                              "wd": 0.0, "serving_epochs": 2})
+    with pytest.raises(ValueError, match="needs the evaluated model"):
+        tr.fit_for_serving(ratings, cfg, device="cpu")
+    evaluated = tr.fit(ratings, cfg, device="cpu")
+    served, _, dev = tr.fit_for_serving(ratings, cfg, device="cpu", evaluated=evaluated)
+    assert len(served.history) == 2 and dev == "cpu" and served.config == cfg
+    users, items = ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy()
+    y = ratings[c.RATING].to_numpy(np.float64)
+
+    def rmse(rec):
+        return np.sqrt(np.mean((rec.predict(users, items) - y) ** 2))
+
+    # two epochs from the evaluated weights keep what its 30 epochs learnt; two from scratch do not
+    two_from_scratch = tr.fit(ratings, tr.model_config(c.MODEL_KIND_DOT, {**cfg.to_dict(), "epochs": 2}), device="cpu")
+    assert rmse(served) < 0.5 * np.sqrt(np.mean((y - y.mean()) ** 2)) and rmse(served) < rmse(two_from_scratch)
+    refit, _, _ = tr.fit_for_serving(ratings, tr.model_config(c.MODEL_KIND_DOT, {**cfg.to_dict(), "serving_epochs": 0}),
+                                     device="cpu")
+    assert len(refit.history) == 30
+
+
 def test_fit_passes_side_features_to_the_embedding_nn():
     ratings = block_ratings(n_users=3, n_items=3)
     cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 1, "use_side_info": True})
