@@ -118,7 +118,8 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
         raise LookupError(f"no champion of {kind} to refit for serving")
     evaluated, _ = registry.load_for_scoring(paths, kind, champ.version, device="cpu")
     config = evaluated.config
-    found = training.find_serving_fit(paths, config, data_hash)
+    start_from = champ.run_id if config.serving_epochs else None   # a continued fit depends on the champion too
+    found = training.find_serving_fit(paths, config, data_hash, start_from)
     if found is not None:
         ref = registry.use_for_serving(paths, kind, found.version, champ)
         return {"kind": kind, "version": ref.version, "evaluated_version": champ.version,
@@ -128,6 +129,7 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
                                                  evaluated=evaluated)
     ref = registry.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
                                   train=ratings, movies=movies,
-                                  tags={training.TAG_SERVING_FINGERPRINT: training.serving_fingerprint(config, data_hash)})
+                                  tags={training.TAG_SERVING_FINGERPRINT: training.serving_fingerprint(
+                                      config, data_hash, start_from=start_from)})
     return {"kind": kind, "version": ref.version, "evaluated_version": champ.version, "rows": len(ratings),
             "reused": False, "seconds": seconds}

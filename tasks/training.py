@@ -226,22 +226,28 @@ def popularity_floor(split: Split, k: int = 10, max_users: int = 0) -> dict[str,
 TAG_SERVING_FINGERPRINT = "serving_fingerprint"  # run tag: hash of kind, config, data, code and 'serving'
 
 
-def serving_fingerprint(config: ModelConfig, data_hash: str, code_version: str | None = None) -> str:
-    """Id of a serving fit's inputs (config, all ratings of data_hash, code): equal ones give the same model."""
+def serving_fingerprint(config: ModelConfig, data_hash: str, code_version: str | None = None,
+                        start_from: str | None = None) -> str:
+    """Id of a serving fit's inputs (config, all ratings of data_hash, code, and with config.serving_epochs the
+    MLflow run id of the model it continues): equal ones give the same model."""
     if code_version is None:
         from tasks.tracking import code_version as current_code
 
         code_version = current_code()
     payload = {"config": config.to_dict(), "data_hash": data_hash, "code": code_version, "fit": "serving"}
+    if config.serving_epochs:
+        if start_from is None:
+            raise ValueError("a warm-started serving fit (config.serving_epochs > 0) is identified by the run it continues")
+        payload["start_from"] = start_from
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def find_serving_fit(paths, config: ModelConfig, data_hash: str):
+def find_serving_fit(paths, config: ModelConfig, data_hash: str, start_from: str | None = None):
     """The registered ModelRef of an identical earlier serving fit, or None."""
     from tasks import registry
 
-    return registry.find_by_tag(paths, config.kind, TAG_SERVING_FINGERPRINT, serving_fingerprint(config, data_hash),
-                                decided=False)
+    return registry.find_by_tag(paths, config.kind, TAG_SERVING_FINGERPRINT,
+                                serving_fingerprint(config, data_hash, start_from=start_from), decided=False)
 
 
 # A warm-started serving fit trains at this share of the config's peak learning rate. Measured at ML-25M size

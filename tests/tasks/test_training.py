@@ -167,3 +167,13 @@ def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
     assert floor["ndcg_at_5"] == pytest.approx(
         ev.baseline_metrics(split.train, split.valid[split.valid[c.USER_ID].isin(ev.ranking_users(split.valid, 5))],
                             k=5)["ndcg_at_5"])
+
+
+def test_a_continued_serving_fit_is_identified_by_the_run_it_continues():
+    plain = tr.model_config(c.MODEL_KIND_DOT, {})
+    assert tr.serving_fingerprint(plain, "d", "code") == tr.serving_fingerprint(plain, "d", "code", start_from="r1")
+    warm = tr.model_config(c.MODEL_KIND_DOT, {"serving_epochs": 1})
+    with pytest.raises(ValueError, match="the run it continues"):
+        tr.serving_fingerprint(warm, "d", "code")
+    assert tr.serving_fingerprint(warm, "d", "code", start_from="r1") != tr.serving_fingerprint(
+        warm, "d", "code", start_from="r2")
