@@ -128,7 +128,7 @@ TABLE_CHECKS: dict[str, tuple[Check, ...]] = {
         unique(c.SIMILAR_ITEMS, c.ITEM_ID, c.RANK),
         dense_ranks(c.SIMILAR_ITEMS, c.ITEM_ID),
         sorted_by_rank(c.SIMILAR_ITEMS, c.ITEM_ID, c.SIMILARITY),
-        in_range(c.SIMILAR_ITEMS, c.SIMILARITY, -1.0001, 1.0001),   # a cosine, with float slack
+        in_range(c.SIMILAR_ITEMS, c.SIMILARITY, -1.0001, 1.0001),   # a similarity, with float slack
         not_self(c.SIMILAR_ITEMS, c.ITEM_ID, c.SIMILAR_ITEM_ID),
         accepted_values(c.SIMILAR_ITEMS, c.SOURCE, c.SIMILARITY_SOURCES),
         known_ids(c.SIMILAR_ITEMS, c.ITEM_ID, c.MOVIES, when=AT_PUBLISH),

@@ -1,15 +1,19 @@
 """Similar items for every catalogue item: earned by co-ratings where enough users rated both, else metadata.
 
 A pair (i, j) co-rated by at least MIN_CO_RATERS users scores
-    (1 - MODEL_WEIGHT) * user-normalised cosine(i, j) + MODEL_WEIGHT * cosine(model vector i, model vector j)
-with source 'ratings'. The user-normalised cosine counts each rater of both items with weight 1/(their number
-of ratings), so a heavy rater who rated 700 movies does not make all of them look alike; the minimum support
-keeps two rare items rated by the same one or two people out of each other's lists (their cosine would be
-1.0 on no evidence). Every other pair scores METADATA_WEIGHT * metadata similarity (genre cosine times
+    (1 - MODEL_WEIGHT) * co-rating similarity(i -> j) + MODEL_WEIGHT * cosine(model vector i, model vector j)
+with source 'ratings'. The co-rating similarity is G_ij / (G_ii^ASYMMETRY * G_jj^(1 - ASYMMETRY)), where G_ij
+counts the users who rated both items, each with weight 1/(their number of ratings): a heavy rater who rated
+700 movies does not make all of them look alike. ASYMMETRY = 0.5 would be the cosine and 1 the share of i's
+raters who also rated j; in between, a neighbour many people rated ranks a little higher than under the
+cosine (what users of i went on to rate), and the value stays within [0, 1]. The minimum support keeps two
+rare items rated by the same one or two people out of each other's lists (their similarity would be 1.0 on no
+evidence). Every other pair scores METADATA_WEIGHT * metadata similarity (genre cosine times
 exp(-|year gap| / YEAR_SCALE)) with source 'metadata', so an item without ratings (a new release) still gets
 neighbours, and an item with few co-raters has its list filled after the rated neighbours.
 Measured (bench/results/published_quality.md, item-kNN from the published table against plain cosine
-co-occurrence): the settings were chosen on holdout seeds 10-11 and reported on 0-2.
+co-occurrence): the settings were chosen on random holdout seeds 10-11 and temporal cutoffs 0.70 and 0.75
+(bench/bench_similar_rule.py), and reported on seeds 0-2 and the 0.80 cutoff.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tasks import contract as c
 from tasks.training import release_year
 
 MIN_CO_RATERS = 3        # a ratings neighbour needs at least this many users who rated both items
+ASYMMETRY = 0.7          # power of the item's own rater norm in the co-rating similarity (0.5: cosine)
 MODEL_WEIGHT = 0.1       # share of the model's item-vector cosine in a ratings neighbour's similarity
 METADATA_WEIGHT = 0.01   # a metadata match counts as a cosine of at most this much
 YEAR_SCALE = 10.0        # years: the metadata similarity halves at about 7 years apart
@@ -112,7 +117,8 @@ def similar_items(ratings: pd.DataFrame, movies: pd.DataFrame, k: int = 20,
     def block_top(rows):
         co_raters = (by_item[rows] @ binary).toarray()                                    # [r, n]
         rated = (normalised_by_item[rows] @ normalised).toarray()
-        rated /= np.maximum(np.outer(norms[rows], norms), 1e-12)                           # cosine
+        # norms are sqrt(G_ii): divide by G_ii^ASYMMETRY * G_jj^(1 - ASYMMETRY)
+        rated /= np.maximum(np.outer(norms[rows] ** (2 * ASYMMETRY), norms ** (2 - 2 * ASYMMETRY)), 1e-12)
         rated *= 1 - MODEL_WEIGHT
         if unit is not None:
             rated += MODEL_WEIGHT * (unit[rows] @ unit.T)

@@ -94,6 +94,29 @@ def test_heavy_raters_count_less_in_the_co_rating_cosine():
     assert sims[(sims[c.ITEM_ID] == 1) & (sims[c.RANK] == 1)][c.SIMILAR_ITEM_ID].item() == 2
 
 
+def test_co_rating_similarity_leans_towards_the_neighbour_more_people_went_on_to_rate():
+    # X = 1 is rated by users 1-5. Q = 2 by users 1-3 only; P = 3 by users 1-5 and seven more. The cosine
+    # would rank Q first (0.71 against 0.47); with ASYMMETRY 0.7 the similarity from X ranks P first
+    pairs = [(u, i) for u in (1, 2, 3) for i in (1, 2, 3)] + [(u, i) for u in (4, 5) for i in (1, 3)]
+    pairs += [(u, 3) for u in range(6, 13)]
+    cat = movies({i: ("Drama",) for i in (1, 2, 3)}, {})
+    sims = item_similarity.similar_items(ratings(pairs), cat, k=2)
+    got = sims.set_index([c.ITEM_ID, c.SIMILAR_ITEM_ID])[c.SIMILARITY]
+    # the definition, by hand: each rater weighted 1 / their number of ratings
+    X = np.zeros((13, 4))
+    for u, i in pairs:
+        X[u, i] = 1
+    G = (X / np.maximum(X.sum(1), 1)[:, None]).T @ X
+    a, share = item_similarity.ASYMMETRY, 1 - item_similarity.MODEL_WEIGHT
+    for i, j in ((1, 2), (1, 3), (2, 1), (3, 1)):
+        expected = share * G[i, j] / (G[i, i] ** a * G[j, j] ** (1 - a))
+        np.testing.assert_allclose(got[(i, j)], expected, rtol=1e-5)
+    first = sims[sims[c.RANK] == 1].set_index(c.ITEM_ID)[c.SIMILAR_ITEM_ID]
+    assert first[1] == 3
+    assert got[(1, 3)] > got[(3, 1)]              # not symmetric: from a rare item to a popular one is higher
+    assert sims[c.SIMILARITY].between(0, 1).all()
+
+
 def test_an_unrated_item_enters_the_lists_its_metadata_earns():
     from models.config import ModelConfig
     from models.recommender import Recommender
