@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_published_quality import DEFAULT_DATA, holdout  # noqa: E402
+from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
 from models.config import ModelConfig  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
@@ -134,12 +134,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    if not (a.data / "u.data").is_file():
-        print(f"bench_ease_gap: {a.data / 'u.data'} not found (the real MovieLens 100k is needed)", file=sys.stderr)
-        return 2
-    if any(s < 10 for s in a.seeds):
-        print("bench_ease_gap: seeds below 10 are the report seeds of bench_published_quality.py; tune on 10+",
-              file=sys.stderr)
+    refused = tuning_inputs_refused("bench_ease_gap", a.data, a.seeds)
+    if refused:
+        print(refused, file=sys.stderr)
         return 2
     torch.set_num_threads(a.threads)
     ratings = pd.read_csv(a.data / "u.data", sep="\t", names=["u", "i", "r", "t"])

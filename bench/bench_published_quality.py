@@ -47,6 +47,16 @@ from tasks import evaluate as ev  # noqa: E402
 from tasks.popularity import MostRated  # noqa: E402
 
 
+def tuning_inputs_refused(script: str, data: Path, seeds) -> str | None:
+    """Why a tuning script cannot run on (data, seeds), in one line, or None: the real u.data is needed,
+    and seeds below 10 are this script's report seeds (settings are chosen on other holdouts)."""
+    if not (data / "u.data").is_file():
+        return f"{script}: {data / 'u.data'} not found (the real MovieLens 100k is needed)"
+    if any(s < 10 for s in seeds):
+        return f"{script}: seeds below 10 are the report seeds of bench_published_quality.py; tune on 10+"
+    return None
+
+
 def holdout(ratings: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, held out): a random `share` of each user's ratings held out (at least one kept)."""
     rng = np.random.default_rng(seed)

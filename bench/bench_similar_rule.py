@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_published_quality import DEFAULT_DATA, holdout  # noqa: E402
+from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from tasks import evaluate as ev  # noqa: E402
 
 ALPHAS = (0.0, 0.5, 0.75, 1.0)              # rater weight 1 / n_u^α
@@ -91,12 +91,12 @@ def main() -> int:
     ap.add_argument("--cutoffs", type=float, nargs="*", default=[0.7, 0.75])
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    if not (a.data / "u.data").is_file():
-        print(f"bench_similar_rule: {a.data / 'u.data'} not found (the real MovieLens 100k is needed)", file=sys.stderr)
+    refused = tuning_inputs_refused("bench_similar_rule", a.data, a.seeds)
+    if refused:
+        print(refused, file=sys.stderr)
         return 2
-    if any(s < 10 for s in a.seeds):
-        print("bench_similar_rule: seeds below 10 are the report seeds of bench_published_quality.py; tune on 10+",
-              file=sys.stderr)
+    if not a.seeds and not a.cutoffs:
+        print("bench_similar_rule: no holdout to judge on: give --seeds, --cutoffs or both", file=sys.stderr)
         return 2
     if any(not 0 < q < 1 for q in a.cutoffs):
         print("bench_similar_rule: a cutoff is a quantile of the rating times, strictly between 0 and 1",
