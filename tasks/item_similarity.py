@@ -113,12 +113,13 @@ def similar_items(ratings: pd.DataFrame, movies: pd.DataFrame, k: int = 20,
     k = min(k, n - 1)
     by_item, binary, normalised_by_item, normalised = (binary.T.tocsr(), binary.tocsr(),
                                                        normalised.T.tocsr(), normalised.tocsr())
+    # norms are sqrt(G_ii): the co-rating similarity divides by G_ii^ASYMMETRY * G_jj^(1 - ASYMMETRY)
+    own, other = norms ** (2 * ASYMMETRY), norms ** (2 - 2 * ASYMMETRY)
 
     def block_top(rows):
         co_raters = (by_item[rows] @ binary).toarray()                                    # [r, n]
         rated = (normalised_by_item[rows] @ normalised).toarray()
-        # norms are sqrt(G_ii): divide by G_ii^ASYMMETRY * G_jj^(1 - ASYMMETRY)
-        rated /= np.maximum(np.outer(norms[rows] ** (2 * ASYMMETRY), norms ** (2 - 2 * ASYMMETRY)), 1e-12)
+        rated /= np.maximum(np.outer(own[rows], other), 1e-12)                            # [r, n] similarity
         rated *= 1 - MODEL_WEIGHT
         if unit is not None:
             rated += MODEL_WEIGHT * (unit[rows] @ unit.T)
