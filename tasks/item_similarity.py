@@ -31,7 +31,7 @@ from tasks.training import release_year
 MIN_CO_RATERS = 3        # a ratings neighbour needs at least this many users who rated both items
 ASYMMETRY = 0.7          # power of the item's own rater norm in the co-rating similarity (0.5: cosine)
 MODEL_WEIGHT = 0.1       # share of the model's item-vector cosine in a ratings neighbour's similarity
-METADATA_WEIGHT = 0.01   # a metadata match counts as a cosine of at most this much
+METADATA_WEIGHT = 0.01   # a metadata match counts as a similarity of at most this much
 YEAR_SCALE = 10.0        # years: the metadata similarity halves at about 7 years apart
 UNKNOWN_YEAR = 0.5       # year factor when either release year is unknown
 _BLOCK_CELLS = 1 << 24   # items-by-catalogue floats computed at once (64 MiB per matrix)

@@ -85,7 +85,7 @@ def test_similar_items_need_enough_co_raters_and_every_item_gets_neighbours():
     assert (sims.groupby(c.ITEM_ID)[c.SIMILARITY].diff().dropna() <= 0).all()
 
 
-def test_heavy_raters_count_less_in_the_co_rating_cosine():
+def test_heavy_raters_count_less_in_the_co_rating_similarity():
     # item 1 and 2: three light users rated both; item 1 and 3: three users who rated everything
     light = [(u, i) for u in (1, 2, 3) for i in (1, 2)]
     heavy = [(u, i) for u in (4, 5, 6) for i in range(1, 13) if i != 2]
