@@ -14,11 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.workers.process import ProcessWorker
 
 from tasks import contract as c
 from tasks import registry
@@ -51,6 +53,15 @@ def _api(url: str, path: str, body: dict | None = None):
                                  headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def _scheduled_runs(api: str, deployment_id: str, wait_s: float = 60) -> list[dict]:
+    """The deployment's flow runs in state SCHEDULED, once the server's scheduler has made some (or [])."""
+    query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+    deadline = time.monotonic() + wait_s
+    while not (runs := _api(api, "/flow_runs/filter", query)) and time.monotonic() < deadline:
+        time.sleep(2)
+    return runs
 
 
 @pytest.mark.slow
@@ -108,8 +119,14 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
         mlflow = start(registry.server_command(server_store, mlflow_port), "mlflow-server.log")
         wait_healthy(f"{api}/health", server)
         wait_healthy(f"{tracking_uri}/health", mlflow)
+        # The pools as `prefect work-pool create NAME --type process` makes them (the process worker's default
+        # job template), through the API: each CLI call would cost a Prefect import, ~9 s here.
+        template = ProcessWorker.get_default_base_job_template()
         for pool in ("cpu", "gpu"):
-            prefect("work-pool", "create", pool, "--type", "process")
+            _api(api, "/work_pools/", {"name": pool, "type": "process", "base_job_template": template})
+        # The workers start while the deployments are made: each is a process start of its own.
+        start([str(BIN / "prefect"), "worker", "start", "--pool", "cpu"], "worker-cpu.log", "cpu-host")
+        start([str(BIN / "prefect"), "worker", "start", "--pool", "gpu"], "worker-gpu.log", "gpu-host")
         # This CPU machine stands in for the GPU host: the `gpu` pool's LENSFLOW_DEVICE=cuda would (rightly)
         # refuse to train here, so the deployed copy asks for `auto`; everything else is the shipped file.
         checkout = hosts["cpu-host"][0]
@@ -118,10 +135,14 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
         (tmp_path / "prefect.yaml").write_text(shipped.replace("LENSFLOW_DEVICE: cuda", "LENSFLOW_DEVICE: auto"))
         deployed = prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(tmp_path / "prefect.yaml"))
         assert "pipeline/daily" in deployed and "train/gpu" in deployed
-        start([str(BIN / "prefect"), "worker", "start", "--pool", "cpu"], "worker-cpu.log", "cpu-host")
-        start([str(BIN / "prefect"), "worker", "start", "--pool", "gpu"], "worker-gpu.log", "gpu-host")
 
         pipeline_run = run_pipeline()
+        # The daily schedule from the shipped file is on the server: its next runs are scheduled, at 03:00 UTC.
+        daily = _api(api, "/deployments/name/pipeline/daily")
+        assert [(s["schedule"]["cron"], s["active"]) for s in daily["schedules"]] == [("0 3 * * *", True)]
+        scheduled = _scheduled_runs(api, daily["id"])
+        assert scheduled and all(r["expected_start_time"][11:19] == "03:00:00" for r in scheduled), \
+            (scheduled, (tmp_path / "prefect-server.log").read_text()[-3000:])
         train_dep = _api(api, "/deployments/name/train/gpu")
         # No path of the deploying machine is stored: the pull step is resolved on each worker's host.
         assert train_dep["pull_steps"] == [{"flows.checkout.use_checkout": {}}]
