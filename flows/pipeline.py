@@ -1,4 +1,4 @@
-"""The whole pipeline: ingest -> split -> train both kinds concurrently -> register -> serving fit -> publish.
+"""The whole pipeline: ingest -> split (once) -> train both kinds concurrently -> register -> serving fit -> publish.
 
 Evaluate, then serve: models are chosen on the split; then each champion the publication uses is
 refitted on every rating (its own registered version under the `serving` alias) and published from.
@@ -36,14 +36,14 @@ TRAIN_DEPLOYMENT = "train/gpu"
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)
-def train_local(kind: str, split: SplitSpec, config: dict | None, home: str | None, metric: str,
+def train_local(kind: str, split_id: str, config: dict | None, home: str | None, metric: str,
                 force: bool) -> dict:
     """Train one kind in this process (a nested flow run, so it shows as its own run in the UI)."""
-    return train(kind=kind, split=split, config=config, home=home, promotion_metric=metric, force=force)
+    return train(kind=kind, split=split_id, config=config, home=home, promotion_metric=metric, force=force)
 
 
 @task(name="train-on-pool", task_run_name="train-{kind}-deployment", cache_policy=NO_CACHE)
-def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | None, metric: str,
+def train_on_pool(kind: str, split_id: str, config: dict | None, home: str | None, metric: str,
                   force: bool, timeout_s: float = 6 * 3600) -> dict:
     """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry.
 
@@ -52,7 +52,7 @@ def train_on_pool(kind: str, split: SplitSpec, config: dict | None, home: str | 
     run started here, and its data hash must be this pipeline's, or the two read different data locations.
     """
     run = run_deployment(TRAIN_DEPLOYMENT, timeout=timeout_s, poll_interval=2, parameters={
-        "kind": kind, "split": split, "config": config, "home": home, "promotion_metric": metric, "force": force})
+        "kind": kind, "split": split_id, "config": config, "home": home, "promotion_metric": metric, "force": force})
     if not (run.state and run.state.is_completed()):
         raise RuntimeError(f"training deployment run {run.name} for {kind} ended {run.state.type if run.state else '?'}")
     paths = resolve_paths(home)
@@ -95,12 +95,15 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     ingested = ingest(source=source, home=home)
     update_progress_artifact(progress, 20.0)
 
+    paths = resolve_paths(home)
+    made = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH])
+
     runner = train_on_pool if train_on == "deployment" else train_local
-    futures = [runner.submit(kind, split, configs.get(kind), home, promotion_metric, force) for kind in kinds]
+    futures = [runner.submit(kind, made[c.SPLIT_ID], configs.get(kind), home, promotion_metric, force)
+               for kind in kinds]
     trained = [f.result() for f in futures]
     update_progress_artifact(progress, 65.0)
 
-    paths = resolve_paths(home)
     served = []
     needed = steps.serving_kinds(paths, kinds, promotion_metric)
     if needed:
@@ -114,7 +117,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
                         dask_address=address)
     update_progress_artifact(progress, 100.0)
 
-    summary = {"ingest": ingested, "models": trained, "serving": served, "publication": published,
+    summary = {"ingest": ingested, "split": made, "models": trained, "serving": served, "publication": published,
                "warehouse": str(paths.warehouse)}
     publish_run_artifacts(summary, paths.mlflow_tracking_uri)
     for line in report.run_lines(summary):

@@ -19,6 +19,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
+from tasks import contract as c
 from tasks import acquire, durable, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
 from tasks import publish as publishing
 from tasks import warehouse
@@ -55,6 +56,19 @@ def _split_logged(paths, ratings, spec, data_hash) -> split.Split:
     get_run_logger().info("split %s %s: %s", chosen.split_id, "reused" if chosen.reused else "created",
                           chosen.counts())
     return chosen
+
+
+def _split_once(paths, spec, data_hash) -> dict:
+    """The pipeline's split, made before its trainings so they load it by id instead of each making it.
+
+    Returns its id and whether it was already stored; the live ratings are read only when it was not.
+    """
+    sid = split.split_id(spec, data_hash)
+    if split.is_stored(paths, sid):
+        get_run_logger().info("split %s reused", sid)
+        return {c.SPLIT_ID: sid, "reused": True}
+    chosen = _split_logged(paths, lake.read(paths, c.RATINGS), spec, data_hash)
+    return {c.SPLIT_ID: chosen.split_id, "reused": chosen.reused, **chosen.counts()}
 
 
 def source_label(source) -> str:
@@ -151,6 +165,8 @@ promote_lake = step(warehouse.publish_snapshot, "promote-lake-and-rebuild-wareho
 # --- train ------------------------------------------------------------------------------------------
 model_config = step(training.pipeline_config, "resolve-model-config", "config-{kind}")
 make_or_reuse_split = step(_split_logged, "split-ratings", "split-{spec.strategy}-seed{spec.seed}")
+split_for_trainings = step(_split_once, "split-for-trainings", "split-{spec.strategy}-seed{spec.seed}", retries=2,
+                          retry_delay_seconds=1, retry_condition_fn=_transient)
 load_split = step(split.load, "load-stored-split", "load-split-{sid}")
 set_current_split = step(split.set_current, "set-current-split", "current-split-{sid}")
 find_trained = step(training.find_trained, "find-identical-training", "find-trained-{config.kind}")

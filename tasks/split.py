@@ -345,10 +345,15 @@ def load(paths: Paths, sid: str) -> Split:
                  data_hash=meta[c.DATA_HASH], created_at=meta[c.CREATED_AT], path=folder, reused=True)
 
 
+def is_stored(paths: Paths, sid: str) -> bool:
+    """True when the split `sid` is completely stored (its manifest is written last)."""
+    return (paths.splits / sid / SPLIT_FILE).is_file()
+
+
 def get_or_create(paths: Paths, ratings: pd.DataFrame, spec: SplitSpec, data_hash: str) -> Split:
     """The stored split for (spec, data_hash) if there is one (`reused=True`), else make and store it."""
     sid = split_id(spec, data_hash)
-    if (paths.splits / sid / SPLIT_FILE).is_file():
+    if is_stored(paths, sid):
         return load(paths, sid)
     split = make_split(ratings, spec, data_hash)
     store(paths, split, data_hash)

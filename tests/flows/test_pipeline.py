@@ -9,7 +9,7 @@ import pytest
 
 from tasks import contract as c
 from tasks import publications as store
-from tasks import lake, registry, synthetic, warehouse
+from tasks import lake, registry, split, synthetic, warehouse
 from tasks.split import SplitSpec
 
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
@@ -169,6 +169,11 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     record = json.loads((home.publications / pid / store.RECORD_FILE).read_text())
     assert record[c.DATA_HASH] == first["ingest"]["data_hash"]
     assert record[c.SPLIT_ID] == first["models"][0]["split_id"]
+    # the split was made once, before the trainings, which loaded it by id instead of each making it
+    assert first["split"]["reused"] is False and first["split"][c.PART_TRAIN] > 0
+    assert {m["split_id"] for m in first["models"]} == {first["split"][c.SPLIT_ID]}
+    assert all(m["split_reused"] for m in first["models"]), first["models"]
+    assert split.stored_ids(home) == [first["split"][c.SPLIT_ID]]
     served = {(m["name"], m["version"]) for m in publication["models"]}
     assert (record[c.MODEL_NAME], record[c.MODEL_VERSION]) in served
     # the publication names the serving fit and the evaluated version that justified it
@@ -187,6 +192,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     second = _run(home, synthetic_taste, dot_config=BEATS_POPULARITY)
     assert second["ingest"]["noop"] is True
     assert all(m["reused"] and m["split_reused"] for m in second["models"]), second["models"]
+    assert second["split"] == {c.SPLIT_ID: first["split"][c.SPLIT_ID], "reused": True}
     assert [(f["version"], f["reused"]) for f in second["serving"]] == [(fit["version"], True)]
     assert [m["version"] for m in second["models"]] == [m["version"] for m in first["models"]]
     assert second["publication"] == {**second["publication"], "skipped": True, "publication_id": pid}
