@@ -6,8 +6,10 @@ Imports are lazy so `lensflow --help` is instant and `--home` is applied before 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import signal
 import sys
 
@@ -49,6 +51,29 @@ def one_line(exc: BaseException) -> str:
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line like every other user error (the usage is a `--help` away); exit 2."""
+
+    def error(self, message: str):
+        near = []
+        if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            near = difflib.get_close_matches(m[1], re.findall(r"'([^']*)'", m[2]), 1)
+        elif m := re.match(r"unrecognized arguments: (--?[\w-]+)", message):
+            near = difflib.get_close_matches(m[1].lstrip("-"), self._options(), 1)
+            near = [f"--{o}" for o in near]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        self.exit(2, f"lensflow: {' '.join(message.split())}{hint} (`{self.prog} --help` lists the options)\n")
+
+    def _options(self) -> set[str]:
+        """Every long option name (without --) of this parser and the subcommands below it."""
+        names = set()
+        for action in self._actions:
+            names |= {o[2:] for o in action.option_strings if o.startswith("--")}
+            subcommands = action.choices.values() if isinstance(action.choices, dict) else ()
+            names |= {o for sub in subcommands if isinstance(sub, OneLineParser) for o in sub._options()}
+        return names
 
 
 def _positive_int(value: str) -> int:
@@ -129,7 +154,7 @@ def _split_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lensflow", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="lensflow", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="the whole pipeline: ingest, split, train both models, register, publish")

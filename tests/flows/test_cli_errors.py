@@ -62,9 +62,19 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "SourceUnavailable" in proc.stderr
 
 
-def test_bad_option_values_are_refused_by_argparse(tmp_path):
-    proc = lensflow("query", "top10", "--user", "1", "--limit", "-3", home=tmp_path / "home")
-    assert proc.returncode == 2 and "must be a whole number >= 1, got '-3'" in proc.stderr
+@pytest.mark.parametrize("args,words", [
+    (("query", "top10", "--user", "1", "--limit", "-3"), ("must be a whole number >= 1, got '-3'",)),
+    (("query", "top10", "--user", "abc"), ("invalid int value: 'abc'", "`lensflow query --help`")),
+    (("run", "--split", "temporl"), ("invalid choice: 'temporl'", "did you mean 'temporal'?", "`lensflow run --help`")),
+    (("rnu",), ("invalid choice: 'rnu'", "did you mean 'run'?")),
+    (("run", "--froce"), ("unrecognized arguments: --froce", "did you mean '--force'?")),
+    (("query", "simlar", "--item", "1"), ("did you mean 'similar'?",)),
+])
+def test_typos_and_bad_option_values_are_one_line_with_a_suggestion(tmp_path, args, words):
+    """argparse's refusals read like every other user error: one line (no usage dump), exit 2, nothing written."""
+    home = tmp_path / "home"
+    one_line_error(lensflow(*args, home=home), 2, *words)
+    assert not home.exists()
 
 
 def test_a_read_only_query_writes_nothing_where_it_runs(tmp_path):
