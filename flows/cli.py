@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["synth"]:  # its own options (argparse cannot pass --flags through a subparser)
         from tasks import synthetic
 
-        return synthetic.main(argv[1:]) or 0
+        return synthetic.main(argv[1:], prog="lensflow synth", parser=OneLineParser) or 0
     a = build_parser().parse_args(argv)
     try:
         paths = settings.apply_environment(a.home)

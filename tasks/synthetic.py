@@ -269,9 +269,10 @@ def generate(out_dir, n_users: int, n_items: int, n_ratings: int, seed: int = 0,
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry: generate a synthetic data set."""
-    ap = argparse.ArgumentParser(prog="python -m tasks.synthetic", description=generate.__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m tasks.synthetic",
+         parser: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """CLI entry: generate a synthetic data set (`lensflow synth` passes its name and its one-line parser)."""
+    ap = parser(prog=prog, description=generate.__doc__)
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--users", type=int, default=943)
     ap.add_argument("--items", type=int, default=1682)

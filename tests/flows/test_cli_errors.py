@@ -69,12 +69,13 @@ def test_debug_shows_the_traceback(tmp_path):
     (("rnu",), ("invalid choice: 'rnu'", "did you mean 'run'?")),
     (("run", "--froce"), ("unrecognized arguments: --froce", "did you mean '--force'?")),
     (("query", "simlar", "--item", "1"), ("did you mean 'similar'?",)),
+    (("synth", "--out", "{out}", "--usres", "5"), ("did you mean '--users'?", "`lensflow synth --help`")),
 ])
 def test_typos_and_bad_option_values_are_one_line_with_a_suggestion(tmp_path, args, words):
     """argparse's refusals read like every other user error: one line (no usage dump), exit 2, nothing written."""
-    home = tmp_path / "home"
-    one_line_error(lensflow(*args, home=home), 2, *words)
-    assert not home.exists()
+    home, out = tmp_path / "home", tmp_path / "synthetic"
+    one_line_error(lensflow(*(a.replace("{out}", str(out)) for a in args), home=home), 2, *words)
+    assert not home.exists() and not out.exists()
 
 
 def test_a_read_only_query_writes_nothing_where_it_runs(tmp_path):
