@@ -192,6 +192,12 @@ def query(a, paths: Paths) -> int:
     from tasks import sql, warehouse
     from tasks.errors import ConfigError, NotFound
 
+    needs = ("sql",) if a.question == "sql" else QUERIES[a.question][1]
+    flags = {"sql": ("--sql", a.sql), c.USER_ID: ("--user", a.user), c.ITEM_ID: ("--item", a.item)}
+    unused = [flag for key, (flag, value) in flags.items() if value is not None and key not in needs]
+    if unused:  # a question that ignores an option would answer another question than the one asked
+        takes = " and ".join(flags[key][0] for key in needs) or "none of --user, --item, --sql"
+        raise ConfigError(f"query {a.question} does not use {unused[0]} (it takes {takes})")
     if not paths.warehouse.is_file():
         raise NotFound(f"no warehouse at {paths.warehouse}: run `lensflow run` first")
     con = warehouse.connect_readonly(paths)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tasks import contract as c
 from tasks import registry
 from tasks import tracking as t
+from tasks.errors import NotFound
 from tasks.model_ref import ModelRef, ServingModel
 from tasks.settings import Paths
 
@@ -44,7 +45,10 @@ def load_champions(paths: Paths, kinds, alias: str = c.ALIAS_CHAMPION, device=No
     load=False makes the same choice without loading any model (recommender None).
     """
     if alias != c.ALIAS_SERVING:
-        return [m for kind in kinds if (m := _load(paths, kind, alias, device, load=load)) is not None]
+        found = [m for kind in kinds if (m := _load(paths, kind, alias, device, load=load)) is not None]
+        if not found and alias != c.ALIAS_CHAMPION:  # a version or alias asked for by name: say what exists
+            raise NotFound("; ".join(_missing(paths, kind, alias) for kind in kinds))
+        return found
     out = []
     for kind in kinds:
         champ = _champion(paths, kind)
@@ -59,6 +63,15 @@ def load_champions(paths: Paths, kinds, alias: str = c.ALIAS_CHAMPION, device=No
     if out:
         return out
     return [m for kind in kinds if (m := _load(paths, kind, c.ALIAS_CANDIDATE, device, load=load)) is not None]
+
+
+def _missing(paths: Paths, kind: str, alias: str) -> str:
+    """registry.resolve's one line on why `alias` names no version of `kind` (its versions and store)."""
+    try:
+        registry.resolve(paths, kind, alias)
+    except LookupError as e:
+        return str(e)
+    return f"{c.registered_model_name(kind)} {alias}: not loadable"
 
 
 def _load(paths: Paths, kind: str, alias: str, device, label: str | None = None,

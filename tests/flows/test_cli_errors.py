@@ -41,6 +41,9 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) ->
     (("run", "--source", "{src}", "--shards", "2", "--dask-address", "tcp://nowhere.invalid:8786"), 6,
      ("nowhere.invalid", "does not resolve")),
     (("publish", "--dask-address", "tcp://127.0.0.1:8786"), 2, ("--shards 2 or more",)),
+    (("query", "because", "--user", "1", "--item", "99999"), 2, ("query because does not use --item", "takes --user")),
+    (("query", "most-recommended", "--user", "3"), 2, ("does not use --user", "none of --user, --item, --sql")),
+    (("query", "sql", "--sql", "select 1", "--user", "2"), 2, ("query sql does not use --user",)),
 ])
 def test_user_errors_are_one_line_and_change_nothing(tmp_path, synthetic_small, args, code, words):
     home = tmp_path / "home"

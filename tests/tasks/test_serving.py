@@ -62,3 +62,18 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     assert third["evaluated_version"] == v2 and not third["reused"] and third["version"] not in (first["version"], v2)
     assert (r.version_tags(home, KIND, third["version"])[tr.TAG_SERVING_FINGERPRINT]
             == tr.serving_fingerprint(WARM, "hash-all", start_from=run_2))
+
+
+def test_a_version_asked_for_by_number_that_no_kind_has_is_named_with_the_versions_there_are(mlflow_home, data):
+    import pytest
+
+    from tasks.errors import NotFound
+
+    home, (train, valid) = mlflow_home, data
+    _, _, v1 = _champion(home, train, valid, "split-1")
+    (found,) = serving.load_champions(home, [KIND], v1, device="cpu")
+    assert found.ref.version == v1
+    with pytest.raises(NotFound) as e:   # not "no champion": the user asked for version 42
+        serving.load_champions(home, [KIND], "42", device="cpu")
+    assert str(e.value).startswith(f"no version '42' of registered model {c.registered_model_name(KIND)} (versions: {v1};")
+    assert serving.load_champions(home, [c.MODEL_KIND_NN], c.ALIAS_CHAMPION) == []   # no champion: for the caller to say
