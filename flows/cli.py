@@ -27,7 +27,7 @@ EXIT_CODES = {
     "InputError": 3, "ChecksumMismatch": 3,
     "NotFound": 4, "FileNotFoundError": 4, "NotADirectoryError": 4, "IsADirectoryError": 4,
     "PermissionError": 5, "ReadOnlyFileSystem": 5,
-    "SourceUnavailable": 6, "DeviceUnavailable": 6, "ClusterUnavailable": 6,
+    "SourceUnavailable": 6, "DeviceUnavailable": 6, "ClusterUnavailable": 6, "CannotListen": 6,
     "PublicationCheckError": 7, "CheckFailed": 7, "NarrowingError": 7,
 }
 
@@ -74,6 +74,13 @@ class OneLineParser(argparse.ArgumentParser):
             subcommands = action.choices.values() if isinstance(action.choices, dict) else ()
             names |= {o for sub in subcommands if isinstance(sub, OneLineParser) for o in sub._options()}
         return names
+
+
+def _port(value: str) -> int:
+    n = _positive_int(value)
+    if n > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, got {value!r}")
+    return n
 
 
 def _positive_int(value: str) -> int:
@@ -191,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
-    p.add_argument("--model", default=None, help="model kind for recommendations (default: best champion)")
+    p.add_argument("--model", default=None, choices=("dot_bias", "embedding_nn"),
+                   help="model kind for recommendations (default: best champion)")
     p.add_argument("--version", default="serving", help="alias or version number (default: serving = each champion's "
                    "serving fit on every rating where one exists, else the champion)")
     p.add_argument("-n", "--top-n", type=_positive_int, default=50)
@@ -220,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mlflow-ui", help="start `mlflow server` on the data home's store (127.0.0.1)")
     _common(p)
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=_port, default=5000)
     p.add_argument("--host", default="127.0.0.1")
 
     p = sub.add_parser("where", help="print the data home's locations")

@@ -25,6 +25,8 @@ def _print_json(obj) -> None:
 
 
 def _split(a) -> "SplitSpec":  # noqa: F821
+    """The split options as a SplitSpec; a value it refuses (a fraction outside (0, 1), k < 1) is a ConfigError."""
+    from tasks.errors import ConfigError
     from tasks.split import SplitSpec
 
     kw = {"strategy": a.split, "valid_fraction": a.valid_fraction, "seed": a.seed}
@@ -34,24 +36,28 @@ def _split(a) -> "SplitSpec":  # noqa: F821
         kw["test_fraction"] = a.test_fraction
     if a.cutoff is not None:
         kw["cutoff"] = a.cutoff
-    return SplitSpec(**kw)
+    try:
+        return SplitSpec(**kw)
+    except ValueError as e:
+        raise ConfigError(f"split options: {e}") from None
 
 
 def refuse_early(paths: Paths, source: str | None = None, configs: dict | None = None, *,
                  acquires: bool = False) -> None:
-    """Permanent mistakes fail before any flow starts: a --source that is no MovieLens copy, no way to get
-    the default download, a bad config. (A download made here is cached: the flow's acquire step reuses it.)"""
+    """Permanent mistakes fail before any flow starts: a bad config, a --source that is no MovieLens copy, no
+    way to get the default download. The local checks come first, so a typo is never a download's wait.
+    (A download made here is cached: the flow's acquire step reuses it.)"""
     from tasks import acquire
 
-    if source:
-        acquire.check_source(source, paths)
-    elif acquires and not os.environ.get(acquire.SOURCE_ENV):
-        acquire.resolve_source(None, paths)
     if configs:
         from tasks import training
 
         for kind, overrides in configs.items():
             training.pipeline_config(kind, overrides)
+    if source:
+        acquire.check_source(source, paths)
+    elif acquires and not os.environ.get(acquire.SOURCE_ENV):
+        acquire.resolve_source(None, paths)
 
 
 def dask_scheduler(a) -> str | None:
@@ -75,18 +81,19 @@ def run(a, paths: Paths) -> int:
 
     kinds = a.kinds or list(c.MODEL_KINDS)
     configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
+    spec = _split(a)
     address = dask_scheduler(a)
     refuse_early(paths, a.source, configs, acquires=True)
     from tasks.evaluate import PROMOTION_METRIC
 
     metric = a.promotion_metric or PROMOTION_METRIC
-    summary = None if a.force else unchanged_summary(paths, a.source, _split(a), configs, metric)
+    summary = None if a.force else unchanged_summary(paths, a.source, spec, configs, metric)
     if summary is None:
         from flows.pipeline import pipeline
 
         logs.to_file(paths, a.verbose)
 
-        summary = pipeline(source=a.source, home=str(paths.home), split=_split(a), kinds=a.kinds,
+        summary = pipeline(source=a.source, home=str(paths.home), split=spec, kinds=a.kinds,
                            dot_config=a.dot_config, nn_config=a.nn_config, promotion_metric=metric, n=a.top_n,
                            k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing,
                            shards=a.shards, dask_address=address)
@@ -152,13 +159,14 @@ def ingest(a, paths: Paths) -> int:
 
 
 def train(a, paths: Paths) -> int:
+    spec = a.split_id or _split(a)
     refuse_early(paths, configs={a.kind: a.config})
     from flows.train import train as train_flow
     from tasks.evaluate import PROMOTION_METRIC
 
     logs.to_file(paths, a.verbose)
 
-    _print_json(train_flow(kind=a.kind, split=a.split_id or _split(a), config=a.config, home=str(paths.home),
+    _print_json(train_flow(kind=a.kind, split=spec, config=a.config, home=str(paths.home),
                            k=a.top_k, promotion_metric=a.promotion_metric or PROMOTION_METRIC, force=a.force,
                            to_registry=a.to_registry))
     return 0
@@ -243,8 +251,20 @@ def query(a, paths: Paths) -> int:
 
 
 def mlflow_ui(a, paths: Paths) -> int:
-    from tasks import registry
+    import errno
+    import socket
 
+    from tasks import registry
+    from tasks.errors import CannotListen
+
+    # The server would log the taken port and exit 0; a caller must see that nothing started.
+    with socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET) as probe:
+        try:
+            probe.bind((a.host, a.port))
+        except OSError as e:
+            hint = "another server has it: pick another with --port" if e.errno == errno.EADDRINUSE else \
+                "check --host (an address of this machine, such as 127.0.0.1)"
+            raise CannotListen(f"cannot listen on {a.host}:{a.port} ({e.strerror}): {hint}") from None
     argv = registry.server_command(paths, port=a.port, host=a.host)
     print("starting:", " ".join(argv), flush=True)
     os.execvp(argv[0], argv)

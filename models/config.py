@@ -48,13 +48,19 @@ class ModelConfig:
                              "would score each item with its own ratings in the input)")
         if self.popularity_boost and self.kind != "dot_bias":
             raise ValueError("ModelConfig.popularity_boost needs kind='dot_bias' (the NN has no item bias to boost)")
-        if self.serving_epochs < 0:
-            raise ValueError(f"ModelConfig.serving_epochs must be >= 0, got {self.serving_epochs}")
+        self.layers = tuple(int(x) for x in self.layers)
+        self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
+        for name, ok, rule in _RANGES:  # a value no fit can use fails here, not as torch's error mid-training
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(f"ModelConfig.{name} must be {rule}, got {value!r}")
+        if not all(isinstance(w, int) and w >= 1 for w in self.layers) or not self.layers:
+            raise ValueError(f"ModelConfig.layers must be one or more widths >= 1, got {list(self.layers)}")
+        if not self.y_range[0] < self.y_range[1]:
+            raise ValueError(f"ModelConfig.y_range must be (low, high) with low < high, got {self.y_range}")
         if self.serving_epochs and self.kind == "embedding_nn" and self.n_factors == 0:
             raise ValueError("ModelConfig.serving_epochs needs a fixed n_factors for the NN (0 sizes its embeddings "
                              "by the number of ids, which grows with the ratings a serving fit adds)")
-        self.layers = tuple(int(x) for x in self.layers)
-        self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
 
     @classmethod
     def for_kind(cls, kind: str, **overrides) -> "ModelConfig":
@@ -76,6 +82,23 @@ class ModelConfig:
         """Inverse of to_dict; unknown keys are refused."""
         return cls(**d)
 
+
+# The values each numeric field may take: (field, test, the rule as the error states it).
+_RANGES = (
+    ("n_factors", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: the NN's size rule)"),
+    ("epochs", lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
+    ("batch_size", lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
+    ("n_negatives", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: full softmax)"),
+    ("eval_users", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: all users)"),
+    ("serving_epochs", lambda v: int(v) == v and v >= 0, "a whole number >= 0"),
+    ("lr", lambda v: 0 < v < float("inf"), "a number > 0"),
+    ("wd", lambda v: 0 <= v < float("inf"), "a number >= 0"),
+    ("l2", lambda v: 0 <= v < float("inf"), "a number >= 0"),
+    ("rating_weight", lambda v: 0 <= v < float("inf"), "a number >= 0"),
+    ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("id_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("popularity_boost", lambda v: -1 <= v < float("inf"), "a number >= -1 (-1: item bias left out)"),
+)
 
 # Tuned on real ML-100k (bench/bench_models.py, bench/results/models.md).
 DEFAULTS: dict[tuple[str, str], dict] = {

@@ -24,6 +24,10 @@ class ClusterUnavailable(RuntimeError):
     """The Dask scheduler named for sharded scoring does not answer (bad host, nothing listening, no reply)."""
 
 
+class CannotListen(RuntimeError):
+    """A server cannot listen where it was asked: the port is taken, or the host is no address of this machine."""
+
+
 class ConfigError(ValueError):
     """A setting or option the user gave is not valid (unknown model config key, bad value)."""
 

@@ -41,6 +41,10 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) ->
     (("run", "--source", "{src}", "--shards", "2", "--dask-address", "tcp://nowhere.invalid:8786"), 6,
      ("nowhere.invalid", "does not resolve")),
     (("publish", "--dask-address", "tcp://127.0.0.1:8786"), 2, ("--shards 2 or more",)),
+    (("run", "--source", "{src}", "--dot-config", '{"epochs": -1}'), 2, ("epochs must be a whole number >= 1",)),
+    (("run", "--nn-config", '{"lr": 0}'), 2, ("lr must be a number > 0",)),   # refused before any download
+    (("run", "--source", "{src}", "--test-fraction", "1.5"), 2, ("test_fraction: must be in (0, 1), got 1.5",)),
+    (("train", "--split", "leave_last_k", "--leave-k", "0"), 2, ("k: must be an integer >= 1, got 0",)),
     (("query", "because", "--user", "1", "--item", "99999"), 2, ("query because does not use --item", "takes --user")),
     (("query", "most-recommended", "--user", "3"), 2, ("does not use --user", "none of --user, --item, --sql")),
     (("query", "sql", "--sql", "select 1", "--user", "2"), 2, ("query sql does not use --user",)),
@@ -72,6 +76,8 @@ def test_debug_shows_the_traceback(tmp_path):
     (("rnu",), ("invalid choice: 'rnu'", "did you mean 'run'?")),
     (("run", "--froce"), ("unrecognized arguments: --froce", "did you mean '--force'?")),
     (("query", "simlar", "--item", "1"), ("did you mean 'similar'?",)),
+    (("publish", "--model", "nn"), ("invalid choice: 'nn'",)),
+    (("mlflow-ui", "--port", "99999"), ("a TCP port is 1..65535, got '99999'",)),
     (("synth", "--out", "{out}", "--usres", "5"), ("did you mean '--users'?", "`lensflow synth --help`")),
 ])
 def test_typos_and_bad_option_values_are_one_line_with_a_suggestion(tmp_path, args, words):
@@ -107,3 +113,15 @@ def test_where_names_the_shared_data_location(tmp_path):
     shown = json.loads(proc.stdout)
     assert shown["data"] == shared.as_uri() and shown["lake"] == str(shared / "lake")
     assert shown["home"] == str(tmp_path / "home")
+
+
+def test_mlflow_ui_on_a_taken_port_is_one_line_and_exit_6_not_a_server_that_exits_0(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(lensflow("mlflow-ui", "--port", str(port), home=tmp_path / "home"), 6,
+                              f"cannot listen on 127.0.0.1:{port}", "pick another with --port")
+    assert "Address already in use" in line

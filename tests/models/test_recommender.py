@@ -250,6 +250,22 @@ def test_bad_inputs_are_refused():
         ModelConfig.for_kind("embedding_nn", loss="softmax", popularity_boost=1.0)
 
 
+@pytest.mark.parametrize("field,value,rule", [
+    ("epochs", 0, "epochs must be a whole number >= 1"), ("epochs", 2.5, "epochs must be a whole number >= 1"),
+    ("batch_size", -8, "batch_size must be a whole number >= 1"), ("lr", 0.0, "lr must be a number > 0"),
+    ("lr", float("nan"), "lr must be a number > 0"), ("wd", -0.1, "wd must be a number >= 0"),
+    ("l2", "0.1", "l2 must be a number >= 0"), ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
+    ("n_negatives", -1, "n_negatives must be a whole number >= 0"), ("epochs", True, "epochs must be a whole"),
+    ("layers", (100, 0), "layers must be one or more widths >= 1"), ("y_range", (5, 1), "low < high"),
+    ("popularity_boost", -2, "popularity_boost must be a number >= -1"),
+])
+def test_values_no_fit_can_use_are_refused_by_the_config(field, value, rule):
+    """A bad number fails as the config is made, naming the field and its rule, not as torch's error mid-fit."""
+    with pytest.raises(ValueError, match=rule):
+        ModelConfig.for_kind("dot_bias", loss="softmax", **{field: value})
+    assert ModelConfig.for_kind("dot_bias", loss="softmax", epochs=1, lr=1, wd=0, popularity_boost=-1).epochs == 1
+
+
 def test_item_decades_are_one_hot_after_genres_and_year():
     f = {fx.ITEM_ID: np.array([1, 2, 3]), fx.GENRES: np.array([[1, 0], [0, 1], [0, 0]], bool),
          fx.YEAR: np.array([1995.0, np.nan, 1977.0])}
