@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=25"
 	$(BIN)/python -m pip install -q -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q --no-deps -e .  # no setuptools "editable install" banner
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -118,7 +118,8 @@ class Recommender:
         def tensors(u, i, r):
             return (torch.as_tensor(_index(user_ids, u), device=dev),
                     torch.as_tensor(_index(item_ids, i), device=dev),
-                    torch.as_tensor(np.asarray(r, dtype=np.float32), device=dev))
+                    # a read-only array (Arrow-backed frames give them) is copied, not shared: torch warns otherwise
+                    torch.as_tensor(np.require(r, np.float32, "W"), device=dev))
 
         valid_t = None
         if valid is not None:
