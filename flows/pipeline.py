@@ -96,10 +96,10 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     update_progress_artifact(progress, 20.0)
 
     paths = resolve_paths(home)
-    made = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH])
+    stored_split = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH])
 
     runner = train_on_pool if train_on == "deployment" else train_local
-    futures = [runner.submit(kind, made[c.SPLIT_ID], configs.get(kind), home, promotion_metric, force)
+    futures = [runner.submit(kind, stored_split[c.SPLIT_ID], configs.get(kind), home, promotion_metric, force)
                for kind in kinds]
     trained = [f.result() for f in futures]
     update_progress_artifact(progress, 65.0)
@@ -117,7 +117,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
                         dask_address=address)
     update_progress_artifact(progress, 100.0)
 
-    summary = {"ingest": ingested, "split": made, "models": trained, "serving": served, "publication": published,
+    summary = {"ingest": ingested, "split": stored_split, "models": trained, "serving": served, "publication": published,
                "warehouse": str(paths.warehouse)}
     publish_run_artifacts(summary, paths.mlflow_tracking_uri)
     for line in report.run_lines(summary):
