@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import publication_metrics as health

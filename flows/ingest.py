@@ -6,6 +6,7 @@ GroupLens download, cached under <home>/raw). Identical content is a no-op.
 
 from __future__ import annotations
 
+import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect import flow
 from prefect.runtime import flow_run
 

@@ -10,6 +10,7 @@ $LENSFLOW_DASK_ADDRESS), else on threads of this process; the other users once h
 from __future__ import annotations
 
 import pandas as pd
+import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner

@@ -12,6 +12,7 @@ import errno
 import os
 from pathlib import Path
 
+import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext

@@ -5,6 +5,7 @@ Run: `lensflow train --kind dot_bias --split random [--config JSON] [--split-id 
 
 from __future__ import annotations
 
+import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect import flow
 from prefect.runtime import flow_run
 

@@ -100,6 +100,21 @@ def test_a_read_only_query_writes_nothing_where_it_runs(tmp_path):
     assert list(cwd.iterdir()) == [] and not (tmp_path / "home").exists()
 
 
+def test_importing_a_flow_from_python_makes_the_prefect_home_it_will_need(tmp_path):
+    """Prefect makes PREFECT_HOME as it is imported, but not its parents: without them a flow called from Python
+    waited out the temporary API's startup timeout and failed. A flow module makes <home>/prefect first."""
+    cwd = tmp_path / "notebook"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for name in ("LENSFLOW_HOME", "PREFECT_HOME", "PREFECT_API_URL"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-c", "import os, flows.pipeline; print(os.environ['PREFECT_HOME'])"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(cwd / ".lensflow" / "prefect") and (cwd / ".lensflow" / "prefect").is_dir()
+    assert "Failed to create the Prefect home directory" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_data_location_on_object_storage_is_one_line_and_exit_2(tmp_path):
     proc = lensflow("where", home=tmp_path / "home", env={"LENSFLOW_DATA_URI": "s3://bucket/lensflow"})
     one_line_error(proc, 2, "LENSFLOW_DATA_URI=s3://bucket/lensflow", "not supported")
