@@ -85,12 +85,12 @@ class ModelConfig:
 
 # The values each numeric field may take: (field, test, the rule as the error states it).
 _RANGES = (
-    ("n_factors", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: the NN's size rule)"),
-    ("epochs", lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
-    ("batch_size", lambda v: int(v) == v and v >= 1, "a whole number >= 1"),
-    ("n_negatives", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: full softmax)"),
-    ("eval_users", lambda v: int(v) == v and v >= 0, "a whole number >= 0 (0: all users)"),
-    ("serving_epochs", lambda v: int(v) == v and v >= 0, "a whole number >= 0"),
+    ("n_factors", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: the NN's size rule)"),
+    ("epochs", lambda v: float(v).is_integer() and v >= 1, "a whole number >= 1"),
+    ("batch_size", lambda v: float(v).is_integer() and v >= 1, "a whole number >= 1"),
+    ("n_negatives", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: full softmax)"),
+    ("eval_users", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: all users)"),
+    ("serving_epochs", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0"),
     ("lr", lambda v: 0 < v < float("inf"), "a number > 0"),
     ("wd", lambda v: 0 <= v < float("inf"), "a number >= 0"),
     ("l2", lambda v: 0 <= v < float("inf"), "a number >= 0"),

@@ -258,6 +258,7 @@ def test_bad_inputs_are_refused():
     ("n_negatives", -1, "n_negatives must be a whole number >= 0"), ("epochs", True, "epochs must be a whole"),
     ("layers", (100, 0), "layers must be one or more widths >= 1"), ("y_range", (5, 1), "low < high"),
     ("popularity_boost", -2, "popularity_boost must be a number >= -1"),
+    ("epochs", float("inf"), "epochs must be a whole number >= 1"), ("batch_size", float("nan"), "batch_size must"),
 ])
 def test_values_no_fit_can_use_are_refused_by_the_config(field, value, rule):
     """A bad number fails as the config is made, naming the field and its rule, not as torch's error mid-fit."""
