@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 from models import features as fx
+from models import item_item
 from models.collab import DotProductBias, EmbeddingNN, emb_size, sigmoid_range
 from models.config import ModelConfig
 from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
 from models.training_loop import pick_device, train
 
-FORMAT = "lensflow-recommender/2"
+FORMAT = "lensflow-recommender/3"   # adds the item-item term; formats 1 and 2 load without one
+FORMAT_2 = "lensflow-recommender/2"
 FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes; load() renames its keys
 _FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
                   "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
@@ -68,7 +70,7 @@ class Recommender:
 
     def __init__(self, config: ModelConfig, model: torch.nn.Module, user_ids: np.ndarray,
                  item_ids: np.ndarray, *, side: dict | None = None, history: list | None = None,
-                 device=None):
+                 item_term: dict | None = None, device=None):
         self.config = config
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -76,13 +78,17 @@ class Recommender:
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.side = side or {}   # user_meta/item_meta + encoded feature rows by raw id
         self.history = history or []
+        self.item_term = item_term   # models.item_item.fit_part over model columns, or None
 
     # ---- training -----------------------------------------------------------------------------
     @classmethod
     def fit(cls, users, items, ratings, config: ModelConfig, *, valid=None, user_features=None,
             item_features=None, device=None, log=None, init: "Recommender | None" = None,
-            epochs: int | None = None, lr: float | None = None) -> "Recommender":
+            epochs: int | None = None, lr: float | None = None, times=None) -> "Recommender":
         """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss.
+
+        times: each rating's time (sortable numbers) for the item-item term's time-adjacent pairs; without
+        them that term (config.item_item_weight > 0) counts co-ratings only.
 
         init: a fitted Recommender of the same config to start from (its rows by id, other weights as
         they are); epochs, lr: the schedule's epoch count and peak rate instead of config's (the model
@@ -132,6 +138,12 @@ class Recommender:
                                        lr=config.lr if lr is None else lr)
         rec.history = train(model, *tensors(users, items, ratings), schedule, n_items=len(item_ids) + 1,
                             valid=valid_t, log=log)
+        if config.item_item_weight:
+            if times is not None and len(times) != len(users):
+                raise ValueError(f"times must be as long as users, got {len(times)} and {len(users)}")
+            window = config.item_item_window if times is not None else 0     # no times: co-ratings only
+            rec.item_term = item_item.fit_part(ui, ii - 1, np.zeros(len(ui)) if times is None else np.asarray(times),
+                                               len(item_ids), window, config.item_item_items, dev)
         return rec
 
     # ---- lookups ------------------------------------------------------------------------------
@@ -195,30 +207,31 @@ class Recommender:
 
         exclude = (users, items) raw-id pairs never to recommend (e.g. the training ratings).
         Scores are predicted ratings for loss='mse' and raw ranking logits for loss='softmax' (for
-        dot_bias with the item bias weighted 1 + config.popularity_boost).
+        dot_bias with the item bias weighted 1 + config.popularity_boost). With the item-item term
+        (config.item_item_weight > 0) they are z(logits) + weight × z(term), the term scored from each
+        user's `exclude` items (their rated items), both standardised over the items they have not rated.
         A user with fewer than k allowed items gets item id -1 and score -inf in the tail.
         """
         users = np.asarray(users, dtype=np.int64)
         uniq, inverse = np.unique(users, return_inverse=True)
         ui = _index(self.user_ids, uniq)
         n_items = len(self.item_ids)
-        csr = None
-        if exclude is not None:
-            eu, ei = (np.asarray(a, dtype=np.int64) for a in exclude)
-            pos = np.clip(np.searchsorted(uniq, eu), 0, len(uniq) - 1)
-            col = _index(self.item_ids, ei) - 1
-            keep = (uniq[pos] == eu) & (col >= 0)
-            csr = csr_from_pairs(pos[keep], col[keep], len(uniq))
+        csr = self._history_csr(uniq, exclude)
         m = self.model
         if isinstance(m, DotProductBias):
             u = torch.as_tensor(ui, device=self.device)
             us = self._side_rows("user", uniq, ui, user_features)
             cand = torch.arange(1, n_items + 1, device=self.device)
             (p, bu), (q, bi) = m.user_terms(u, us), m.item_terms(cand)
-            cols, raw = topk_dot(p, q, k, user_bias=bu + m.global_bias,
-                                 item_bias=bi * (1 + self.config.popularity_boost),
-                                 exclude=csr,
-                                 chunk_size=chunk_size, device=self.device)
+            if self._blends():
+                cols, raw = topk(self._blended_chunks(p, bu, q, bi, csr, n_items), len(uniq), n_items, k,
+                                 exclude=csr, chunk_size=chunk_size or chunk_rows(n_items, width=6),
+                                 device=self.device)
+            else:
+                cols, raw = topk_dot(p, q, k, user_bias=bu + m.global_bias,
+                                     item_bias=bi * (1 + self.config.popularity_boost),
+                                     exclude=csr,
+                                     chunk_size=chunk_size, device=self.device)
         else:
             u = torch.as_tensor(ui, device=self.device)
             us = self._side_rows("user", uniq, ui, user_features)
@@ -241,12 +254,36 @@ class Recommender:
         scores = np.where(pad, -np.inf, scores)                          # sigmoid_range(-inf) would be 0
         return ids[inverse], scores.astype(np.float32)[inverse]
 
+    def _blends(self) -> bool:
+        return self.item_term is not None and bool(self.config.item_item_weight)
+
+    def _blended_chunks(self, p, bu, q, bi, csr, n_items: int):
+        """score_chunk(a, b) -> [c, I]: the dot logits of user rows a..b blended with their item-item term, each
+        row's history the columns csr = (indptr, indices) lists for it (None: no history)."""
+        m = self.model
+        logits_bias = bi * (1 + self.config.popularity_boost)
+
+        def score_chunk(a, b):
+            dot = p[a:b] @ q.T + logits_bias[None, :] + (bu[a:b] + m.global_bias)[:, None]      # [c, I]
+            history = torch.zeros_like(dot)
+            if csr is not None:
+                lo, hi = int(csr[0][a]), int(csr[0][b])
+                rows = np.repeat(np.arange(b - a), np.diff(csr[0][a:b + 1]))
+                history[torch.as_tensor(rows, device=dot.device),
+                        torch.as_tensor(csr[1][lo:hi], device=dot.device)] = 1.0
+            return item_item.blend(dot, history, self.item_term, self.config.item_item_weight)
+
+        return score_chunk
+
     @torch.no_grad()
-    def scores(self, users, items, chunk_size: int | None = None) -> np.ndarray:
-        """Scores float32 [len(users), len(items)] on recommend()'s scale, for ids the model knows."""
+    def scores(self, users, items, chunk_size: int | None = None, exclude=None) -> np.ndarray:
+        """Scores float32 [len(users), len(items)] on recommend()'s scale, for ids the model knows; with the
+        item-item term, pass recommend()'s `exclude` too (the users' rated items, which the term scores from)."""
         ui = torch.as_tensor(_index(self.user_ids, users), device=self.device)      # [U]
         ii = torch.as_tensor(_index(self.item_ids, items), device=self.device)      # [C]
         m = self.model
+        if isinstance(m, DotProductBias) and self._blends():
+            return self._blended_scores(np.asarray(users, np.int64), ii, exclude, chunk_size)
         if isinstance(m, DotProductBias):
             q, bi = m.item_terms(ii)                                                  # [C, d], [C]
             width = 1
@@ -266,6 +303,29 @@ class Recommender:
                 raw = sigmoid_range(raw, *self.config.y_range)
             out[a:a + chunk] = raw.float().cpu().numpy()
         return out
+
+    def _blended_scores(self, users, ii, exclude, chunk_size) -> np.ndarray:
+        uniq, inverse = np.unique(users, return_inverse=True)
+        m, n_items = self.model, len(self.item_ids)
+        ui = torch.as_tensor(_index(self.user_ids, uniq), device=self.device)
+        (p, bu), (q, bi) = m.user_terms(ui), m.item_terms(torch.arange(1, n_items + 1, device=self.device))
+        score_chunk = self._blended_chunks(p, bu, q, bi, self._history_csr(uniq, exclude), n_items)
+        out = np.empty((len(uniq), len(ii)), np.float32)
+        chunk = chunk_size or chunk_rows(n_items, width=6)
+        for a in range(0, len(uniq), chunk):
+            b = min(len(uniq), a + chunk)
+            out[a:b] = score_chunk(a, b)[:, ii - 1].float().cpu().numpy()
+        return out[inverse]
+
+    def _history_csr(self, uniq: np.ndarray, exclude):
+        """(indptr, indices) over the sorted distinct users `uniq`: the model columns of their `exclude` items."""
+        if exclude is None:
+            return None
+        eu, ei = (np.asarray(a, dtype=np.int64) for a in exclude)
+        pos = np.clip(np.searchsorted(uniq, eu), 0, len(uniq) - 1)
+        col = _index(self.item_ids, ei) - 1
+        keep = (uniq[pos] == eu) & (col >= 0)
+        return csr_from_pairs(pos[keep], col[keep], len(uniq))
 
     def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(item_ids [I], learnt item embedding matrix float32 [I, d]) for similar-item search."""
@@ -290,6 +350,7 @@ class Recommender:
             "item_ids": torch.as_tensor(self.item_ids),
             "side": side,
             "history": self.history,
+            "item_term": self.item_term,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
@@ -308,7 +369,7 @@ class Recommender:
     def load(cls, path, device=None) -> "Recommender":
         """Inverse of save; also reads format-1 files (side keys renamed)."""
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") not in (FORMAT, FORMAT_1):
+        if payload.get("format") not in (FORMAT, FORMAT_2, FORMAT_1):
             raise ValueError(f"{path}: not a lensflow recommender file (format {payload.get('format')!r})")
         config = ModelConfig.from_dict(payload["config"])
         side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
@@ -321,7 +382,8 @@ class Recommender:
             model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
                                            state["item_ratings.values"])
         model.load_state_dict(state)
-        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], device=device)
+        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"],
+                   item_term=payload.get("item_term"), device=device)
 
 
 def _warm_start(model: torch.nn.Module, init: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> None:

@@ -56,7 +56,8 @@ def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int 
         source = np.full(items.shape, c.SOURCE_MODEL, dtype=object)
         if movies_df is not None:
             new = unrated_items(movies_df, ratings) if new_items is None else np.asarray(new_items, np.int64)
-            items, scores, source = with_new_items(rec, users[known], items, scores, source, new, movies_df)
+            items, scores, source = with_new_items(rec, users[known], items, scores, source, new, movies_df,
+                                                   exclude=exclude)
         parts.append(_frame(users[known], items, scores, source))
     cold = users[~known]
     if len(cold):
@@ -83,13 +84,14 @@ def unrated_items(movies_df: pd.DataFrame, ratings: pd.DataFrame) -> np.ndarray:
     return np.setdiff1d(movies_df[c.ITEM_ID].to_numpy(np.int64), ratings[c.ITEM_ID].to_numpy(np.int64))
 
 
-def with_new_items(rec, users, items, scores, source, new: np.ndarray, movies_df: pd.DataFrame):
+def with_new_items(rec, users, items, scores, source, new: np.ndarray, movies_df: pd.DataFrame, exclude=None):
     """Merge `new` catalogue items (nobody has rated them) into the top-n lists [u, n] of known `users`.
 
     A new item scores the similarity-weighted mean of the user's scores of its NEW_ITEM_NEIGHBOURS metadata
     neighbours among the items the model knows: for the dot model that is the score of the weighted mean
     neighbour vector and bias, so it enters a list only where the user's taste for items like it beats the
-    list's own items.
+    list's own items. exclude: the (users, items) pairs recommend() was given (the model's scores of an item
+    can depend on what the user rated).
     """
     catalogue = movies_df[c.ITEM_ID].to_numpy(np.int64)
     new = new[~rec.known_items(new)]
@@ -100,7 +102,7 @@ def with_new_items(rec, users, items, scores, source, new: np.ndarray, movies_df
     if nbrs.shape[1] == 0:
         return items, scores, source
     cols, where = np.unique(nbrs, return_inverse=True)
-    base = rec.scores(users, cols)[:, where.reshape(nbrs.shape)]                         # [u, m, k]
+    base = rec.scores(users, cols, exclude=exclude)[:, where.reshape(nbrs.shape)]                         # [u, m, k]
     total = weights.sum(axis=1)                                                          # [m]
     with np.errstate(invalid="ignore", divide="ignore"):
         new_scores = ((base * weights[None]).sum(axis=2) / total[None]).astype(np.float32)  # [u, m]

@@ -144,7 +144,7 @@ def _row_keys(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
     return _mix64(x ^ salt)
 
 
-def _seconds(rated_at: pd.Series) -> np.ndarray:
+def unix_seconds(rated_at: pd.Series) -> np.ndarray:
     """Timestamps as int64 unix seconds, whether stored as integers or datetimes."""
     if pd.api.types.is_datetime64_any_dtype(rated_at):
         if getattr(rated_at.dt, "tz", None) is not None:
@@ -277,7 +277,7 @@ def assign_parts(ratings: pd.DataFrame, spec: SplitSpec) -> np.ndarray:
         return _assign_random(users, items, spec)
     if spec.strategy == "user_fraction":
         return _assign_user_fraction(users, items, spec)
-    seconds = _seconds(ratings[c.RATED_AT])
+    seconds = unix_seconds(ratings[c.RATED_AT])
     if spec.strategy == "temporal":
         return _assign_temporal(seconds, spec)
     return _assign_leave_last_k(users, items, seconds, spec)

@@ -24,7 +24,7 @@ from tasks import evaluate as ev
 from tasks.errors import ConfigError
 from tasks import settings
 from tasks.evaluate import PROMOTION_METRIC
-from tasks.split import Split
+from tasks.split import Split, unix_seconds
 
 
 # What the pipeline trains unless told otherwise (bench/results/models.md, real ML-100k): the dot-bias
@@ -118,7 +118,8 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
         return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
                                user_features=user_features(users) if users is not None else None,
                                item_features=item_features(movies) if movies is not None else None,
-                               device=device, log=progress, init=init, epochs=epochs, lr=lr)
+                               device=device, log=progress, init=init, epochs=epochs, lr=lr,
+                               times=unix_seconds(train[c.RATED_AT]) if c.RATED_AT in train else None)
 
 
 @dataclass

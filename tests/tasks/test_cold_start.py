@@ -135,7 +135,8 @@ def test_an_unrated_item_enters_the_lists_its_metadata_earns():
     assert set(new[c.SOURCE]) == {c.SOURCE_METADATA} and set(new[c.USER_ID]) == set(users)
     # its score is the similarity-weighted mean of the user's scores of its metadata neighbours: the Sci-Fi
     # items, equally similar (the Westerns share nothing with it)
-    expected = model.scores(users, np.array([1, 2, 3, 4])).mean(axis=1)
+    rated = (likes[c.USER_ID].to_numpy(), likes[c.ITEM_ID].to_numpy())   # the item-item term scores from them
+    expected = model.scores(users, np.array([1, 2, 3, 4]), exclude=rated).mean(axis=1)
     np.testing.assert_allclose(new.sort_values(c.USER_ID)[c.SCORE].to_numpy(), expected, rtol=1e-5)
     rank = new.set_index(c.USER_ID)[c.RANK]
     assert rank[[2, 3]].max() < rank[[5, 6]].min()   # Sci-Fi fans see it higher than Western fans
@@ -145,9 +146,10 @@ def test_scores_match_what_recommend_ranks_with():
     from tests.tasks.test_publish import train_tiny
 
     model = train_tiny(LIKES, loss="softmax", popularity_boost=0.25)
-    items, scores = model.recommend(np.array([1, 3]), 2)                  # [2, 2]
-    got = model.scores(np.array([1, 3]), items.reshape(-1))               # [2, 4]: both users, all four items
-    np.testing.assert_allclose(np.stack([got[0, :2], got[1, 2:]]), scores, rtol=1e-5)
+    for rated in (None, (np.array([1, 3]), np.array([10, 20]))):          # with and without a history
+        items, scores = model.recommend(np.array([1, 3]), 2, exclude=rated)                # [2, 2]
+        got = model.scores(np.array([1, 3]), items.reshape(-1), exclude=rated)             # [2, 4]
+        np.testing.assert_allclose(np.stack([got[0, :2], got[1, 2:]]), scores, rtol=1e-5)
 
 
 def test_metadata_similarity_is_genre_cosine_times_year_closeness():

@@ -177,3 +177,20 @@ def test_a_continued_serving_fit_is_identified_by_the_run_it_continues():
         tr.serving_fingerprint(warm, "d", "code")
     assert tr.serving_fingerprint(warm, "d", "code", start_from="r1") != tr.serving_fingerprint(
         warm, "d", "code", start_from="r2")
+
+
+def test_the_ranking_fit_orders_each_users_ratings_by_their_time_for_the_item_item_term():
+    from models import item_item
+
+    ratings = block_ratings()
+    config = tr.pipeline_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 1})
+    rec = tr.fit(ratings, config)
+    assert config.item_item_weight > 0 and config.item_item_window >= 1
+    idx = lambda col, vocab: np.searchsorted(vocab, ratings[col].to_numpy())   # noqa: E731  0-based
+    ui, ii = idx(c.USER_ID, rec.user_ids) + 1, idx(c.ITEM_ID, rec.item_ids)
+    by_time = item_item.fit_part(ui, ii, sp.unix_seconds(ratings[c.RATED_AT]), len(rec.item_ids),
+                                 config.item_item_window, config.item_item_items)
+    shuffled = item_item.fit_part(ui, ii, np.random.default_rng(1).permutation(len(ui)), len(rec.item_ids),
+                                  config.item_item_window, config.item_item_items)
+    np.testing.assert_allclose(rec.item_term["b"].numpy(), by_time["b"].numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(rec.item_term["b"].numpy(), shuffled["b"].numpy())   # the order matters
