@@ -18,7 +18,7 @@ from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
 from models.training_loop import pick_device, train
 
 FORMAT = "lensflow-recommender/3"   # adds the item-item term; formats 1 and 2 load without one
-FORMAT_2 = "lensflow-recommender/2"
+FORMAT_2 = "lensflow-recommender/2"   # no item-item term
 FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes; load() renames its keys
 _FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
                   "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
