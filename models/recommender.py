@@ -262,6 +262,7 @@ class Recommender:
         row's history the columns csr = (indptr, indices) lists for it (None: no history)."""
         m = self.model
         logits_bias = bi * (1 + self.config.popularity_boost)
+        part = {k: v.to(self.device) for k, v in self.item_term.items()}   # once, not per chunk
 
         def score_chunk(a, b):
             dot = p[a:b] @ q.T + logits_bias[None, :] + (bu[a:b] + m.global_bias)[:, None]      # [c, I]
@@ -271,7 +272,7 @@ class Recommender:
                 rows = np.repeat(np.arange(b - a), np.diff(csr[0][a:b + 1]))
                 history[torch.as_tensor(rows, device=dot.device),
                         torch.as_tensor(csr[1][lo:hi], device=dot.device)] = 1.0
-            return item_item.blend(dot, history, self.item_term, self.config.item_item_weight)
+            return item_item.blend(dot, history, part, self.config.item_item_weight)
 
         return score_chunk
 
