@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-L2 = 200.0          # λ on the diagonal
 DROPOUT = 0.67      # EDLAE's emphasised dropout p: the diagonal also gets p / (1 - p) × each item's own count
 ADJACENCY = 1.0     # weight of a time-adjacent pair against a plain co-rating
 POPULARITY = -0.1   # a positive term is multiplied by (item's rating count) ** this
@@ -33,10 +32,11 @@ def adjacent_pairs(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray
     return counts + counts.T
 
 
-def fit(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray, n_items: int, window: int,
+def fit(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray, n_items: int, window: int, *, l2: float,
         device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B float32 [n_items, n_items] with a zero diagonal, popularity weights float32 [n_items]) from one
-    (user, item) pair per rating, indices 0..n_items-1; `order` sorts each user's ratings in time."""
+    (user, item) pair per rating, indices 0..n_items-1; `order` sorts each user's ratings in time; l2 is λ,
+    added to the Gram matrix's diagonal (ModelConfig.item_item_l2)."""
     dev = torch.device(device or "cpu")
     gram = torch.zeros(n_items, n_items, dtype=torch.float64, device=dev)   # [I, I] co-rating counts
     by_user = np.argsort(user_idx, kind="stable")
@@ -50,7 +50,7 @@ def fit(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray, n_items: 
     if window:
         gram += ADJACENCY * torch.as_tensor(adjacent_pairs(user_idx, item_idx, order, n_items, window), device=dev)
     own = torch.diagonal(gram).clone()                                   # each item's rating count
-    p = torch.linalg.inv(gram + torch.diag(L2 + DROPOUT / (1 - DROPOUT) * own))
+    p = torch.linalg.inv(gram + torch.diag(l2 + DROPOUT / (1 - DROPOUT) * own))
     b = -p / torch.diagonal(p)[None, :]                                  # B_ij = -P_ij / P_jj
     b.fill_diagonal_(0.0)
     return b.float(), (own.clamp(min=1.0) ** POPULARITY).float()
@@ -64,7 +64,7 @@ def scores(history: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torc
 
 
 def fit_part(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray, n_items: int, window: int,
-             max_items: int, device=None) -> dict:
+             max_items: int, *, l2: float, device=None) -> dict:
     """The term over the `max_items` most-rated items (the inverse costs items³): {"items": their columns
     int64 [m], "b": B [m, m], "weight": [m]}; an item outside it scores 0 (the matrix has no row for it)."""
     counts = np.bincount(item_idx, minlength=n_items)
@@ -72,7 +72,7 @@ def fit_part(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray, n_it
     column = np.full(n_items, -1, np.int64)
     column[items] = np.arange(len(items))
     keep = column[item_idx] >= 0
-    b, weight = fit(user_idx[keep], column[item_idx[keep]], order[keep], len(items), window, device)
+    b, weight = fit(user_idx[keep], column[item_idx[keep]], order[keep], len(items), window, l2=l2, device=device)
     return {"items": torch.as_tensor(items), "b": b.cpu(), "weight": weight.cpu()}
 
 

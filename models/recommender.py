@@ -23,6 +23,7 @@ FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes
 _FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
                   "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
 _PREDICT_CHUNK = 1 << 18
+_TERM_L2_BEFORE_ITS_KEY = 200.0   # the item-item term's λ in files saved before ModelConfig.item_item_l2 existed
 
 
 def _index(vocab: np.ndarray, ids) -> np.ndarray:
@@ -143,7 +144,8 @@ class Recommender:
                 raise ValueError(f"times must be as long as users, got {len(times)} and {len(users)}")
             window = config.item_item_window if times is not None else 0     # no times: co-ratings only
             rec.item_term = item_item.fit_part(ui, ii - 1, np.zeros(len(ui)) if times is None else np.asarray(times),
-                                               len(item_ids), window, config.item_item_items, dev)
+                                               len(item_ids), window, config.item_item_items,
+                                               l2=config.item_item_l2, device=dev)
         return rec
 
     # ---- lookups ------------------------------------------------------------------------------
@@ -342,7 +344,8 @@ class Recommender:
     def save(self, path) -> Path:
         """One file (torch.save of plain tensors, lists and dicts; loads with weights_only=True), atomically."""
         path = Path(path)
-        side = {k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self.side.items()}
+        # torch.tensor copies: a side array can be read-only (as_tensor would warn, and share it)
+        side = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self.side.items()}
         payload = {
             "format": FORMAT,
             "config": self.config.to_dict(),
@@ -372,7 +375,7 @@ class Recommender:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         if payload.get("format") not in (FORMAT, FORMAT_2, FORMAT_1):
             raise ValueError(f"{path}: not a lensflow recommender file (format {payload.get('format')!r})")
-        config = ModelConfig.from_dict(payload["config"])
+        config = ModelConfig.from_dict({"item_item_l2": _TERM_L2_BEFORE_ITS_KEY, **payload["config"]})
         side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
         user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, *_side_dims(side))

@@ -10,6 +10,8 @@ from models import item_item
 from models.config import ModelConfig
 from models.recommender import Recommender
 
+L2 = ModelConfig().item_item_l2
+
 
 def test_adjacent_pairs_count_neighbours_in_each_users_time_order():
     # user 0 rated items 2, 0, 1 at times 5, 1, 3 (so in order 0, 1, 2); user 1 rated 1 then 2, with 0 at a tie
@@ -30,9 +32,9 @@ def test_fit_is_edlae_in_closed_form():
     rng = np.random.default_rng(0)
     x = (rng.random((30, 6)) < 0.4).astype(np.float64)
     users, items = np.nonzero(x)
-    b, weight = item_item.fit(users, items, np.zeros(len(users)), 6, window=0)
+    b, weight = item_item.fit(users, items, np.zeros(len(users)), 6, window=0, l2=L2)
     gram = x.T @ x
-    p = np.linalg.inv(gram + np.diag(item_item.L2 + item_item.DROPOUT / (1 - item_item.DROPOUT) * np.diag(gram)))
+    p = np.linalg.inv(gram + np.diag(L2 + item_item.DROPOUT / (1 - item_item.DROPOUT) * np.diag(gram)))
     expected = -p / np.diag(p)[None, :]
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(b.numpy(), expected, rtol=1e-4, atol=1e-7)
@@ -40,7 +42,7 @@ def test_fit_is_edlae_in_closed_form():
     # the users' rows are counted a chunk at a time: a chunk smaller than the users gives the same matrix
     old, item_item.USER_CHUNK = item_item.USER_CHUNK, 7
     try:
-        again, _ = item_item.fit(users, items, np.zeros(len(users)), 6, window=0)
+        again, _ = item_item.fit(users, items, np.zeros(len(users)), 6, window=0, l2=L2)
     finally:
         item_item.USER_CHUNK = old
     np.testing.assert_array_equal(again.numpy(), b.numpy())
@@ -52,17 +54,17 @@ def test_time_adjacent_pairs_pull_items_rated_together_closer():
     items = np.tile([0, 1, 2], 20)
     items[np.arange(0, 60, 3)[10:]] = 3            # half the users rated 3 instead of 0
     times = np.tile([0, 1, 100], 20)
-    plain, _ = item_item.fit(users, items, times, 4, window=0)
-    timed, _ = item_item.fit(users, items, times, 4, window=1)
+    plain, _ = item_item.fit(users, items, times, 4, window=0, l2=L2)
+    timed, _ = item_item.fit(users, items, times, 4, window=1, l2=L2)
     assert timed[0, 1] - timed[0, 2] > plain[0, 1] - plain[0, 2]
 
 
 def test_fit_part_keeps_the_most_rated_items_only():
     users = np.array([0, 1, 2, 0, 1, 0, 3])
     items = np.array([4, 4, 4, 2, 2, 0, 1])          # counts: 4 -> 3, 2 -> 2, 0 and 1 -> 1
-    part = item_item.fit_part(users, items, np.zeros(len(users)), 5, window=0, max_items=2)
+    part = item_item.fit_part(users, items, np.zeros(len(users)), 5, window=0, max_items=2, l2=L2)
     assert part["items"].tolist() == [2, 4] and part["b"].shape == (2, 2)
-    full = item_item.fit_part(users, items, np.zeros(len(users)), 5, window=0, max_items=10)
+    full = item_item.fit_part(users, items, np.zeros(len(users)), 5, window=0, max_items=10, l2=L2)
     assert full["items"].tolist() == [0, 1, 2, 3, 4]
 
 
@@ -112,6 +114,20 @@ def test_the_recommender_blends_the_term_into_its_lists_and_keeps_it_when_saved(
                                rec.scores(np.array([1, 2]), np.array([3, 4]), exclude=rated))
 
 
+def test_the_terms_l2_is_the_configs_and_a_file_saved_before_that_key_says_the_l2_it_was_fitted_with(tmp_path):
+    rec, users, items = _fit(0.5, window=0)                                          # co-ratings only: no times
+    stiffer = Recommender.fit(users, items, np.full(len(users), 4.0),
+                              ModelConfig(**{**rec.config.to_dict(), "item_item_l2": 50 * rec.config.item_item_l2}),
+                              device="cpu")
+    assert stiffer.item_term["b"].abs().sum() < rec.item_term["b"].abs().sum()   # a larger λ shrinks B
+    payload = torch.load(rec.save(tmp_path / "m.pt"), weights_only=True)
+    del payload["config"]["item_item_l2"]                                          # as saved before the key
+    torch.save(payload, tmp_path / "old.pt")
+    old = Recommender.load(tmp_path / "old.pt")
+    assert old.config.item_item_l2 == 200.0
+    torch.testing.assert_close(old.item_term["b"], rec.item_term["b"])
+
+
 def test_without_times_the_term_counts_co_ratings_only():
     rec, users, items = _fit(0.5, window=0)
     config = rec.config
@@ -125,15 +141,18 @@ def test_without_times_the_term_counts_co_ratings_only():
     ({"kind": "dot_bias", "loss": "softmax", "item_item_weight": -1.0}, "item_item_weight must be a number >= 0"),
     ({"kind": "dot_bias", "loss": "softmax", "item_item_window": 1.5}, "item_item_window must be a whole number"),
     ({"kind": "dot_bias", "loss": "softmax", "item_item_items": 0}, "item_item_items must be a whole number >= 1"),
+    ({"kind": "dot_bias", "loss": "softmax", "item_item_l2": 0}, "item_item_l2 must be a number > 0"),
 ])
 def test_item_item_values_no_fit_can_use_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**overrides)
 
 
-def test_the_ranking_default_has_the_term_and_other_recipes_do_not():
+def test_the_ranking_default_has_the_term_and_side_features_and_the_large_recipe_neither():
     from models.config import LARGE_CATALOGUE
 
-    assert ModelConfig.for_kind("dot_bias", loss="softmax").item_item_weight > 0
+    ranking = ModelConfig.for_kind("dot_bias", loss="softmax")
+    assert ranking.item_item_weight > 0 and ranking.use_side_info
     assert ModelConfig.for_kind("dot_bias").item_item_weight == 0
-    assert ModelConfig.for_kind("dot_bias", **LARGE_CATALOGUE["dot_bias"]).item_item_weight == 0
+    large = ModelConfig.for_kind("dot_bias", **LARGE_CATALOGUE["dot_bias"])
+    assert large.item_item_weight == 0 and not large.use_side_info   # the 25M recipe as it was measured

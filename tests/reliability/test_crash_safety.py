@@ -195,12 +195,12 @@ TINY_RUN = ["--dot-config", json.dumps(helpers.TINY_DOT), "--nn-config", json.du
             "-n", "10", "-k", "5"]
 
 
-def start_pipeline(paths, source, api_url: str) -> subprocess.Popen:
+def start_pipeline(paths, source, api_url: str, *extra: str) -> subprocess.Popen:
     """`lensflow run` in its own session, against the test session's Prefect API (no 15 s server start)."""
     env = child_env(paths.home, PREFECT_API_URL=api_url, PREFECT_HOME=str(paths.home / "prefect"))
     # -v: Prefect's log lines on the terminal, the markers the kills are timed on
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-v", "--home", str(paths.home), "--source",
-                             str(source), *TINY_RUN], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             str(source), *TINY_RUN, *extra], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -241,7 +241,9 @@ def test_sigkill_of_real_pipeline_runs_then_a_rerun_publishes(base, tmp_path, pr
     api_url = PREFECT_API_URL.value()
     rng = random.Random(int(os.environ.get("LENSFLOW_CRASH_SEED", "20261123")))
     for marker, longest in PHASES:
-        proc = start_pipeline(paths, source_b, api_url)
+        # --force: a run the kill came too late for (a fast machine finishes a tiny run within the delay) leaves
+        # nothing to do, and without it the next run would stop before its flows and never show its marker
+        proc = start_pipeline(paths, source_b, api_url, "--force")
         outcome = kill_during(proc, marker, rng.uniform(0.0, longest))
         state = helpers.check_consistent(paths)
         RESULTS.append({"kill": "timed", **outcome, "served_after_kill": state["served"],

@@ -189,8 +189,31 @@ def test_the_ranking_fit_orders_each_users_ratings_by_their_time_for_the_item_it
     idx = lambda col, vocab: np.searchsorted(vocab, ratings[col].to_numpy())   # noqa: E731  0-based
     ui, ii = idx(c.USER_ID, rec.user_ids) + 1, idx(c.ITEM_ID, rec.item_ids)
     by_time = item_item.fit_part(ui, ii, sp.unix_seconds(ratings[c.RATED_AT]), len(rec.item_ids),
-                                 config.item_item_window, config.item_item_items)
+                                 config.item_item_window, config.item_item_items, l2=config.item_item_l2)
     shuffled = item_item.fit_part(ui, ii, np.random.default_rng(1).permutation(len(ui)), len(rec.item_ids),
-                                  config.item_item_window, config.item_item_items)
+                                  config.item_item_window, config.item_item_items, l2=config.item_item_l2)
     np.testing.assert_allclose(rec.item_term["b"].numpy(), by_time["b"].numpy(), rtol=1e-5, atol=1e-7)
     assert not np.allclose(rec.item_term["b"].numpy(), shuffled["b"].numpy())   # the order matters
+
+
+def test_the_ranking_default_learns_from_side_features_and_scores_a_new_user_by_them():
+    # who rates what follows the user's group (odd users mostly rate odd items), and the groups differ in
+    # age, gender and occupation: the pipeline's ranking model must learn both from the side features
+    rng = np.random.default_rng(3)
+    u, i = np.meshgrid(np.arange(1, 41), np.arange(1, 31), indexing="ij")
+    u, i = u.ravel(), i.ravel()
+    keep = rng.random(len(u)) < np.where(u % 2 == i % 2, 0.8, 0.1)
+    ratings = pd.DataFrame({c.USER_ID: u[keep].astype(np.int32), c.ITEM_ID: i[keep].astype(np.int32),
+                            c.RATING: np.full(keep.sum(), 4, np.int8)})
+    odd = np.arange(1, 41) % 2 == 1
+    users = pd.DataFrame({c.USER_ID: np.arange(1, 41, dtype=np.int32), c.AGE: np.where(odd, 20, 60).astype(np.int16),
+                          c.GENDER: np.where(odd, "F", "M"), c.OCCUPATION: np.where(odd, "student", "retired"),
+                          c.ZIP_CODE: "00000"})
+    config = tr.pipeline_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 30, "batch_size": 64})
+    assert config.loss == "softmax" and config.use_side_info
+    rec = tr.fit(ratings, config, users=users, movies=movies_frame(30), device="cpu")
+    assert {"user_rows", "item_rows"} <= set(rec.side)
+    new = {fx.USER_ID: np.array([900, 901]), fx.AGE: np.array([21.0, 59.0]), fx.GENDER: np.array(["F", "M"]),
+           fx.OCCUPATION: np.array(["student", "retired"])}
+    ids, _ = rec.recommend(np.array([900, 901]), 5, user_features=new)
+    assert (ids[0] % 2 == 1).mean() >= 0.8 and (ids[1] % 2 == 0).mean() >= 0.8   # each gets its group's items
