@@ -173,7 +173,13 @@ def train(a, paths: Paths) -> int:
 
 
 def publish(a, paths: Paths) -> int:
+    from tasks import contract as c
+    from tasks import serving
+
     address = dask_scheduler(a)
+    if a.version not in (c.ALIAS_SERVING, c.ALIAS_CHAMPION):
+        # a version or alias asked for by name: one line on what exists, before Prefect's server starts (~10 s)
+        serving.load_champions(paths, list(c.MODEL_KINDS), a.version, load=False)
     from flows.publish import publish as publish_flow
 
     logs.to_file(paths, a.verbose)

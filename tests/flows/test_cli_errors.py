@@ -36,6 +36,8 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) ->
     (("train", "--config", '{"n_factor": 8}'), 2, ("did you mean 'n_factors'",)),
     (("train", "--device", "cuda"), 6, ("cuda", "--device cpu")),
     (("promote", "dot_bias", "7", "--reason", "try"), 4, ("no version '7'", "lensflow-dot_bias")),
+    # an unknown version is refused by the CLI, before the publish flow (and Prefect's server) starts
+    (("publish", "--version", "42"), 4, ("no version '42'", "lensflow-dot_bias", "lensflow-embedding_nn")),
     (("publish", "--shards", "2", "--dask-address", "tcp://127.0.0.1:{port}"), 6,
      ("Dask scheduler tcp://127.0.0.1:", "nothing answers")),
     (("run", "--source", "{src}", "--shards", "2", "--dask-address", "tcp://nowhere.invalid:8786"), 6,
