@@ -7,7 +7,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import publication_metrics as health
 from tasks import report
-from tasks.evaluate import PROMOTION_METRIC
 
 
 def publish_health_artifact(published: dict) -> None:
@@ -24,22 +23,23 @@ def publish_health_artifact(published: dict) -> None:
                              description="Reach and bias of the published tables, and narrowing warnings")
 
 
-METRICS_DESCRIPTION = ("Metrics (rows) of each model (columns), the promotion metric first, beside plain "
-                       "most-rated popularity on the same data; then training time, decision and device")
+METRICS_DESCRIPTION = ("Metrics (rows) of each model (columns), each kind's promotion metric first (ranking: NDCG, "
+                       "rating: RMSE), beside its floor on the same data (popularity, bias baseline); then "
+                       "training time, decision and device")
 
 
-def publish_run_artifacts(summary: dict, tracking_uri: str, metric: str = PROMOTION_METRIC) -> None:
+def publish_run_artifacts(summary: dict, tracking_uri: str) -> None:
     """A metrics table and a markdown summary on the current flow run."""
-    create_table_artifact(report.metrics_table(summary["models"], metric), key="model-metrics",
+    create_table_artifact(report.metrics_table(summary["models"]), key="model-metrics",
                           description=METRICS_DESCRIPTION)
     create_markdown_artifact(report.summary_markdown(summary, tracking_uri), key="pipeline-summary",
                              description="What this pipeline run did and why")
 
 
-def training_artifacts(summary: dict, tracking_uri: str, metric: str = PROMOTION_METRIC) -> None:
+def training_artifacts(summary: dict, tracking_uri: str) -> None:
     """The same metrics table for one training (a train flow run), and its decision and lineage."""
     key = f"training-{summary['kind']}".replace("_", "-")  # artifact keys: lowercase, digits and dashes
-    create_table_artifact(report.metrics_table([summary], metric), key=f"{key}-metrics",
+    create_table_artifact(report.metrics_table([summary]), key=f"{key}-metrics",
                           description=METRICS_DESCRIPTION)
     create_markdown_artifact(report.training_markdown(summary, tracking_uri), key=f"{key}-summary",
                              description="What this training did and why")

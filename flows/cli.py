@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", type=_kinds, default=None, help="comma-separated model kinds (default: both)")
     p.add_argument("--dot-config", type=_json_dict, default=None, help="JSON overrides for the dot_bias config")
     p.add_argument("--nn-config", type=_json_dict, default=None, help="JSON overrides for the embedding_nn config")
-    p.add_argument("--promotion-metric", default=None, help="metric deciding the champion (default: ndcg@10)")
+    p.add_argument("--promotion-metric", action="append", default=None, metavar="KIND=METRIC",
+                   help="what moves a kind's `champion` (repeatable; default dot_bias=ndcg_at_10, embedding_nn=rmse)")
     p.add_argument("-n", "--top-n", type=_positive_int, default=50, help="recommendations per user (default 50)")
     p.add_argument("-k", "--similar-k", type=_positive_int, default=20, help="similar items per item (default 20)")
     p.add_argument("--retain", type=_positive_int, default=5, help="publications kept on disk (default 5)")
@@ -190,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     _split_options(p)
     p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
-    p.add_argument("--promotion-metric", default=None, help="metric that moves `champion` (default: ndcg@10)")
+    p.add_argument("--promotion-metric", default=None,
+                   help="metric that moves `champion` (default: the kind's job: ndcg_at_10 for dot_bias, rmse for "
+                        "embedding_nn)")
     p.add_argument("--top-k", type=_positive_int, default=10, help="k of the ranking metrics (default 10)")
     p.add_argument("--force", action="store_true", help="train even if an identical training is registered")
     p.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")

@@ -43,17 +43,17 @@ def _split(a) -> "SplitSpec":  # noqa: F821
 
 
 def refuse_early(paths: Paths, source: str | None = None, configs: dict | None = None, *,
-                 acquires: bool = False) -> None:
+                 acquires: bool = False, metrics: dict | None = None) -> None:
     """Permanent mistakes fail before any flow starts: a bad config, a --source that is no MovieLens copy, no
     way to get the default download. The local checks come first, so a typo is never a download's wait.
     (A download made here is cached: the flow's acquire step reuses it.)"""
     from tasks import acquire
 
     if configs:
-        from tasks import training
+        from tasks import promotion, training
 
         for kind, overrides in configs.items():
-            training.pipeline_config(kind, overrides)
+            promotion.promotion_metric(training.kind_settings(kind, overrides).config, (metrics or {}).get(kind))
     if source:
         acquire.check_source(source, paths)
     elif acquires and not os.environ.get(acquire.SOURCE_ENV):
@@ -83,25 +83,28 @@ def run(a, paths: Paths) -> int:
     configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
     spec = _split(a)
     address = dask_scheduler(a)
-    refuse_early(paths, a.source, configs, acquires=True)
-    from tasks.evaluate import PROMOTION_METRIC
+    from tasks import promotion
 
-    metric = a.promotion_metric or PROMOTION_METRIC
-    summary = None if a.force else unchanged_summary(paths, a.source, spec, configs, metric)
+    metrics = promotion.promotion_metrics(promotion.parse(a.promotion_metric))   # a wrong kind or metric: one line
+    refuse_early(paths, a.source, configs, acquires=True, metrics=metrics)
+    summary = None if a.force else unchanged_summary(paths, a.source, spec, configs)
     if summary is None:
         from flows.pipeline import pipeline
 
         logs.to_file(paths, a.verbose)
 
         summary = pipeline(source=a.source, home=str(paths.home), split=spec, kinds=a.kinds,
-                           dot_config=a.dot_config, nn_config=a.nn_config, promotion_metric=metric, n=a.top_n,
+                           dot_config=a.dot_config, nn_config=a.nn_config, promotion_metrics=metrics or None,
+                           n=a.top_n,
                            k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing,
                            shards=a.shards, dask_address=address)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
+    from tasks import report
+
     for m in summary["models"]:
-        shown = {k: round(v, 4) for k, v in m["metrics"].items()
-                 if k in ("test_rmse", "test_ndcg_at_10", "test_recall_at_10", "test_coverage_at_10")}
+        shown = {f"test_{k}": round(m["metrics"][f"test_{k}"], 4) for k in report.job_metrics(m["kind"])
+                 if f"test_{k}" in m["metrics"]}
         print(f"  {m['model_name']} v{m['version']}{' (reused)' if m['reused'] else ''} on {m['device'] or '?'}: "
               f"{m['decision']} — {m['reason']}  test {shown}")
     for fit in summary.get("serving") or []:
@@ -110,6 +113,8 @@ def run(a, paths: Paths) -> int:
               f"{fit['rows']:,} ratings")
     state = "kept (nothing changed)" if pub.get("skipped") else f"{pub['recommendation_rows']:,} recommendations"
     print(f"  publication {pub['publication_id']}: {state}")
+    for line in report.roles_lines(pub):
+        print("  " + line)
     if not pub.get("skipped"):
         print("  " + health_line(pub["health"]))
         for warning in pub.get("warnings") or []:
@@ -124,11 +129,11 @@ def run(a, paths: Paths) -> int:
     return 0
 
 
-def unchanged_summary(paths: Paths, source, spec, configs: dict, metric: str) -> dict | None:
+def unchanged_summary(paths: Paths, source, spec, configs: dict) -> dict | None:
     """The pipeline's summary when a run would change nothing (tasks/rerun.py), without starting Prefect."""
     from tasks import report, rerun
 
-    found = rerun.unchanged(paths, source, spec, configs, metric)
+    found = rerun.unchanged(paths, source, spec, configs)
     if found is None:
         return None
     print(f"lensflow: nothing changed (data {found['data_hash'][:12]}, split {found['split_id']}): "
@@ -161,13 +166,15 @@ def ingest(a, paths: Paths) -> int:
 def train(a, paths: Paths) -> int:
     spec = a.split_id or _split(a)
     refuse_early(paths, configs={a.kind: a.config})
+    from tasks import promotion, training
+
+    promotion.promotion_metric(training.model_config(a.kind, a.config), a.promotion_metric, a.top_k)
     from flows.train import train as train_flow
-    from tasks.evaluate import PROMOTION_METRIC
 
     logs.to_file(paths, a.verbose)
 
     _print_json(train_flow(kind=a.kind, split=spec, config=a.config, home=str(paths.home),
-                           k=a.top_k, promotion_metric=a.promotion_metric or PROMOTION_METRIC, force=a.force,
+                           k=a.top_k, promotion_metric=a.promotion_metric, force=a.force,
                            to_registry=a.to_registry))
     return 0
 

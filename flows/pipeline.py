@@ -28,8 +28,7 @@ from flows.ingest import ingest
 from flows.publish import publish
 from flows.train import train
 from tasks import contract as c
-from tasks import lake, report, settings
-from tasks.evaluate import PROMOTION_METRIC
+from tasks import lake, report, settings, training
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
@@ -37,14 +36,14 @@ TRAIN_DEPLOYMENT = "train/gpu"
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)
-def train_local(kind: str, split_id: str, config: dict | None, home: str | None, metric: str,
+def train_local(kind: str, split_id: str, config: dict | None, home: str | None, metric: str | None,
                 force: bool) -> dict:
     """Train one kind in this process (a nested flow run, so it shows as its own run in the UI)."""
     return train(kind=kind, split=split_id, config=config, home=home, promotion_metric=metric, force=force)
 
 
 @task(name="train-on-pool", task_run_name="train-{kind}-deployment", cache_policy=NO_CACHE)
-def train_on_pool(kind: str, split_id: str, config: dict | None, home: str | None, metric: str,
+def train_on_pool(kind: str, split_id: str, config: dict | None, home: str | None, metric: str | None,
                   force: bool, timeout_s: float = 6 * 3600) -> dict:
     """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry.
 
@@ -78,12 +77,13 @@ def _run_name() -> str:
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
 def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
-             promotion_metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
+             promotion_metrics: dict[str, str] | None = None, n: int = 50, k: int = 20, retain: int = 5,
              train_on: Literal["local", "deployment"] = "local", force: bool = False,
              refuse_narrowing: bool = False, shards: int = 1, dask_address: str | None = None) -> dict:
     """Ingest, split, train and register both models, publish from the champions; returns a summary.
 
-    shards, dask_address: publish's sharded scoring (flows/publish.py); a named Dask scheduler is checked
+    Each kind is promoted on its own job's metric (tasks.promotion) unless promotion_metrics names another
+    for it ({"embedding_nn": "mae"}). shards, dask_address: publish's sharded scoring (flows/publish.py); a named Dask scheduler is checked
     before the ingest, so a bad one fails before any work.
     """
     address = settings.dask_address(dask_address) if shards > 1 else None
@@ -91,6 +91,8 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
         steps.check_scheduler(address)
     kinds = list(kinds or c.MODEL_KINDS)
     configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
+    plans = {kind: training.kind_settings(kind, configs.get(kind)) for kind in kinds}
+    metrics = promotion_metrics or {}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
 
     ingested = ingest(source=source, home=home)
@@ -100,20 +102,21 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     stored_split = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH])
 
     runner = train_on_pool if train_on == "deployment" else train_local
-    futures = [runner.submit(kind, stored_split[c.SPLIT_ID], configs.get(kind), home, promotion_metric, force)
+    futures = [runner.submit(kind, stored_split[c.SPLIT_ID], configs.get(kind), home, metrics.get(kind), force)
                for kind in kinds]
     trained = [f.result() for f in futures]
     update_progress_artifact(progress, 65.0)
 
     served = []
-    needed = steps.serving_kinds(paths, kinds, promotion_metric)
+    needed = steps.serving_kinds(paths, kinds)
     if needed:
         snap = steps.lake_snapshot(paths)
         ratings, users, movies = (steps.read_table(paths, name) for name in (c.RATINGS, c.USERS, c.MOVIES))
-        served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash) for kind in needed]
+        served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash,
+                                    serving_epochs=plans[kind].serving_epochs) for kind in needed]
     update_progress_artifact(progress, 80.0)
 
-    published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, metric=promotion_metric, n=n, k=k,
+    published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, n=n, k=k,
                         retain=retain, force=force, refuse_narrowing=refuse_narrowing, shards=shards,
                         dask_address=address)
     update_progress_artifact(progress, 100.0)

@@ -21,7 +21,6 @@ from tasks import contract as c
 from tasks import publish as publishing
 from tasks import report, settings, sharding
 from tasks.errors import ConfigError
-from tasks.evaluate import PROMOTION_METRIC
 from tasks.model_ref import ServingModel
 from tasks.settings import Paths
 from tasks.settings import paths as resolve_paths
@@ -67,11 +66,13 @@ def _score_sharded(paths: Paths, serving: ServingModel, ratings: pd.DataFrame, u
 
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_SERVING,
-            model: str | None = None, metric: str = PROMOTION_METRIC, n: int = 50, k: int = 20, retain: int = 5,
+            model: str | None = None, n: int = 50, k: int = 20, retain: int = 5,
             force: bool = False, shards: int = 1, refuse_narrowing: bool = False,
             dask_address: str | None = None) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
 
+    The ranking model (`model`'s kind if given) orders the lists; the rating model's champion fills
+    predicted_rating (null, and said so, when there is none); similar items come from the dot model.
     shards > 1 scores the learnt users in that many id ranges as parallel tasks, each reading only its
     users' rows: on the Dask scheduler at dask_address (else $LENSFLOW_DASK_ADDRESS; checked first, so a
     bad one fails before anything is read), else on threads here.
@@ -89,27 +90,30 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     snap = steps.lake_snapshot(paths)
     if snap is None:
         raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first")
-    models = steps.order_for_publication(steps.load_champions(paths, list(kinds or c.MODEL_KINDS), version,
-                                                              data_hash=snap.data_hash), metric, model)
-    if models[0].alias == c.ALIAS_CANDIDATE and version == c.ALIAS_SERVING:
-        print(f"no champion: no version beats the popularity floor; publishing from candidates "
-              f"{', '.join(f'{m.ref.name} v{m.ref.version}' for m in models)} (publication marked "
+    roles = steps.choose_roles(steps.load_champions(paths, list(kinds or c.MODEL_KINDS), version,
+                                                    data_hash=snap.data_hash), model)
+    models = roles.models
+    if roles.ranking.alias == c.ALIAS_CANDIDATE and version == c.ALIAS_SERVING:
+        print(f"no champion: no version beats its floor; publishing the lists from candidate "
+              f"{roles.ranking.ref.name} v{roles.ranking.ref.version} (publication marked "
               f"{c.SERVED_ALIAS}={c.ALIAS_CANDIDATE})")
+    if roles.rating is None:
+        print(f"{c.PREDICTED_RATING} left null: {roles.no_rating}")
     live = None if force else steps.publication_up_to_date(paths, [m.ref for m in models], snap.data_hash)
     if live:
         print(f"publication {live} already serves {', '.join(f'{m.ref.name} v{m.ref.version}' for m in models)} "
               f"on data {snap.data_hash[:12]}: nothing to publish")
-        return publishing.summary(models, snap.data_hash, kept=live)
+        return publishing.summary(roles, snap.data_hash, kept=live)
     ratings, movies, users = (steps.read_table(paths, name) for name in (c.RATINGS, c.MOVIES, c.USERS))
     scored = None
     if shards > 1:
-        scored = _score_sharded(paths, models[0], ratings, users, movies, n, shards, address, snap.data_hash)
-    result = steps.publish_tables(paths, models, ratings, movies, users, n=n, k=k, retain=retain,
-                                  split_id=models[0].ref.split_id, data_hash=snap.data_hash, scored=scored,
+        scored = _score_sharded(paths, roles.ranking, ratings, users, movies, n, shards, address, snap.data_hash)
+    result = steps.publish_tables(paths, roles, ratings, movies, users, n=n, k=k, retain=retain,
+                                  split_id=roles.ranking.ref.split_id, data_hash=snap.data_hash, scored=scored,
                                   refuse_narrowing=refuse_narrowing)
     for warning in result.warnings:
         print(f"narrowing flagged: {warning.message}")
-    summary = publishing.summary(models, snap.data_hash, result)
+    summary = publishing.summary(roles, snap.data_hash, result)
     steps.say(report.publication_line(summary))
     publish_health_artifact(summary)
     return summary

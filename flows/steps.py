@@ -107,26 +107,26 @@ def flow_run_tags() -> dict[str, str]:
         if run_id else {}
 
 
-def _fit_logged(split, config, users=None, movies=None, k: int = 10) -> training.TrainResult:
-    """train_and_evaluate, logging each epoch's losses (named by the loss) and the final metrics."""
+def _fit_logged(split, plan: training.KindSettings, users=None, movies=None, k: int = 10) -> training.TrainResult:
+    """train_and_evaluate, logging each epoch's losses (named by the loss) and the kind's job metrics."""
     logger = get_run_logger()
-    loss = tracking.loss_metric(config.loss)
+    config = plan.config
+    loss = tracking.loss_metric(config.loss.name)
 
     def log(row: dict) -> None:
         valid = f", valid_{loss} {row['valid_loss']:.4f}" if row.get("valid_loss") is not None else ""
-        logger.info("%s epoch %d/%d: train_%s %.4f%s (%.1f s)", config.kind, row["epoch"] + 1, config.epochs,
+        logger.info("%s epoch %d/%d: train_%s %.4f%s (%.1f s)", config.kind, row["epoch"] + 1, config.train.epochs,
                     loss, row["train_loss"], valid, row["seconds"])
 
-    result = training.train_and_evaluate(split, config, users, movies, k=k, log=log)
-    shown = ", ".join(f"{key} {result.metrics[key]:.4f}" for key in ("ndcg_at_10", "recall_at_10", "rmse")
+    result = training.train_and_evaluate(split, config, users, movies, k=k, log=log, eval_users=plan.eval_users)
+    shown = ", ".join(f"{key} {result.metrics[key]:.4f}" for key in report.job_metrics(config.kind)
                       if key in result.metrics)
-    valid = result.valid_metrics.get("ndcg_at_10")
-    logger.info("%s (%s) fitted and evaluated in %.1f s on %s: test %s%s", config.kind, config.loss,
-                result.seconds, result.device, shown, f"; valid ndcg_at_10 {valid:.4f}" if valid is not None else "")
+    logger.info("%s (%s) fitted and evaluated in %.1f s on %s: test %s", config.kind, config.loss.name,
+                result.seconds, result.device, shown)
     return result
 
 
-def _record_tagged(paths, result, split, movies, metric: str, k: int = 10):
+def _record_tagged(paths, result, split, movies, metric: str | None = None, k: int = 10):
     """training.record with the Prefect flow run tagged on the MLflow run."""
     return training.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
 
@@ -164,14 +164,14 @@ write_lake = step(lake.write_snapshot, "write-lake-snapshot", "write-lake-{data_
 promote_lake = step(warehouse.publish_snapshot, "promote-lake-and-rebuild-warehouse", "rebuild-warehouse-{data_hash:.12}")
 
 # --- train ------------------------------------------------------------------------------------------
-model_config = step(training.pipeline_config, "resolve-model-config", "config-{kind}")
+kind_settings = step(training.kind_settings, "resolve-model-config", "config-{kind}")
 make_or_reuse_split = step(_split_logged, "split-ratings", "split-{spec.strategy}-seed{spec.seed}")
 split_for_trainings = step(_split_once, "split-for-trainings", "split-{spec.strategy}-seed{spec.seed}", retries=2,
                           retry_delay_seconds=1, retry_condition_fn=_transient)
 load_split = step(split.load, "load-stored-split", "load-split-{sid}")
 set_current_split = step(split.set_current, "set-current-split", "current-split-{sid}")
 find_trained = step(training.find_trained, "find-identical-training", "find-trained-{config.kind}")
-train_and_evaluate = step(_fit_logged, "fit-and-evaluate", "fit-{config.kind}-{config.loss}")
+train_and_evaluate = step(_fit_logged, "fit-and-evaluate", "fit-{plan.config.kind}")
 summarize_unregistered = step(training.summarize, "summarize-unregistered-training", "summary-{result.config.kind}")
 record_training = step(_record_tagged, "log-register-promote", "register-{result.config.kind}")
 training_summary = step(_summary_logged, "summarize-training", "summary-{kind}-v{version}")
@@ -180,7 +180,7 @@ mark_reused = step(_mark_reused, "mark-reused-version", "mark-reused-{kind}-v{ve
 # --- publish ----------------------------------------------------------------------------------------
 load_champions = step(serving.load_champions, "load-champion-models", "load-{alias}-models", retries=2,
                       retry_delay_seconds=2, retry_condition_fn=_transient)
-order_for_publication = step(serving.order_for_publication, "choose-serving-model", "serve-by-{metric}")
+choose_roles = step(serving.roles, "choose-serving-models", "choose-serving-models")
 publication_up_to_date = step(warehouse.live_publication_matches, "check-publication-up-to-date")
 check_scheduler = step(scheduler.check, "check-dask-scheduler", "check-dask-scheduler")
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
@@ -189,5 +189,5 @@ score_cold = step(sharding.score_cold, "score-unlearnt-users", "score-unlearnt-u
 publish_tables = step(publishing.publish, "score-check-publish")
 
 # --- serving fit (the evaluated config on every rating) --------------------------------------------
-serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve-by-{metric}")
+serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve")
 fit_serving = step(serving.fit_serving, "fit-on-all-ratings", "serving-fit-{kind}")

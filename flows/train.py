@@ -14,17 +14,17 @@ from flows.artifacts import training_artifacts
 from tasks import contract as c
 from tasks import training
 from tasks.errors import ConfigError
-from tasks.evaluate import PROMOTION_METRIC
+from tasks import promotion
 from tasks.settings import paths as resolve_paths
 from tasks.split import SplitSpec
 
 
 def _run_name() -> str:
-    """train-<kind>-<loss>: 'train-dot_bias-softmax' (the loss the pipeline config gives the kind)."""
+    """train-<kind>-<loss>: 'train-dot_bias-softmax' (the loss of the kind's config)."""
     p = flow_run.parameters
     kind = p.get("kind") or c.MODEL_KIND_DOT
     try:
-        return f"train-{kind}-{training.pipeline_config(kind, p.get('config')).loss}"
+        return f"train-{kind}-{training.model_config(kind, p.get('config')).loss.name}"
     except ConfigError:  # the flow itself refuses the config; the name must not fail first
         return f"train-{kind}"
 
@@ -36,10 +36,12 @@ def _flow_run_id() -> str | None:
 
 @flow(name="train", flow_run_name=_run_name)
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
-          home: str | None = None, k: int = 10, promotion_metric: str = PROMOTION_METRIC,
+          home: str | None = None, k: int = 10, promotion_metric: str | None = None,
           force: bool = False, to_registry: bool = True) -> dict:
     """Train, evaluate and register one model kind on a split (a SplitSpec, or the id of a stored split).
 
+    config: the kind's settings as flat JSON (models.config, plus eval_users); promotion_metric: what promotion
+    compares, the kind's job metric by default (tasks.promotion: ndcg_at_10 for dot_bias, rmse for embedding_nn).
     An identical earlier training (same config, split, data and code) is reused from the registry
     unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
     The version is findable by this flow run's id (`registry.training_of_flow_run`): its MLflow run
@@ -51,7 +53,9 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     if snap is None:
         raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first, or point "
                                 f"this worker's LENSFLOW_DATA_URI at the data location the ingest wrote")
-    cfg = steps.model_config(kind, config)
+    plan = steps.kind_settings(kind, config)
+    cfg = plan.config
+    metric = promotion.promotion_metric(cfg, promotion_metric, k)
     if isinstance(split, str):
         chosen = steps.load_split(paths, split)
     else:
@@ -62,18 +66,18 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
         steps.mark_reused(paths, kind, done.version)   # how a pipeline on another host learns what was reused
         summary = {**steps.training_summary(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
                    "split_reused": chosen.reused, "flow_run_id": _flow_run_id()}
-        training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+        training_artifacts(summary, paths.mlflow_tracking_uri)
         return summary
     users, movies = steps.read_table(paths, c.USERS), steps.read_table(paths, c.MOVIES)
-    result = steps.train_and_evaluate(chosen, cfg, users, movies, k=k)
+    result = steps.train_and_evaluate(chosen, plan, users, movies, k=k)
     steps.set_current_split(paths, chosen.split_id)
     if not to_registry:
         summary = steps.summarize_unregistered(result)
-        training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+        training_artifacts(summary, paths.mlflow_tracking_uri)
         return summary
-    recorded = steps.record_training(paths, result, chosen, movies, promotion_metric, k)
+    recorded = steps.record_training(paths, result, chosen, movies, metric, k)
     summary = {**steps.training_summary(paths, kind, recorded.version, reused=False, seconds=result.seconds,
                                         flow_run_name=flow_run.get_name()), "split_reused": chosen.reused,
                "flow_run_id": _flow_run_id()}
-    training_artifacts(summary, paths.mlflow_tracking_uri, promotion_metric)
+    training_artifacts(summary, paths.mlflow_tracking_uri)
     return summary

@@ -117,8 +117,9 @@ class DotProductBias(nn.Module):
     """
 
     def __init__(self, n_users: int, n_items: int, n_factors: int, y_range=(0.0, 5.5), rating_input: bool = False,
-                 user_side_dim: int = 0, item_side_dim: int = 0):
+                 user_side_dim: int = 0, item_side_dim: int = 0, item_bias_weight: float = 1.0):
         super().__init__()
+        self.item_bias_weight = item_bias_weight   # score_all: the item bias counts this much (1 + popularity boost)
         # n_users/n_items count the unknown row 0
         self.user_factors = _embedding(n_users, n_factors)
         self.item_factors = _embedding(n_items, n_factors)
@@ -167,6 +168,22 @@ class DotProductBias(nn.Module):
 
     def forward(self, users, items, user_side=None, item_side=None):
         return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)
+
+    def all_items(self):
+        """(vectors [I, d], biases [I]) of every known item (model rows 1..I), for score_all."""
+        return self.item_terms(torch.arange(1, self.item_factors.num_embeddings, device=self.global_bias.device))
+
+    def score_all(self, users, all_items, user_side=None):
+        """Pre-sigmoid scores [B, I] of users[B] against every known item, the item bias weighted item_bias_weight."""
+        p, bu = self.user_terms(users, user_side)                                           # [B, d], [B]
+        q, bi = all_items                                                                   # [I, d], [I]
+        return p @ q.T + (bi * self.item_bias_weight)[None, :] + (bu + self.global_bias)[:, None]
+
+    score_width = 1   # floats of work space per score in score_all (chunk sizing)
+
+    def item_space(self):
+        """Item vectors [I, d] the dot product ranks with (with rating_input, the rating-column codes added)."""
+        return self.all_items()[0]
 
 
 class EmbeddingNN(nn.Module):
@@ -222,3 +239,23 @@ class EmbeddingNN(nn.Module):
 
     def forward(self, users, items, user_side=None, item_side=None):
         return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)
+
+    def all_items(self):
+        """First-layer item halves [I, h0] of every known item (model rows 1..I), for score_all."""
+        return self.item_part(torch.arange(1, self.item_factors.num_embeddings, device=self.item_in.weight.device))
+
+    def score_all(self, users, all_items, user_side=None):
+        """Pre-sigmoid scores [B, I] of users[B] against every known item; work space B*I*h0 floats."""
+        h = self.user_part(users, user_side)[:, None, :] + all_items[None]                 # [B, I, h0]
+        if isinstance(self.head[0], nn.ReLU):                      # in place: one [B, I, h0] buffer less
+            return self.head[1:](h.relu_())[..., 0]
+        return self.head(h)[..., 0]
+
+    @property
+    def score_width(self) -> int:
+        """Floats of work space per score in score_all: the [B, I, h0] first-layer sum."""
+        return self.item_in.out_features
+
+    def item_space(self):
+        """Item id embeddings [I, item_size] (the MLP's input; similar items use the dot model's instead)."""
+        return self.item_factors.weight[1:]

@@ -1,170 +1,341 @@
-"""Model configuration: one dataclass, good defaults per model kind."""
+"""Model configuration: one config per model kind, each field one that kind uses.
+
+A config is a small tree: the kind's own fields, a shared `TrainConfig` (how the fit runs), a loss (`Mse` or
+`Softmax`, each with its own settings) and, for the ranking model, an optional `ItemItem` blend. Its flat form
+(`flat`, `from_flat`) is what `--dot-config` / `--nn-config` JSON, MLflow params and model files use: a key
+belongs to one block, so a key that does not apply to a kind, its loss or its blend is refused by name.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-KINDS = ("dot_bias", "embedding_nn")  # same spelling as tasks.contract.MODEL_KINDS
-LOSSES = ("mse", "softmax")
+DOT, NN = "dot_bias", "embedding_nn"   # same spelling as tasks.contract.MODEL_KINDS
+KINDS = (DOT, NN)
+INF = float("inf")
 
 
-@dataclass
-class ModelConfig:
-    """Hyper-parameters of one model; `for_kind` gives the tuned defaults."""
+def _whole(low: int):
+    return lambda v: float(v).is_integer() and v >= low
 
-    kind: str = "dot_bias"            # 'dot_bias' | 'embedding_nn'
-    n_factors: int = 50               # dot_bias: factors; embedding_nn: 0 = fastai's size rule
-    layers: tuple[int, ...] = (100,)  # embedding_nn hidden layer widths
-    dropout: float = 0.1              # embedding_nn dropout after each hidden layer
+
+# The values each numeric field may take, by flat key: (test, the rule as the error states it).
+_RANGES = {
+    "n_factors": (_whole(0), "a whole number >= 0 (0: the NN's size rule)"),
+    "epochs": (_whole(1), "a whole number >= 1"),
+    "batch_size": (_whole(1), "a whole number >= 1"),
+    "seed": (_whole(0), "a whole number >= 0"),
+    "n_negatives": (_whole(0), "a whole number >= 0 (0: full softmax)"),
+    "lr": (lambda v: 0 < v < INF, "a number > 0"),
+    "wd": (lambda v: 0 <= v < INF, "a number >= 0"),
+    "l2": (lambda v: 0 <= v < INF, "a number >= 0"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "id_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "popularity_boost": (lambda v: -1 <= v < INF, "a number >= -1 (-1: item bias left out)"),
+    "item_item_weight": (lambda v: 0 < v < INF, "a number > 0 (0 turns the item-item blend off)"),
+    "item_item_window": (_whole(0), "a whole number >= 0 (0: co-ratings only)"),
+    "item_item_items": (_whole(1), "a whole number >= 1"),
+    "item_item_l2": (lambda v: 0 < v < INF, "a number > 0"),
+}
+
+
+def _check(obj, prefix: str = "") -> None:
+    """Refuse a value no fit can use here, not as torch's error mid-training; whole numbers become ints."""
+    for f in dataclasses.fields(obj):
+        key, value = prefix + f.name, getattr(obj, f.name)
+        if f.type in ("bool",) and not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        if key not in _RANGES:
+            continue
+        ok, rule = _RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ValueError(f"{key} must be {rule}, got {value!r}")
+        if f.type == "int":
+            object.__setattr__(obj, f.name, int(value))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one fit runs, for every kind: AdamW with a one-cycle schedule over shuffled batches."""
+
     epochs: int = 5
     lr: float = 5e-3                  # peak learning rate of the one-cycle schedule
     wd: float = 0.1                   # AdamW (decoupled) weight decay
-    l2: float = 0.0                   # L2 penalty on the embedding rows used in each batch (classic MF)
+    l2: float = 0.0                   # L2 penalty on the id embedding rows used in each batch (classic MF)
     batch_size: int = 1024
-    loss: str = "mse"                 # 'mse' (ratings) | 'softmax' (ranking over items)
-    n_negatives: int = 0              # softmax: 0 = full softmax over all items, else shared sampled negatives
-    rating_weight: float = 0.0        # softmax: weight of an extra MSE term that keeps predict() calibrated
-    popularity_boost: float = 0.0     # dot_bias recommend(): item bias counts 1 + this (see DEFAULTS)
-    y_range: tuple[float, float] = (0.0, 5.5)
     seed: int = 42
-    use_side_info: bool = False       # user age/gender/occupation, item genres/year/decade, rating counts
-    rating_input: bool = False        # dot_bias, mse: item vectors also encode the item's training ratings
-    id_dropout: float = 0.0           # embedding_nn: share of ids replaced by "unknown" so side info learns cold start
-    eval_users: int = 0               # evaluation: ranking metrics on a fixed sample of this many users; 0 = all
-    serving_epochs: int = 0           # serving fit: 0 = refit from scratch for `epochs`; N = N epochs from the
-                                      # evaluated model's weights at a tenth of `lr` (new ids start fresh)
-    sparse_grad: bool = False         # id embeddings: sparse gradients + SparseAdam (lazy Adam, no wd; wd then
-                                      # applies to the dense layers), so a step costs the batch's rows, not the tables
-    item_item_weight: float = 0.0     # dot_bias softmax: lists rank z(dot) + this × z(item-item term) per user
-                                      # (models/item_item.py; 0 = the dot model alone)
-    item_item_window: int = 1         # item-item term: also count pairs rated within this many positions in time
-    item_item_items: int = 5_000      # item-item term: over this many most-rated items (its inverse costs items³)
-    item_item_l2: float = 400.0       # item-item term: λ added to its Gram matrix's diagonal
-    extra: dict = field(default_factory=dict)  # free-form notes, kept with the model
+    sparse_grad: bool = False         # id embeddings: sparse gradients + SparseAdam (lazy Adam, no wd), so a
+                                      # step costs the batch's rows, not the whole tables (large catalogues)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"ModelConfig.kind must be one of {KINDS}, got {self.kind!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"ModelConfig.loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.rating_input and (self.kind != "dot_bias" or self.loss != "mse"):
-            raise ValueError("ModelConfig.rating_input needs kind='dot_bias' and loss='mse' (a ranking loss "
-                             "would score each item with its own ratings in the input)")
-        if self.popularity_boost and self.kind != "dot_bias":
-            raise ValueError("ModelConfig.popularity_boost needs kind='dot_bias' (the NN has no item bias to boost)")
-        if self.item_item_weight and (self.kind != "dot_bias" or self.loss != "softmax"):
-            raise ValueError("ModelConfig.item_item_weight needs kind='dot_bias' and loss='softmax' (it blends "
-                             "ranking scores)")
-        self.layers = tuple(int(x) for x in self.layers)
-        self.y_range = (float(self.y_range[0]), float(self.y_range[1]))
-        for name, ok, rule in _RANGES:  # a value no fit can use fails here, not as torch's error mid-training
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ValueError(f"ModelConfig.{name} must be {rule}, got {value!r}")
-        if not all(isinstance(w, int) and w >= 1 for w in self.layers) or not self.layers:
-            raise ValueError(f"ModelConfig.layers must be one or more widths >= 1, got {list(self.layers)}")
-        if not self.y_range[0] < self.y_range[1]:
-            raise ValueError(f"ModelConfig.y_range must be (low, high) with low < high, got {self.y_range}")
-        if self.serving_epochs and self.kind == "embedding_nn" and self.n_factors == 0:
-            raise ValueError("ModelConfig.serving_epochs needs a fixed n_factors for the NN (0 sizes its embeddings "
-                             "by the number of ids, which grows with the ratings a serving fit adds)")
-
-    @classmethod
-    def for_kind(cls, kind: str, **overrides) -> "ModelConfig":
-        """Tuned defaults for a kind (and objective, if `loss` is overridden), then overrides."""
-        loss = overrides.get("loss", "mse")
-        base = dict(DEFAULTS[(kind, loss)]) if (kind, loss) in DEFAULTS else {"kind": kind}
-        base.update(overrides)
-        return cls(**base)
-
-    def to_dict(self) -> dict:
-        """Plain dict (lists, not tuples) for logging and saving."""
-        d = dataclasses.asdict(self)
-        d["layers"] = list(self.layers)
-        d["y_range"] = list(self.y_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        """Inverse of to_dict; unknown keys are refused."""
-        return cls(**d)
+        _check(self)
 
 
-# The values each numeric field may take: (field, test, the rule as the error states it).
-_RANGES = (
-    ("n_factors", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: the NN's size rule)"),
-    ("epochs", lambda v: float(v).is_integer() and v >= 1, "a whole number >= 1"),
-    ("batch_size", lambda v: float(v).is_integer() and v >= 1, "a whole number >= 1"),
-    ("n_negatives", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: full softmax)"),
-    ("eval_users", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: all users)"),
-    ("serving_epochs", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0"),
-    ("lr", lambda v: 0 < v < float("inf"), "a number > 0"),
-    ("wd", lambda v: 0 <= v < float("inf"), "a number >= 0"),
-    ("l2", lambda v: 0 <= v < float("inf"), "a number >= 0"),
-    ("rating_weight", lambda v: 0 <= v < float("inf"), "a number >= 0"),
-    ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("id_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("popularity_boost", lambda v: -1 <= v < float("inf"), "a number >= -1 (-1: item bias left out)"),
-    ("item_item_weight", lambda v: 0 <= v < float("inf"), "a number >= 0 (0: no item-item term)"),
-    ("item_item_window", lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0 (0: co-ratings only)"),
-    ("item_item_items", lambda v: float(v).is_integer() and v >= 1, "a whole number >= 1"),
-    ("item_item_l2", lambda v: 0 < v < float("inf"), "a number > 0"),
-)
+@dataclass(frozen=True)
+class Mse:
+    """Squared error on the stars; predictions are squashed into y_range (fastai's sigmoid_range)."""
 
-# Tuned on real ML-100k (bench/bench_models.py, bench/results/models.md).
-DEFAULTS: dict[tuple[str, str], dict] = {
-    # Tuning-split RMSE (bench/results/models.md). Batch 256 at lr 3e-3 (was 1024 at 5e-3): dot 0.9016 ->
-    # 0.8979 (3 training seeds), NN 0.9166 -> 0.8979 with 400 hidden units (2 seeds). rating_input: dot
-    # 0.8979 -> 0.8876 (2 seeds). Side info (features + rating counts): dot, mean of tuning splits 1 and 2,
-    # 0.8930 -> 0.8850; then 64 factors, wd 0.3, l2 0.005, 6 epochs, batch 512 (from a GPU random search):
-    # 0.8817 at 0.7x the fit time. FAST_RATING keeps the cheap recipes.
-    ("dot_bias", "mse"): dict(kind="dot_bias", n_factors=64, epochs=6, lr=3e-3, wd=0.3, l2=0.005, batch_size=512,
-                              rating_input=True, use_side_info=True),
-    ("embedding_nn", "mse"): dict(kind="embedding_nn", n_factors=0, layers=(400,), dropout=0.1, epochs=5,
-                                  lr=3e-3, wd=0.1, batch_size=256, use_side_info=True),
-    # popularity_boost 0.25 (rank with the item bias weighted 1.25): the highest catalogue coverage@10
-    # within 99 % of the best NDCG@10 on tuning split seeds 1-2; on report seeds 3-4 it keeps 99.8 % of
-    # boost 1's NDCG@10 with 28 % more coverage (bench/results/popularity_boost.md). The boost helps at
-    # all because the softmax fits the pooled ratings, where heavy users weigh most, while per-user
-    # metrics weigh every user alike and light users' held-out items are mostly popular ones.
-    # use_side_info + item_item_weight 0.1 (window 3, λ 400): the dot model, with its users' and items' side
-    # features, blended with a time-aware EDLAE term (models/item_item.py). Side features alone lower the dot
-    # model's NDCG@10 (0.986 against 1.014 x EASE on five random tuning holdouts) but make it add more to the
-    # term: 1.056 against 1.042 in the blend, with the two temporal tuning cutoffs as before (1.062; means over
-    # three training seeds). The rule of bench/bench_item_item.py chose it: the best random mean among the
-    # recipes that lose nothing on the cutoffs against the previous default (no side info, window 1, λ 200).
-    # Report holdouts: 1.058 x EASE (was 1.039), the 0.80 cutoff 1.058 (was 1.081): published_quality.md.
-    ("dot_bias", "softmax"): dict(kind="dot_bias", loss="softmax", n_factors=256, epochs=6, lr=1e-2, wd=0.0,
-                                  l2=0.03, batch_size=1024, popularity_boost=0.25, use_side_info=True,
-                                  item_item_weight=0.1, item_item_window=3),
-    ("embedding_nn", "softmax"): dict(kind="embedding_nn", loss="softmax", n_factors=0, layers=(100,),
-                                      dropout=0.1, epochs=5, lr=5e-3, wd=0.1, batch_size=1024,
-                                      n_negatives=128, use_side_info=True),
-}
+    name: ClassVar[str] = "mse"
+    y_range: tuple[float, float] = (0.0, 5.5)
 
-# Cheaper rating recipes: less accurate, 3-9x faster (bench/results/models.md).
+    def __post_init__(self):
+        low, high = (float(x) for x in self.y_range)
+        if not low < high:
+            raise ValueError(f"y_range must be [low, high] with low < high, got {list(self.y_range)}")
+        object.__setattr__(self, "y_range", (low, high))
+
+
+@dataclass(frozen=True)
+class Softmax:
+    """Cross-entropy of the rated item against every item (n_negatives 0) or shared sampled negatives."""
+
+    name: ClassVar[str] = "softmax"
+    n_negatives: int = 0
+
+    def __post_init__(self):
+        _check(self)
+
+
+LOSSES = {Mse.name: Mse, Softmax.name: Softmax}
+
+
+@dataclass(frozen=True)
+class ItemItem:
+    """The ranking model's lists blend z(dot) + weight × z(item-item term) per user (models/item_item.py)."""
+
+    weight: float = 0.1
+    window: int = 3                   # also count pairs rated within this many positions in time
+    items: int = 5_000                # over this many most-rated items (its inverse costs items³)
+    l2: float = 400.0                 # λ added to its Gram matrix's diagonal
+
+    def __post_init__(self):
+        _check(self, "item_item_")
+
+
+@dataclass(frozen=True)
+class DotConfig:
+    """Dot product with biases: the ranking model (softmax), or a rating model (mse)."""
+
+    kind: ClassVar[str] = DOT
+    n_factors: int = 256
+    use_side_info: bool = True        # user age/gender/occupation, item genres/year/decade, rating counts
+    rating_input: bool = False        # mse only: item vectors also encode the item's column of training ratings
+    popularity_boost: float = 0.25    # lists rank with the item bias weighted 1 + this
+    loss: Mse | Softmax = field(default_factory=Softmax)
+    item_item: ItemItem | None = None  # softmax only: blend the lists with an item-item term
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        _check(self)
+        if self.rating_input and not isinstance(self.loss, Mse):
+            raise ValueError("rating_input applies to loss 'mse' only (a ranking loss would score each item "
+                             "with its own ratings in the input)")
+        if self.item_item is not None and not isinstance(self.loss, Softmax):
+            raise ValueError("item_item_* applies to loss 'softmax' only (the blend ranks; it is no rating)")
+
+
+@dataclass(frozen=True)
+class NNConfig:
+    """Concatenated user and item embeddings through an MLP: the rating model (squared error on the stars)."""
+
+    kind: ClassVar[str] = NN
+    n_factors: int = 0                # embedding width; 0 = fastai's size rule per vocabulary
+    layers: tuple[int, ...] = (100,)  # hidden layer widths
+    dropout: float = 0.1              # after each hidden layer
+    id_dropout: float = 0.0           # share of ids replaced by "unknown" while training, so side info learns cold start
+    use_side_info: bool = True
+    loss: Mse = field(default_factory=Mse)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        _check(self)
+        layers = tuple(self.layers) if isinstance(self.layers, (list, tuple)) else ()
+        if not layers or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in layers):
+            raise ValueError(f"layers must be one or more widths >= 1, got {self.layers!r}")
+        object.__setattr__(self, "layers", layers)
+        if not isinstance(self.loss, Mse):
+            raise ValueError("the embedding NN is the rating model: its loss is 'mse'")
+
+
+ModelConfig = DotConfig | NNConfig
+CONFIGS = {DOT: DotConfig, NN: NNConfig}
+_BLOCKS = {"train": ("", TrainConfig), "item_item": ("item_item_", ItemItem)}   # block -> (flat prefix, type)
+
+
+# ---- the flat form ------------------------------------------------------------------------------------------
+def flat(config: ModelConfig) -> dict:
+    """{key: value} of every setting the config has (lists, not tuples): JSON, MLflow params, model files."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "loss":
+            if config.kind == DOT:
+                out["loss"] = value.name
+            out.update(_plain(value))
+        elif f.name in _BLOCKS:
+            if value is not None:
+                out.update({_BLOCKS[f.name][0] + k: v for k, v in _plain(value).items()})
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _plain(block) -> dict:
+    return {f.name: (list(v) if isinstance(v := getattr(block, f.name), tuple) else v)
+            for f in dataclasses.fields(block)}
+
+
+def _keys(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def all_keys(kind: str) -> list[str]:
+    """Every key a config of this kind may have, whatever its loss or blend."""
+    keys = [k for k in _keys(CONFIGS[kind]) if k not in ("loss", "train", "item_item")] + _keys(TrainConfig)
+    if kind == DOT:
+        keys += ["loss", *_keys(Softmax), *("item_item_" + k for k in _keys(ItemItem))]
+    keys += _keys(Mse)
+    return sorted(set(keys))
+
+
+def from_flat(kind: str, values: dict) -> ModelConfig:
+    """The config of `kind` from its flat form; a key it does not use is refused, saying why."""
+    if kind not in CONFIGS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+    rest = dict(values)
+    loss_name = rest.pop("loss", Softmax.name if kind == DOT else Mse.name)
+    if kind == NN and loss_name != Mse.name:
+        raise ValueError(f"'loss' does not apply to {NN}: the rating model's loss is always 'mse'")
+    if loss_name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss_name!r}")
+    take = lambda cls, prefix="": {k: rest.pop(prefix + k) for k in _keys(cls) if prefix + k in rest}  # noqa: E731
+    parts = {"train": TrainConfig(**take(TrainConfig)), "loss": LOSSES[loss_name](**take(LOSSES[loss_name]))}
+    if kind == DOT:
+        block = take(ItemItem, "item_item_")
+        if block and loss_name == Softmax.name:
+            if "weight" not in block:
+                raise ValueError("item_item_* settings need item_item_weight > 0 (the blend is off without it)")
+            parts["item_item"] = ItemItem(**block)
+        elif block:
+            rest.update({"item_item_" + k: v for k, v in block.items()})
+    own = take(CONFIGS[kind])
+    for key in own.keys() & {"loss", "train", "item_item"}:
+        rest[key] = own.pop(key)
+    if rest:
+        reasons = [_why_not(kind, loss_name, key) for key in sorted(rest)]
+        if any(r.startswith("unknown") for r in reasons):
+            reasons.append(f"{kind} settings are {', '.join(all_keys(kind))}")
+        raise ValueError("; ".join(reasons))
+    return CONFIGS[kind](**own, **parts)
+
+
+def _why_not(kind: str, loss: str, key: str) -> str:
+    """Why `key` cannot be set on a `kind` config with `loss`."""
+    if key in all_keys(kind):
+        if key.startswith("item_item_") or key in _keys(Softmax):
+            return f"'{key}' applies to loss 'softmax' only (this {kind} config's loss is '{loss}')"
+        return f"'{key}' applies to loss 'mse' only (this {kind} config's loss is '{loss}')"
+    other = [k for k in KINDS if k != kind and key in all_keys(k)]
+    if other:
+        return f"'{key}' does not apply to {kind} (it is a setting of {other[0]})"
+    near = difflib.get_close_matches(key, all_keys(kind), 1)
+    return f"unknown setting '{key}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+
+
+def for_kind(kind: str, **overrides) -> ModelConfig:
+    """The tuned recipe of a kind (and of a loss, if `loss` is given), then flat overrides on top of it.
+
+    item_item_weight 0 turns the blend off; a positive weight on a recipe without one adds ItemItem's defaults.
+    """
+    if kind not in CONFIGS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+    loss = overrides.get("loss")
+    base = RECIPES.get((kind, loss), DEFAULTS[kind]) if loss else DEFAULTS[kind]
+    values = flat(base)
+    weight = overrides.get("item_item_weight")
+    if weight is not None and not isinstance(weight, bool) and weight == 0:
+        overrides = {k: v for k, v in overrides.items() if k != "item_item_weight"}
+        values = {k: v for k, v in values.items() if not k.startswith("item_item_")}
+        stray = sorted(k for k in overrides if k.startswith("item_item_"))
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: item_item_* settings need item_item_weight > 0")
+    elif weight is not None and "item_item_weight" not in values and values.get("loss") == Softmax.name:
+        values.update({"item_item_" + k: v for k, v in _plain(ItemItem()).items()})
+    return from_flat(kind, {**values, **overrides})
+
+
+# Files saved before the per-kind configs held one flat dict of every field of both kinds.
+_LEGACY_ONLY = ("kind", "extra", "eval_users", "serving_epochs", "rating_weight")
+_LEGACY_ITEM_ITEM_L2 = 200.0   # the item-item term's λ in files saved before item_item_l2 existed
+
+
+def from_legacy(d: dict) -> ModelConfig:
+    """The config of a model file saved with the old 26-field ModelConfig (formats 1-3): the fields its kind,
+    loss and blend used; the rest (eval/serving settings, free notes, switches it ignored) dropped."""
+    kind, loss = d.get("kind", DOT), d.get("loss", Mse.name)
+    if kind == NN and loss != Mse.name:
+        raise ValueError(f"an {NN} fitted with loss {loss!r} cannot be loaded: the embedding NN is a rating model now")
+    if d.get("rating_weight"):
+        raise ValueError("a model fitted with rating_weight > 0 cannot be loaded: that option was removed")
+    allowed = set(all_keys(kind))
+    if kind == DOT and loss == Mse.name or not d.get("item_item_weight"):
+        allowed -= {k for k in allowed if k.startswith("item_item_")}
+    if kind == DOT:
+        allowed -= set(_keys(Softmax) if loss == Mse.name else _keys(Mse)) | ({"rating_input"} if loss != Mse.name else set())
+    values = {k: v for k, v in d.items() if k in allowed and k not in _LEGACY_ONLY}
+    if kind == DOT:
+        values["loss"] = loss
+        if "item_item_weight" in values:
+            values.setdefault("item_item_l2", _LEGACY_ITEM_ITEM_L2)
+    return from_flat(kind, values)
+
+
+# ---- the recipes --------------------------------------------------------------------------------------------
+# The ranking model (the pipeline's dot_bias): side features, full softmax, blended with a time-aware EDLAE
+# item-item term (window 3, λ 400, weight 0.1). popularity_boost 0.25 keeps 99.8 % of boost 1's NDCG@10 with
+# 28 % more coverage (bench/results/popularity_boost.md). Side features alone lower the dot model's NDCG@10
+# (0.986 against 1.014 x EASE on five random tuning holdouts) but make it add more to the term: 1.056 against
+# 1.042 in the blend, the temporal tuning cutoffs unchanged (1.062; three training seeds). Report holdouts:
+# 1.058 x EASE, the 0.80 cutoff 1.058 (bench/results/published_quality.md).
+RANKING = DotConfig(n_factors=256, use_side_info=True, popularity_boost=0.25, loss=Softmax(n_negatives=0),
+                    item_item=ItemItem(weight=0.1, window=3, items=5_000, l2=400.0),
+                    train=TrainConfig(epochs=6, lr=1e-2, wd=0.0, l2=0.03, batch_size=1024))
+
+# The dot model as a rating model (bench/results/models.md): side info + the item's rating column, 64 factors,
+# wd 0.3, l2 0.005, 6 epochs, batch 512: RMSE 0.8817 on the random 80/20 tuning splits 1 and 2.
+DOT_RATING = DotConfig(n_factors=64, use_side_info=True, rating_input=True, popularity_boost=0.0, loss=Mse(),
+                       train=TrainConfig(epochs=6, lr=3e-3, wd=0.3, l2=0.005, batch_size=512))
+
+# The rating model (the pipeline's embedding_nn): bench/results/rating.md.
+RATING = NNConfig(n_factors=0, layers=(400,), dropout=0.1, use_side_info=True,
+                  train=TrainConfig(epochs=5, lr=3e-3, wd=0.1, batch_size=256))
+
+DEFAULTS: dict[str, ModelConfig] = {DOT: RANKING, NN: RATING}
+RECIPES: dict[tuple[str, str], ModelConfig] = {(DOT, Softmax.name): RANKING, (DOT, Mse.name): DOT_RATING,
+                                               (NN, Mse.name): RATING}
+
+# Cheaper rating recipes: less accurate, 3-9x faster (bench/results/models.md), as flat overrides of for_kind.
 FAST_RATING: dict[str, dict] = {
-    # dot: the default without rating_input (the costly part), 5 epochs at batch 1024 (tuning splits 1 and 2:
-    # 0.8959 / 0.9046, against 0.8995 / 0.9071 for the first-round recipe with side info)
-    "dot_bias": dict(DEFAULTS[("dot_bias", "mse")], epochs=5, lr=5e-3, batch_size=1024, rating_input=False),
-    "embedding_nn": dict(DEFAULTS[("embedding_nn", "mse")], layers=(100,), lr=5e-3, batch_size=1024),
+    DOT: dict(loss="mse", epochs=5, lr=5e-3, batch_size=1024, rating_input=False),
+    NN: dict(layers=[100], lr=5e-3, batch_size=1024),
 }
 
 # Explicit settings for an ML-25M-size catalogue (162k users x 59k items) on a 2-core CPU, passed as
 # `lensflow run --dot-config JSON --nn-config JSON` (bench/bench_scale.py, bench/results/scale.md): the
 # ranking model with shared sampled negatives instead of a full softmax over the catalogue, narrow
 # embeddings with sparse gradients (a step updates the batch's rows, not the 162k x 64 tables), large
-# batches, few epochs, and the ranking metrics on a fixed sample of users (ranking every user against
-# every item is an all-pairs scoring, the NN's far dearer than its training). Not tuned for accuracy.
+# batches, few epochs. eval_users and serving_epochs are the pipeline's per-kind settings (tasks/training.py
+# `KindSettings`): ranking metrics on a fixed sample of users, and the serving fit continuing the split fit
+# for one epoch (test NDCG@10 0.128 against the split fit's 0.118 at 25M, for half a refit's steps).
 LARGE_CATALOGUE: dict[str, dict] = {
-    # serving_epochs 1: the serving fit continues the split fit for one epoch on all ratings instead of
-    # refitting two (test NDCG@10 0.128 against the split fit's 0.118 at 25M, for half a refit's steps)
-    "dot_bias": dict(loss="softmax", n_factors=64, n_negatives=256, epochs=2, lr=2e-2, wd=0.0, l2=0.03,
-                     batch_size=8192, popularity_boost=0.25, sparse_grad=True, eval_users=3_000, serving_epochs=1,
-                     item_item_weight=0.0,    # its co-rating count over 162k users costs more than a 2-core epoch
-                     use_side_info=False),    # as measured at 25M (the ML-100k default adds them)
+    DOT: dict(loss="softmax", n_factors=64, n_negatives=256, epochs=2, lr=2e-2, wd=0.0, l2=0.03,
+              batch_size=8192, popularity_boost=0.25, sparse_grad=True, eval_users=3_000, serving_epochs=1,
+              item_item_weight=0,     # its co-rating count over 162k users costs more than a 2-core epoch
+              use_side_info=False),   # as measured at 25M (the ML-100k default adds them)
     # ranking metrics on 1,000 users: the NN scores every item through its MLP (~75 ms a user at 59k items)
-    "embedding_nn": dict(n_factors=32, layers=[64], dropout=0.1, epochs=2, lr=5e-3, wd=0.1, batch_size=16384,
-                         use_side_info=True, sparse_grad=True, eval_users=1_000),
+    NN: dict(n_factors=32, layers=[64], dropout=0.1, epochs=2, lr=5e-3, wd=0.1, batch_size=16384,
+             use_side_info=True, sparse_grad=True, eval_users=1_000),
 }

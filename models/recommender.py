@@ -12,18 +12,20 @@ import torch
 
 from models import features as fx
 from models import item_item
+from models import config as cfg
 from models.collab import DotProductBias, EmbeddingNN, emb_size, sigmoid_range
-from models.config import ModelConfig
-from models.scoring import chunk_rows, csr_from_pairs, topk, topk_dot
+from models.config import DotConfig, ModelConfig, Mse
+from models.scoring import chunk_rows, csr_from_pairs, topk
 from models.training_loop import pick_device, train
 
-FORMAT = "lensflow-recommender/3"   # adds the item-item term; formats 1 and 2 load without one
+FORMAT = "lensflow-recommender/4"     # the per-kind config, flat (models.config.flat)
+FORMAT_3 = "lensflow-recommender/3"   # the old 26-field ModelConfig (models.config.from_legacy), item-item term
 FORMAT_2 = "lensflow-recommender/2"   # no item-item term
 FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes; load() renames its keys
+_LEGACY_FORMATS = (FORMAT_3, FORMAT_2, FORMAT_1)
 _FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
                   "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
 _PREDICT_CHUNK = 1 << 18
-_TERM_L2_BEFORE_ITS_KEY = 200.0   # the item-item term's λ in files saved before ModelConfig.item_item_l2 existed
 
 
 def _index(vocab: np.ndarray, ids) -> np.ndarray:
@@ -35,7 +37,7 @@ def _index(vocab: np.ndarray, ids) -> np.ndarray:
     return np.where(vocab[pos] == ids, pos + 1, 0)
 
 
-SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (config.sparse_grad)
+SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (train.sparse_grad)
 # parameters with one row per model index (row 0 = unknown), by the vocabulary that indexes them (warm start)
 USER_ROWS = ("user_factors.weight", "user_bias.weight", "item_ratings.weight.weight")
 ITEM_ROWS = ("item_factors.weight", "item_bias.weight")
@@ -44,15 +46,17 @@ ITEM_ROWS = ("item_factors.weight", "item_bias.weight")
 def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
                 item_side_dim: int = 0) -> torch.nn.Module:
     """The module for a config; n_users/n_items include the unknown row 0."""
-    if config.kind == "dot_bias":
-        model = DotProductBias(n_users, n_items, config.n_factors, config.y_range, config.rating_input,
-                               user_side_dim, item_side_dim)
+    if isinstance(config, DotConfig):
+        # a ranking loss never squashes its scores; (0, 5.5) only keeps forward() defined
+        y_range = config.loss.y_range if isinstance(config.loss, Mse) else Mse().y_range
+        model = DotProductBias(n_users, n_items, config.n_factors, y_range, config.rating_input,
+                               user_side_dim, item_side_dim, item_bias_weight=1 + config.popularity_boost)
     else:
         us = config.n_factors or emb_size(n_users)
         its = config.n_factors or emb_size(n_items)
-        model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.y_range,
+        model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.loss.y_range,
                             user_side_dim, item_side_dim, config.id_dropout)
-    if config.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
+    if config.train.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
         for name in SPARSE_EMBEDDINGS:
             if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):
                 emb.sparse = True
@@ -81,6 +85,11 @@ class Recommender:
         self.history = history or []
         self.item_term = item_term   # models.item_item.fit_part over model columns, or None
 
+    @property
+    def rates(self) -> bool:
+        """True when the model predicts ratings (loss mse); a ranking model's scores only order items."""
+        return isinstance(self.config.loss, Mse)
+
     # ---- training -----------------------------------------------------------------------------
     @classmethod
     def fit(cls, users, items, ratings, config: ModelConfig, *, valid=None, user_features=None,
@@ -89,7 +98,7 @@ class Recommender:
         """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss.
 
         times: each rating's time (sortable numbers) for the item-item term's time-adjacent pairs; without
-        them that term (config.item_item_weight > 0) counts co-ratings only.
+        them that term (config.item_item) counts co-ratings only.
 
         init: a fitted Recommender of the same config to start from (its rows by id, other weights as
         they are); epochs, lr: the schedule's epoch count and peak rate instead of config's (the model
@@ -104,7 +113,7 @@ class Recommender:
         if not np.isfinite(ratings).all():
             raise ValueError("ratings must be finite")
         dev = pick_device(device)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.train.seed)
         user_ids, item_ids = np.unique(users), np.unique(items)
         ui, ii = _index(user_ids, users), _index(item_ids, items)
         counts = {"user": np.bincount(ui, minlength=len(user_ids) + 1),
@@ -131,21 +140,21 @@ class Recommender:
         valid_t = None
         if valid is not None:
             vu, vi, vr = (np.asarray(a) for a in valid)
-            if config.loss == "softmax":  # a ranking loss needs the target among the known items
+            if not rec.rates:  # a ranking loss needs the target among the known items
                 keep = _index(item_ids, vi) > 0
                 vu, vi, vr = vu[keep], vi[keep], vr[keep]
             valid_t = tensors(vu, vi, vr) if len(vu) else None
-        schedule = dataclasses.replace(config, epochs=config.epochs if epochs is None else epochs,
-                                       lr=config.lr if lr is None else lr)
-        rec.history = train(model, *tensors(users, items, ratings), schedule, n_items=len(item_ids) + 1,
-                            valid=valid_t, log=log)
-        if config.item_item_weight:
+        schedule = dataclasses.replace(config.train, epochs=config.train.epochs if epochs is None else epochs,
+                                       lr=config.train.lr if lr is None else lr)
+        rec.history = train(model, *tensors(users, items, ratings), schedule, config.loss,
+                            n_items=len(item_ids) + 1, valid=valid_t, log=log)
+        blend = getattr(config, "item_item", None)
+        if blend is not None:
             if times is not None and len(times) != len(users):
                 raise ValueError(f"times must be as long as users, got {len(times)} and {len(users)}")
-            window = config.item_item_window if times is not None else 0     # no times: co-ratings only
+            window = blend.window if times is not None else 0     # no times: co-ratings only
             rec.item_term = item_item.fit_part(ui, ii - 1, np.zeros(len(ui)) if times is None else np.asarray(times),
-                                               len(item_ids), window, config.item_item_items,
-                                               l2=config.item_item_l2, device=dev)
+                                               len(item_ids), window, blend.items, l2=blend.l2, device=dev)
         return rec
 
     # ---- lookups ------------------------------------------------------------------------------
@@ -185,8 +194,7 @@ class Recommender:
     def predict(self, users, items, *, user_features=None, item_features=None) -> np.ndarray:
         """Predicted ratings float32 [n] for raw id pairs (unknown ids: see the class docstring).
 
-        For a model trained with loss='softmax' (and rating_weight 0) these are squashed ranking
-        scores in y_range, not calibrated ratings.
+        Only a rating model (`rates`) predicts ratings; a ranking model's values are squashed ranking scores.
         """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
@@ -208,116 +216,67 @@ class Recommender:
         """Top-k known items per user: (item_ids int64 [n, k], scores float32 [n, k]), best first.
 
         exclude = (users, items) raw-id pairs never to recommend (e.g. the training ratings).
-        Scores are predicted ratings for loss='mse' and raw ranking logits for loss='softmax' (for
-        dot_bias with the item bias weighted 1 + config.popularity_boost). With the item-item term
-        (config.item_item_weight > 0) they are z(logits) + weight × z(term), the term scored from each
-        user's `exclude` items (their rated items), both standardised over the items they have not rated.
+        Scores are predicted ratings for a rating model and raw ranking logits for a ranking one (for
+        dot_bias with the item bias weighted 1 + popularity_boost). With the item-item blend
+        (config.item_item) they are z(logits) + weight × z(term), the term scored from each user's `exclude`
+        items (their rated items), both standardised over the items they have not rated.
         A user with fewer than k allowed items gets item id -1 and score -inf in the tail.
         """
         users = np.asarray(users, dtype=np.int64)
         uniq, inverse = np.unique(users, return_inverse=True)
-        ui = _index(self.user_ids, uniq)
-        n_items = len(self.item_ids)
         csr = self._history_csr(uniq, exclude)
-        m = self.model
-        if isinstance(m, DotProductBias):
-            u = torch.as_tensor(ui, device=self.device)
-            us = self._side_rows("user", uniq, ui, user_features)
-            cand = torch.arange(1, n_items + 1, device=self.device)
-            (p, bu), (q, bi) = m.user_terms(u, us), m.item_terms(cand)
-            if self._blends():
-                cols, raw = topk(self._blended_chunks(p, bu, q, bi, csr, n_items), len(uniq), n_items, k,
-                                 exclude=csr, chunk_size=chunk_size or chunk_rows(n_items, width=6),
-                                 device=self.device)
-            else:
-                cols, raw = topk_dot(p, q, k, user_bias=bu + m.global_bias,
-                                     item_bias=bi * (1 + self.config.popularity_boost),
-                                     exclude=csr,
-                                     chunk_size=chunk_size, device=self.device)
-        else:
-            u = torch.as_tensor(ui, device=self.device)
-            us = self._side_rows("user", uniq, ui, user_features)
-            cand = torch.arange(1, n_items + 1, device=self.device)
-            item_h = m.item_part(cand)                                   # [I, h0], computed once
-
-            def score_chunk(a, b):
-                h = m.user_part(u[a:b], None if us is None else us[a:b])[:, None, :] + item_h[None]
-                if isinstance(m.head[0], torch.nn.ReLU):                 # in place: one [c, I, h0] buffer less
-                    return m.head[1:](h.relu_())[..., 0]
-                return m.head(h)[..., 0]                                 # [c, I]
-
-            chunk = chunk_size or chunk_rows(n_items, width=item_h.shape[1])
-            cols, raw = topk(score_chunk, len(uniq), n_items, k, exclude=csr, chunk_size=chunk,
-                             device=self.device)
-        scores = raw if self.config.loss == "softmax" else \
-            sigmoid_range(torch.as_tensor(raw), *self.config.y_range).numpy()
+        score_chunk, width = self._score_chunks(uniq, csr, user_features)
+        n_items = len(self.item_ids)
+        cols, raw = topk(score_chunk, len(uniq), n_items, k, exclude=csr,
+                         chunk_size=chunk_size or chunk_rows(n_items, width=width), device=self.device)
+        scores = self._as_scores(raw)
         pad = np.isneginf(raw)                                           # fewer than k allowed items
         ids = np.where(pad, -1, self.item_ids[cols])
         scores = np.where(pad, -np.inf, scores)                          # sigmoid_range(-inf) would be 0
         return ids[inverse], scores.astype(np.float32)[inverse]
 
-    def _blends(self) -> bool:
-        return self.item_term is not None and bool(self.config.item_item_weight)
+    def _as_scores(self, raw: np.ndarray) -> np.ndarray:
+        """recommend()'s scale from pre-sigmoid scores: ratings for a rating model, else as they are."""
+        return sigmoid_range(torch.as_tensor(raw), *self.config.loss.y_range).numpy() if self.rates else raw
 
-    def _blended_chunks(self, p, bu, q, bi, csr, n_items: int):
-        """score_chunk(a, b) -> [c, I]: the dot logits of user rows a..b blended with their item-item term, each
-        row's history the columns csr = (indptr, indices) lists for it (None: no history)."""
+    def _score_chunks(self, uniq: np.ndarray, csr, user_features=None):
+        """(score_chunk(a, b) -> pre-sigmoid scores [c, I] of users uniq[a:b] against every known item, work-space
+        width per score). With the item-item blend, each row is blended with the term of its history (csr)."""
         m = self.model
-        logits_bias = bi * (1 + self.config.popularity_boost)
-        part = {k: v.to(self.device) for k, v in self.item_term.items()}   # once, not per chunk
+        ui = _index(self.user_ids, uniq)
+        u = torch.as_tensor(ui, device=self.device)
+        us = self._side_rows("user", uniq, ui, user_features)
+        items = m.all_items()                                            # once, not per chunk
+        part = None if self.item_term is None else {k: v.to(self.device) for k, v in self.item_term.items()}
 
         def score_chunk(a, b):
-            dot = p[a:b] @ q.T + logits_bias[None, :] + (bu[a:b] + m.global_bias)[:, None]      # [c, I]
-            history = torch.zeros_like(dot)
+            s = m.score_all(u[a:b], items, None if us is None else us[a:b])             # [c, I]
+            if part is None:
+                return s
+            history = torch.zeros_like(s)
             if csr is not None:
                 lo, hi = int(csr[0][a]), int(csr[0][b])
                 rows = np.repeat(np.arange(b - a), np.diff(csr[0][a:b + 1]))
-                history[torch.as_tensor(rows, device=dot.device),
-                        torch.as_tensor(csr[1][lo:hi], device=dot.device)] = 1.0
-            return item_item.blend(dot, history, part, self.config.item_item_weight)
+                history[torch.as_tensor(rows, device=s.device), torch.as_tensor(csr[1][lo:hi], device=s.device)] = 1.0
+            return item_item.blend(s, history, part, self.config.item_item.weight)
 
-        return score_chunk
+        return score_chunk, (6 if part is not None else m.score_width)   # the blend holds ~6 [c, I] buffers
 
     @torch.no_grad()
     def scores(self, users, items, chunk_size: int | None = None, exclude=None) -> np.ndarray:
-        """Scores float32 [len(users), len(items)] on recommend()'s scale, for ids the model knows; with the
-        item-item term, pass recommend()'s `exclude` too (the users' rated items, which the term scores from)."""
-        ui = torch.as_tensor(_index(self.user_ids, users), device=self.device)      # [U]
-        ii = torch.as_tensor(_index(self.item_ids, items), device=self.device)      # [C]
-        m = self.model
-        if isinstance(m, DotProductBias) and self._blends():
-            return self._blended_scores(np.asarray(users, np.int64), ii, exclude, chunk_size)
-        if isinstance(m, DotProductBias):
-            q, bi = m.item_terms(ii)                                                  # [C, d], [C]
-            width = 1
-        else:
-            item_h = m.item_part(ii)                                                  # [C, h0]
-            width = item_h.shape[1]
-        out = np.empty((len(ui), len(ii)), np.float32)
-        chunk = chunk_size or chunk_rows(max(len(ii), 1), width=width)
-        for a in range(0, len(ui), chunk):
-            u = ui[a:a + chunk]
-            if isinstance(m, DotProductBias):
-                p, bu = m.user_terms(u)
-                raw = p @ q.T + bi[None, :] * (1 + self.config.popularity_boost) + (bu + m.global_bias)[:, None]
-            else:
-                raw = m.head(m.user_part(u)[:, None, :] + item_h[None])[..., 0]      # [c, C]
-            if self.config.loss != "softmax":
-                raw = sigmoid_range(raw, *self.config.y_range)
-            out[a:a + chunk] = raw.float().cpu().numpy()
-        return out
-
-    def _blended_scores(self, users, ii, exclude, chunk_size) -> np.ndarray:
+        """Scores float32 [len(users), len(items)] on recommend()'s scale, for items the model knows; with the
+        item-item blend, pass recommend()'s `exclude` too (the users' rated items, which the term scores from)."""
+        users = np.asarray(users, dtype=np.int64)
+        cols = _index(self.item_ids, items) - 1
+        if (cols < 0).any():
+            raise ValueError("scores() takes items the model knows (known_items)")
         uniq, inverse = np.unique(users, return_inverse=True)
-        m, n_items = self.model, len(self.item_ids)
-        ui = torch.as_tensor(_index(self.user_ids, uniq), device=self.device)
-        (p, bu), (q, bi) = m.user_terms(ui), m.item_terms(torch.arange(1, n_items + 1, device=self.device))
-        score_chunk = self._blended_chunks(p, bu, q, bi, self._history_csr(uniq, exclude), n_items)
-        out = np.empty((len(uniq), len(ii)), np.float32)
-        chunk = chunk_size or chunk_rows(n_items, width=6)
+        score_chunk, width = self._score_chunks(uniq, self._history_csr(uniq, exclude))
+        out = np.empty((len(uniq), len(cols)), np.float32)
+        chunk = chunk_size or chunk_rows(len(self.item_ids), width=width)
         for a in range(0, len(uniq), chunk):
             b = min(len(uniq), a + chunk)
-            out[a:b] = score_chunk(a, b)[:, ii - 1].float().cpu().numpy()
+            out[a:b] = self._as_scores(score_chunk(a, b)[:, cols].float().cpu().numpy())
         return out[inverse]
 
     def _history_csr(self, uniq: np.ndarray, exclude):
@@ -331,13 +290,9 @@ class Recommender:
         return csr_from_pairs(pos[keep], col[keep], len(uniq))
 
     def item_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """(item_ids [I], learnt item embedding matrix float32 [I, d]) for similar-item search."""
-        m = self.model
-        if isinstance(m, DotProductBias):   # with rating_input, the vectors the model scores with
-            with torch.no_grad():
-                emb = m.item_vectors(torch.arange(1, len(self.item_ids) + 1, device=self.device))
-        else:
-            emb = m.item_factors.weight[1:]
+        """(item_ids [I], learnt item vectors float32 [I, d]) for similar-item search (the model's item_space)."""
+        with torch.no_grad():
+            emb = self.model.item_space()
         return self.item_ids.copy(), emb.detach().float().cpu().numpy()
 
     # ---- persistence --------------------------------------------------------------------------
@@ -348,7 +303,8 @@ class Recommender:
         side = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self.side.items()}
         payload = {
             "format": FORMAT,
-            "config": self.config.to_dict(),
+            "kind": self.config.kind,
+            "config": cfg.flat(self.config),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "user_ids": torch.as_tensor(self.user_ids),
             "item_ids": torch.as_tensor(self.item_ids),
@@ -371,23 +327,28 @@ class Recommender:
 
     @classmethod
     def load(cls, path, device=None) -> "Recommender":
-        """Inverse of save; also reads format-1 files (side keys renamed)."""
+        """Inverse of save; also reads the files of earlier formats (their flat 26-field config, format-1 keys)."""
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") not in (FORMAT, FORMAT_2, FORMAT_1):
-            raise ValueError(f"{path}: not a lensflow recommender file (format {payload.get('format')!r})")
-        config = ModelConfig.from_dict({"item_item_l2": _TERM_L2_BEFORE_ITS_KEY, **payload["config"]})
+        fmt = payload.get("format")
+        if fmt == FORMAT:
+            config = cfg.from_flat(payload["kind"], payload["config"])
+        elif fmt in _LEGACY_FORMATS:
+            config = cfg.from_legacy(payload["config"])
+        else:
+            raise ValueError(f"{path}: not a lensflow recommender file (format {fmt!r})")
         side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
         user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, *_side_dims(side))
         state = payload["state_dict"]
-        if payload["format"] == FORMAT_1:
+        if fmt == FORMAT_1:
             state = {_FORMAT_1_KEYS.get(k, k): v for k, v in state.items()}
         if "item_ratings.members" in state:   # variable-length buffers: install them before loading
             model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
                                            state["item_ratings.values"])
         model.load_state_dict(state)
-        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"],
-                   item_term=payload.get("item_term"), device=device)
+        term = payload.get("item_term") if getattr(config, "item_item", None) is not None else None
+        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], item_term=term,
+                   device=device)
 
 
 def _warm_start(model: torch.nn.Module, init: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> None:

@@ -8,8 +8,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models.collab import sigmoid_range
-from models.config import ModelConfig
+from models.config import Mse, Softmax, TrainConfig
 
 
 class DeviceUnavailable(RuntimeError):
@@ -28,55 +27,52 @@ def pick_device(device=None) -> torch.device:
     return dev
 
 
-def batch_loss(model, users, items, ratings, config: ModelConfig, n_items: int, generator=None):
-    """Loss of one batch: MSE on ratings, or softmax cross-entropy over items (+ optional MSE)."""
-    if config.loss == "mse":
-        return F.mse_loss(model(users, items), ratings) + _l2(model, users, items, config)
-    if config.n_negatives <= 0 or config.n_negatives >= n_items - 1:
+def batch_loss(model, users, items, ratings, loss: Mse | Softmax, l2: float, n_items: int, generator=None):
+    """Loss of one batch: MSE on ratings, or softmax cross-entropy of the rated item over items."""
+    if isinstance(loss, Mse):
+        return F.mse_loss(model(users, items), ratings) + _l2(model, users, items, l2)
+    if loss.n_negatives <= 0 or loss.n_negatives >= n_items - 1:
         # full softmax: every user in the batch against all known items (model rows 1..n_items-1)
         candidates = torch.arange(1, n_items, device=users.device)
         logits = model.raw_all(users, candidates)                           # [B, I]
         ce = F.cross_entropy(logits, items - 1)
-        pos = logits.gather(1, (items - 1)[:, None])[:, 0]                 # [B]
     else:
         # sampled softmax: the positive against S uniform negatives shared by the batch
-        neg = torch.randint(1, n_items, (config.n_negatives,), device=users.device, generator=generator)
+        neg = torch.randint(1, n_items, (loss.n_negatives,), device=users.device, generator=generator)
         pos = model.raw(users, items)                                       # [B]
         neg_logits = model.raw_all(users, neg)                              # [B, S]
         neg_logits = neg_logits.masked_fill(neg[None, :] == items[:, None], float("-inf"))
         logits = torch.cat([pos[:, None], neg_logits], 1)                   # [B, 1+S]
         ce = F.cross_entropy(logits, torch.zeros_like(items))
-    if config.rating_weight > 0:
-        ce = ce + config.rating_weight * F.mse_loss(sigmoid_range(pos, *config.y_range), ratings)
-    return ce + _l2(model, users, items, config)
+    return ce + _l2(model, users, items, l2)
 
 
-def _l2(model, users, items, config: ModelConfig):
+def _l2(model, users, items, l2: float):
     # Penalises each row as often as it is used: frequent users/items are held less tightly than
     # AdamW's uniform decay holds them, rare ones more; summed over factors, averaged over the batch.
-    if config.l2 <= 0 or not model.training:
+    if l2 <= 0 or not model.training:
         return 0.0
-    return config.l2 * (model.user_factors(users).pow(2).sum(-1) + model.item_factors(items).pow(2).sum(-1)).mean()
+    return l2 * (model.user_factors(users).pow(2).sum(-1) + model.item_factors(items).pow(2).sum(-1)).mean()
 
 
 @torch.no_grad()
-def mean_loss(model, users, items, ratings, config: ModelConfig, n_items: int) -> float:
+def mean_loss(model, users, items, ratings, config: TrainConfig, loss: Mse | Softmax, n_items: int) -> float:
     """Mean loss over a whole set in eval mode (sampled softmax uses a fixed seed, so epochs compare)."""
     model.eval()
     gen = torch.Generator(device=users.device).manual_seed(config.seed + 1)
     chunk = 1 << 16
-    if config.loss == "softmax":  # a [chunk, candidates, width] work space: keep it near 64 MiB
+    if isinstance(loss, Softmax):  # a [chunk, candidates, width] work space: keep it near 64 MiB
         width = model.user_in.out_features if hasattr(model, "user_in") else 1
-        cands = n_items if config.n_negatives <= 0 else config.n_negatives + 1
+        cands = n_items if loss.n_negatives <= 0 else loss.n_negatives + 1
         chunk = max(1, (1 << 24) // (cands * width))
     total = torch.zeros((), device=users.device)
     for s in range(0, len(users), chunk):
         sl = slice(s, s + chunk)
-        total += batch_loss(model, users[sl], items[sl], ratings[sl], config, n_items, gen) * len(users[sl])
+        total += batch_loss(model, users[sl], items[sl], ratings[sl], loss, 0.0, n_items, gen) * len(users[sl])
     return float(total) / max(1, len(users))
 
 
-def optimizers(model, config: ModelConfig) -> list[torch.optim.Optimizer]:
+def optimizers(model, config: TrainConfig) -> list[torch.optim.Optimizer]:
     """AdamW over the parameters; embeddings with sparse gradients (config.sparse_grad) get SparseAdam instead."""
     sparse = [p for mod in model.modules() if isinstance(mod, torch.nn.Embedding) and mod.sparse
               for p in mod.parameters()]
@@ -90,9 +86,9 @@ def optimizers(model, config: ModelConfig) -> list[torch.optim.Optimizer]:
     return opts
 
 
-def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, valid=None,
+def train(model, users, items, ratings, config: TrainConfig, loss: Mse | Softmax, *, n_items: int, valid=None,
           log=None) -> list[dict]:
-    """Train in place; users/items are model indices (LongTensor [N]) on the model's device.
+    """Train in place with `loss`; users/items are model indices (LongTensor [N]) on the model's device.
 
     Returns one dict per epoch: epoch, train_loss, valid_loss (None without valid), seconds, and
     finished_at (wall-clock unix seconds at the end of the epoch).
@@ -113,16 +109,16 @@ def train(model, users, items, ratings, config: ModelConfig, *, n_items: int, va
         total = torch.zeros((), device=device)  # summed on device: no host sync per step
         for b in range(steps):
             idx = perm[b * bs:(b + 1) * bs]
-            loss = batch_loss(model, users[idx], items[idx], ratings[idx], config, n_items, gen)
+            step_loss = batch_loss(model, users[idx], items[idx], ratings[idx], loss, config.l2, n_items, gen)
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss.backward()
             for opt, sched in zip(opts, scheds):
                 opt.step()
                 sched.step()
-            total += loss.detach() * len(idx)
+            total += step_loss.detach() * len(idx)
         train_loss = float(total) / n
-        valid_loss = mean_loss(model, *valid, config, n_items) if valid is not None else None
+        valid_loss = mean_loss(model, *valid, config, loss, n_items) if valid is not None else None
         row = dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss,
                    seconds=time.perf_counter() - t0, finished_at=time.time())
         history.append(row)

@@ -22,7 +22,11 @@ with history as (
         health_json: 'varchar',
         evaluated_model_version: 'varchar',
         similarity_evaluated_model_version: 'varchar',
-        served_alias: 'varchar'
+        served_alias: 'varchar',
+        rating_model_name: 'varchar',
+        rating_model_version: 'varchar',
+        rating_model_uri: 'varchar',
+        rating_evaluated_model_version: 'varchar'
     })
 )
 select

@@ -11,6 +11,8 @@ select
     model_version,
     similarity_model_name,
     similarity_model_version,
+    rating_model_name,
+    rating_model_version,
     split_id,
     data_hash,
     recommendation_rows,

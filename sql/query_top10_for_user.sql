@@ -3,7 +3,7 @@
 --   set variable user_id = 42;
 --   .read sql/query_top10_for_user.sql
 with top10 as (
-    select rank, item_id, title, genres, score, source, publication_id
+    select rank, item_id, title, genres, predicted_rating, score, source, publication_id
     from user_recommendations
     where user_id = coalesce(getvariable('user_id'), 1) and rank <= 10
 )

@@ -12,6 +12,7 @@ select
     cast(row_number() over (partition by user_id order by rank) as integer) as rank,
     item_id,
     score,
+    predicted_rating,
     source,
     model_name,
     model_version,

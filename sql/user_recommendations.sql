@@ -12,6 +12,7 @@ select
     movies.title,
     movies.genres,
     recs.score,
+    recs.predicted_rating,
     recs.source,
     recs.model_name,
     recs.model_version,

@@ -68,6 +68,10 @@ def in_range(table, column, low, high, when=ALWAYS):
     return Check("in_range", table, (("column", column),), (("low", low), ("high", high)), when)
 
 
+def in_range_or_null(table, column, low, high, when=ALWAYS):
+    return Check("in_range_or_null", table, (("column", column),), (("low", low), ("high", high)), when)
+
+
 def dense_ranks(table, group_by, when=ALWAYS):
     return Check("dense_ranks", table, (("group_by", group_by),), when=when)
 
@@ -98,7 +102,7 @@ TABLE_CHECKS: dict[str, tuple[Check, ...]] = {
     c.RATINGS: (
         unique(c.RATINGS, c.USER_ID, c.ITEM_ID),
         *(not_null(c.RATINGS, col) for col in c.RATINGS_COLUMNS),
-        in_range(c.RATINGS, c.RATING, 1, 5),
+        in_range(c.RATINGS, c.RATING, c.RATING_MIN, c.RATING_MAX),
         known_ids(c.RATINGS, c.USER_ID, c.USERS),
         known_ids(c.RATINGS, c.ITEM_ID, c.MOVIES),
     ),
@@ -120,6 +124,7 @@ TABLE_CHECKS: dict[str, tuple[Check, ...]] = {
         dense_ranks(c.RECOMMENDATIONS, c.USER_ID),
         sorted_by_rank(c.RECOMMENDATIONS, c.USER_ID, c.SCORE),
         accepted_values(c.RECOMMENDATIONS, c.SOURCE, c.SOURCES),
+        in_range_or_null(c.RECOMMENDATIONS, c.PREDICTED_RATING, c.RATING_MIN, c.RATING_MAX),
         not_in(c.RECOMMENDATIONS, c.RATINGS, c.USER_ID, c.ITEM_ID, when=AT_PUBLISH),
         known_ids(c.RECOMMENDATIONS, c.ITEM_ID, c.MOVIES, when=AT_PUBLISH),
         known_ids(c.RECOMMENDATIONS, c.USER_ID, c.USERS, when=AT_PUBLISH),

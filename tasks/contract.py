@@ -22,6 +22,7 @@ DATA_HASH = "data_hash"
 # --- source tables (ingest) ----------------------------------------------------------------
 RATINGS = "ratings"
 RATINGS_COLUMNS = (USER_ID, ITEM_ID, RATING, RATED_AT)
+RATING_MIN, RATING_MAX = 1, 5      # the MovieLens star scale
 
 MOVIES = "movies"
 TITLE = "title"
@@ -76,7 +77,9 @@ PARTS = (PART_TRAIN, PART_VALID, PART_TEST)
 # --- published tables ------------------------------------------------------------------------
 RECOMMENDATIONS = "recommendations"
 SOURCE = "source"                  # how a published row was scored: SOURCES / SIMILARITY_SOURCES below
-RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
+PREDICTED_RATING = "predicted_rating"  # the rating model's 1-5 prediction for the row's (user, item); null without one
+RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, PREDICTED_RATING, SOURCE, MODEL_NAME, MODEL_VERSION,
+                           PUBLICATION_ID)
 
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_ITEM_ID = "similar_item_id"
@@ -128,8 +131,8 @@ WAREHOUSE_BUILD_COLUMNS = (BUILD_ID, BUILT_AT, DATA_HASH, BUILD_SECTIONS)
 
 # --- publish: title tables and publication files (added by publish) ---------------------------
 SIMILAR_TITLE = "similar_title"    # item_neighbors: title of the similar movie
-USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCORE, SOURCE, MODEL_NAME,
-                                MODEL_VERSION, PUBLICATION_ID)
+USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCORE, PREDICTED_RATING, SOURCE,
+                                MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
 ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, SOURCE, MODEL_NAME,
                           MODEL_VERSION, PUBLICATION_ID)
 # recommendations.source: how the row was scored
@@ -155,3 +158,9 @@ ALIAS_SERVING = "serving"          # registry alias of a kind's serving fit (nev
 EVALUATED_MODEL_VERSION = "evaluated_model_version"      # publications: version whose metrics justified it
 SIMILARITY_EVALUATED_MODEL_VERSION = "similarity_evaluated_model_version"
 SERVED_ALIAS = "served_alias"      # publications: 'serving' | 'champion' | 'candidate' (no champion existed)
+
+# --- the rating model behind recommendations.predicted_rating (publications; null without a rating champion) ---
+RATING_MODEL_NAME = "rating_model_name"
+RATING_MODEL_VERSION = "rating_model_version"
+RATING_MODEL_URI = "rating_model_uri"
+RATING_EVALUATED_MODEL_VERSION = "rating_evaluated_model_version"

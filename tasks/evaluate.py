@@ -16,9 +16,6 @@ import pandas as pd
 
 from tasks import contract as c
 
-# The metric that decides promotion (on the validation part) and which champion serves the lists.
-PROMOTION_METRIC = "ndcg_at_10"
-
 # ---- rating error ---------------------------------------------------------------------------
 def rmse(y_true, y_pred) -> float:
     """Root mean squared error sqrt(mean((y - ŷ)²))."""
@@ -30,6 +27,17 @@ def mae(y_true, y_pred) -> float:
     """Mean absolute error mean(|y - ŷ|)."""
     d = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
     return float(np.mean(np.abs(d)))
+
+
+def clip_rating(pred) -> np.ndarray:
+    """Predictions on the rating scale (1-5): what a user can give, and what the tables publish."""
+    return np.clip(np.asarray(pred, dtype=np.float32), c.RATING_MIN, c.RATING_MAX)
+
+
+def rating_metrics(model, test: pd.DataFrame) -> dict[str, float]:
+    """rmse and mae of a rating model's predictions (clipped to the scale) on the test ratings."""
+    pred = clip_rating(model.predict(test[c.USER_ID].to_numpy(), test[c.ITEM_ID].to_numpy()))
+    return {"rmse": rmse(test[c.RATING].to_numpy(), pred), "mae": mae(test[c.RATING].to_numpy(), pred)}
 
 
 # ---- top-k quality --------------------------------------------------------------------------
@@ -116,11 +124,8 @@ def gini(recommended, n_catalogue: int) -> float:
 
 # ---- the popularity floor ------------------------------------------------------------------
 def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, k: int = 10, max_users: int = 0) -> dict[str, float]:
-    """`evaluate` of plain most-rated popularity fitted on `train` (tasks.popularity.MostRated).
-
-    The floor for promotion: ranking metrics of recommending the most-rated unseen items, rating
-    metrics (rmse, mae) of predicting each item's mean training rating. max_users: as in `evaluate`.
-    """
+    """`evaluate` of plain most-rated popularity fitted on `train` (tasks.popularity.MostRated): ranking
+    metrics of recommending the most-rated unseen items, rating metrics of each item's mean training rating."""
     from tasks.popularity import MostRated
 
     return evaluate(MostRated(train), train, test, k=k, max_users=max_users)
@@ -141,17 +146,18 @@ def ranking_users(test: pd.DataFrame, max_users: int = 0) -> np.ndarray:
 # ---- everything at once ---------------------------------------------------------------------
 def evaluate(recommender, train: pd.DataFrame, test: pd.DataFrame, k: int = 10,
              min_rating: float | None = None, max_users: int = 0) -> dict[str, float]:
-    """Rating error on test and top-k quality of recommending test users, training items excluded.
+    """Rating error on test (a model that `rates`) and top-k quality of recommending test users, training items
+    excluded.
 
     Relevant items of a user: their test items (with rating >= min_rating when given). Catalogue
-    for coverage/gini: items in train ∪ test. Returns rmse, mae, precision_at_k, recall_at_k,
+    for coverage/gini: items in train ∪ test. Returns rmse, mae (rating models), precision_at_k, recall_at_k,
     ndcg_at_k, map_at_k, hit_rate_at_k, coverage_at_k, gini_at_k (k in the name, e.g. ndcg_at_10).
     max_users > 0: the ranking metrics score a fixed seeded sample of that many test users
     (`ranking_users`; the rating error still uses every test row), for catalogues where ranking every
     user against every item costs more than the training.
     """
-    pred = recommender.predict(test[c.USER_ID].to_numpy(), test[c.ITEM_ID].to_numpy())
-    out = {"rmse": rmse(test[c.RATING].to_numpy(), pred), "mae": mae(test[c.RATING].to_numpy(), pred)}
+    # a ranking model's scores are no ratings: it gets no rating error
+    out = rating_metrics(recommender, test) if getattr(recommender, "rates", True) else {}
     n_catalogue = len(np.union1d(train[c.ITEM_ID].unique(), test[c.ITEM_ID].unique()))
     users = ranking_users(test, max_users)
     if len(users) < test[c.USER_ID].nunique():

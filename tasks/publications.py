@@ -31,7 +31,8 @@ RECORD_COLUMNS = (c.PUBLICATION_ID, c.CREATED_AT, c.MODEL_NAME, c.MODEL_VERSION,
                   c.SIMILARITY_MODEL_NAME, c.SIMILARITY_MODEL_VERSION, c.SIMILARITY_MODEL_URI,
                   c.SPLIT_ID, c.DATA_HASH, c.METRICS_JSON, c.SNAPSHOT_PATH, c.RECOMMENDATION_ROWS,
                   c.SIMILAR_ITEM_ROWS, c.HEALTH_JSON, c.EVALUATED_MODEL_VERSION,
-                  c.SIMILARITY_EVALUATED_MODEL_VERSION, c.SERVED_ALIAS)
+                  c.SIMILARITY_EVALUATED_MODEL_VERSION, c.SERVED_ALIAS, c.RATING_MODEL_NAME, c.RATING_MODEL_VERSION,
+                  c.RATING_MODEL_URI, c.RATING_EVALUATED_MODEL_VERSION)
 
 
 def stage(paths: Paths, publication_id: str, recommendations: pd.DataFrame, similar_items: pd.DataFrame,
@@ -122,7 +123,8 @@ def promote(paths: Paths, staged: Path, publication_id: str, then: Callable[[], 
 
 
 def matches(paths: Paths, refs, data_hash: str, served: str | None) -> str | None:
-    """The live publication id if it was made from exactly these model versions and this data, else None.
+    """The live publication id if it was made from exactly these model versions (lists first, then similar items
+    and predicted ratings) and this data, else None.
 
     `served` is the id the live warehouse serves: a crash that flipped CURRENT without a rebuild must
     publish again.
@@ -136,6 +138,8 @@ def matches(paths: Paths, refs, data_hash: str, served: str | None) -> str | Non
     wanted = {(r.name, str(r.version)) for r in refs}
     have = {(rec.get(c.MODEL_NAME), str(rec.get(c.MODEL_VERSION))),
             (rec.get(c.SIMILARITY_MODEL_NAME), str(rec.get(c.SIMILARITY_MODEL_VERSION)))}
+    if rec.get(c.RATING_MODEL_NAME):
+        have.add((rec[c.RATING_MODEL_NAME], str(rec.get(c.RATING_MODEL_VERSION))))
     first = (refs[0].name, str(refs[0].version)) if refs else None
-    same_models = have <= wanted and first == (rec.get(c.MODEL_NAME), str(rec.get(c.MODEL_VERSION)))
+    same_models = have == wanted and first == (rec.get(c.MODEL_NAME), str(rec.get(c.MODEL_VERSION)))
     return live if same_models and rec.get(c.DATA_HASH) == data_hash else None

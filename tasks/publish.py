@@ -5,10 +5,10 @@ publication id, stages the snapshot (tasks.publications), checks it against the 
 (tasks.checks, AT_PUBLISH: against the ratings it was scored from), and promotes it with a warehouse
 rebuild, so a reader sees the old tables or the new ones, never a mix.
 
-Which model feeds what: recommendations come from the first model given (the serving order of
-tasks.serving); similar items from co-ratings blended with the first dot-bias model's item vectors (the
-space its dot product ranks in), else the first model's, with metadata for items too rarely co-rated
-(tasks/item_similarity.py).
+Which model feeds what (tasks.serving.Roles): the ranking model orders the lists; the rating model's serving
+fit says what each user would rate each listed movie (`predicted_rating`, null when no rating model earned
+champion); similar items come from co-ratings blended with the dot-bias model's item vectors (the space its
+dot product ranks in), with metadata for items too rarely co-rated (tasks/item_similarity.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tasks import sql
 from tasks import warehouse
 from tasks.faults import maybe_crash
 from tasks.model_ref import ModelRef, ServingModel
+from tasks.serving import Roles
 from tasks.settings import Paths
 
 PUBLISHED = (c.RECOMMENDATIONS, c.SIMILAR_ITEMS)
@@ -63,14 +64,6 @@ class PublicationResult:
     health: dict = field(default_factory=dict)          # tasks.publication_metrics.measure
     previous_health: dict | None = None                 # the previous live publication's figures
     warnings: list = field(default_factory=list)         # [publication_metrics.NarrowingWarning]
-
-
-def choose_models(models: list[ServingModel]) -> tuple[ServingModel, ServingModel]:
-    """(model for recommendations, model for similar items)."""
-    if not models:
-        raise ValueError("publish needs at least one serving model")
-    dot = [m for m in models if m.kind == c.MODEL_KIND_DOT]
-    return models[0], (dot or models)[0]
 
 
 def tag(df: pd.DataFrame, ref: ModelRef, publication_id: str, columns: tuple) -> pd.DataFrame:
@@ -143,21 +136,21 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
     return seconds
 
 
-def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, movies_df: pd.DataFrame,
+def publish(paths: Paths, roles: Roles, ratings_df: pd.DataFrame, movies_df: pd.DataFrame,
             users_df: pd.DataFrame, *, n: int = 50, k: int = 20, retain: int = 5, split_id: str | None = None,
             data_hash: str | None = None, device=None, scored: pd.DataFrame | None = None,
             thresholds: health.Thresholds | None = None, refuse_narrowing: bool = False) -> PublicationResult:
     """Score top-n per user and top-k similar items, write a checked snapshot and make it live.
 
-    models: the serving models, the recommendations model first (its run metrics go in the record).
-    ratings_df: every rating known now (rated items are excluded); users_df: every user to publish for.
+    roles: the served models and their jobs (tasks.serving.roles); the ranking model's run metrics go in the
+    record. ratings_df: every rating known now (rated items are excluded); users_df: every user to publish for.
     scored: recommendations already scored elsewhere (sharded scoring: `score_recommendations` rows of
     the first model); the same checks apply to them.
     The publication's own reach and bias are measured and compared with the previous live publication;
     `refuse_narrowing` turns a narrowing past `thresholds` into NarrowingError (nothing changes).
     """
     started = time.perf_counter()
-    serving, similar = choose_models(models)
+    serving, similar, rating = roles.ranking, roles.similar, roles.rating
     publication_id = new_publication_id()
     t = time.perf_counter()
     users = users_df[c.USER_ID].to_numpy()
@@ -165,6 +158,10 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
                                                movies_df=movies_df)
             if scored is None else scored)
     seconds = {"score_recommendations": time.perf_counter() - t}
+    t = time.perf_counter()
+    recs = score_tables.with_predicted_ratings(recs, None if rating is None else rating.recommender, users_df,
+                                               movies_df)
+    seconds["predict_ratings"] = time.perf_counter() - t
     t = time.perf_counter()
     sims = score_tables.score_similar_items(similar.recommender, k, catalogue=movies_df[c.ITEM_ID].to_numpy(),
                                             device=device, ratings=ratings_df, movies=movies_df)
@@ -192,6 +189,9 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
         c.EVALUATED_MODEL_VERSION: serving.evaluated_ref.version,
         c.SIMILARITY_EVALUATED_MODEL_VERSION: similar.evaluated_ref.version,
         c.SERVED_ALIAS: serving.alias or None,
+        c.RATING_MODEL_NAME: rating and rating.ref.name, c.RATING_MODEL_VERSION: rating and rating.ref.version,
+        c.RATING_MODEL_URI: rating and rating.ref.uri,
+        c.RATING_EVALUATED_MODEL_VERSION: rating and rating.evaluated_ref.version,
     }
     seconds.update(publish_tables(paths, publication_id, recs, sims, record, ratings_df, movies_df,
                                   users_df, retain=retain, figures=figures))
@@ -202,14 +202,20 @@ def publish(paths: Paths, models: list[ServingModel], ratings_df: pd.DataFrame, 
                              warnings)
 
 
-def summary(models: list[ServingModel], data_hash: str, result: PublicationResult | None = None,
+def summary(roles: Roles, data_hash: str, result: PublicationResult | None = None,
             kept: str | None = None) -> dict:
     """JSON-friendly account of a publish: the new publication (`result`) or the live one `kept` as it was."""
-    refs = [m.ref for m in models]
+    refs = [m.ref for m in roles.models]
+
+    def job(m: ServingModel) -> list[str]:
+        return [name for name, r in (("ranking", roles.ranking), ("similar items", roles.similar),
+                                     ("rating", roles.rating)) if r is not None and r.ref == m.ref]
+
     out = {"publication_id": kept if result is None else result.publication_id, "skipped": result is None,
            "models": [{"name": m.ref.name, "version": m.ref.version, "uri": m.ref.uri, "run_id": m.ref.run_id,
-                       "evaluated_version": m.evaluated_ref.version, "alias": m.alias} for m in models],
-           "data_hash": data_hash}
+                       "evaluated_version": m.evaluated_ref.version, "alias": m.alias, "jobs": job(m)}
+                      for m in roles.models],
+           "no_rating": roles.no_rating, "data_hash": data_hash}
     if result is not None:
         out.update({"split_id": refs[0].split_id, "recommendation_rows": result.recommendation_rows,
                     "similar_item_rows": result.similar_item_rows, "rows_by_source": result.rows_by_source,

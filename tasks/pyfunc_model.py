@@ -30,7 +30,7 @@ SEEN_KEY = "seen"                    # key of the training (user, item) pairs fi
 MODE_PREDICT, MODE_RECOMMEND = "predict", "recommend"
 DEFAULT_K = 10
 CONFIG_KEYS = ("user_column", "item_column", "rating_column", "rank_column", "score_column")
-FEATURE_KEYS = ("age_column", "gender_column", "occupation_column")
+FEATURE_KEYS = ("age_column", "gender_column", "occupation_column", "rating_min", "rating_max")
 
 
 def save_seen(path, users, items) -> None:
@@ -58,7 +58,7 @@ class RecommenderModel(PythonModel):
     @property
     def value_column(self) -> str:
         """`rating` for a rating model (loss mse), `score` for a ranking model."""
-        return self.cols["rating_column"] if self.recommender.config.loss == "mse" else self.cols["score_column"]
+        return self.cols["rating_column"] if self.recommender.rates else self.cols["score_column"]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         """mode='predict': one value per (user, item) row; mode='recommend': k best unseen items per distinct user."""
@@ -70,6 +70,8 @@ class RecommenderModel(PythonModel):
         if mode == MODE_PREDICT:
             items = _ids(model_input, cols["item_column"])
             values = np.asarray(self.recommender.predict(users, items, user_features=features), dtype=np.float32)
+            if self.recommender.rates and "rating_min" in self.cols:   # the star scale, as the tables publish it
+                values = np.clip(values, self.cols["rating_min"], self.cols["rating_max"])
             return pd.DataFrame({self.value_column: values})
         if mode == MODE_RECOMMEND:
             k = int(params.get("k") or DEFAULT_K)

@@ -13,8 +13,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from tasks import contract as c
-from tasks.evaluate import PROMOTION_METRIC
 from tasks import durable
+from tasks import promotion
 from tasks import tracking as t
 from tasks.errors import ConfigError, NotFound
 from tasks.faults import maybe_crash
@@ -25,12 +25,12 @@ from tasks.settings import Paths
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss", "gini"})
 SPLIT_PREFIXES = ("valid_", "test_")   # record_training logs metrics per split part: valid_rmse, test_ndcg_at_10
-BASELINE_PREFIX = "popularity_"       # run metrics of the popularity floor: popularity_valid_ndcg_at_10
 
 TAG_DECISION = "promotion.decision"   # promoted | kept | refused | manual
 TAG_REASON = "promotion.reason"
 TAG_METRIC = "promotion.metric"
-TAG_BASELINE = "promotion.baseline"   # the popularity floor's value of the metric on the same data
+TAG_BASELINE = "promotion.baseline"   # the floor's value of the metric on the same data
+TAG_BASELINE_NAME = "promotion.baseline_name"   # which floor: popularity | bias_baseline (tasks.promotion)
 PROMOTED, KEPT, REFUSED, MANUAL = "promoted", "kept", "refused", "manual"
 
 
@@ -47,7 +47,8 @@ class Decision:
     value: float | None = None
     champion_version: str | None = None
     champion_value: float | None = None
-    baseline_value: float | None = None     # plain popularity on the same validation data (the floor)
+    baseline_value: float | None = None     # the floor on the same validation data (popularity, bias baseline)
+    baseline_name: str = promotion.FLOOR_POPULARITY
 
 
 def lower_is_better(metric: str) -> bool:
@@ -192,17 +193,19 @@ def champion_version(paths: Paths, kind: str) -> str | None:
         return None
 
 
-def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMOTION_METRIC, *,
+def promote_if_better(paths: Paths, kind: str, version: str, metric: str | None = None, *,
                       rescore: Callable[[object], Mapping[str, float]] | None = None,
-                      baseline: float | None = None) -> Decision:
-    """Move `champion` to `version` only if it beats the popularity floor and the champion on the same validation data.
+                      baseline: float | None = None, baseline_name: str | None = None) -> Decision:
+    """Move `champion` to `version` only if it beats its floor and the champion on the same validation data.
 
-    `baseline`: plain popularity's value of `metric` on the same validation data
-    (`tasks.evaluate.baseline_metrics`); a version that does not beat it is refused whatever the
-    champion. Same data = same split id and data hash tags. When they differ the champion is re-scored with
+    metric: the kind's job metric unless given (tasks.promotion). `baseline`: the floor's value of `metric` on
+    the same validation data (popularity for a ranking metric, the bias baseline for a rating one,
+    `tasks.promotion.floor_metrics`); a version that does not beat it is refused whatever the champion. Same data = same split id and data hash tags. When they differ the champion is re-scored with
     `rescore(champion_recommender)` (metrics on the newcomer's validation data) if given; otherwise the
     comparison is refused. Ties keep the champion. The decision is recorded on the version.
     """
+    metric = metric or "valid_" + promotion.PROMOTION_METRICS[kind]
+    floor = baseline_name or promotion.floor_name(_bare(metric))
     cl = t.client(paths)
     name = c.registered_model_name(kind)
     version = str(version)
@@ -213,7 +216,7 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMO
 
     def decide(outcome: str, reason: str, champ_value: float | None = None) -> Decision:
         d = Decision(name, version, outcome == PROMOTED, outcome, reason, metric, value, champ, champ_value,
-                     baseline)
+                     baseline, floor)
         _record(cl, d)
         return d
 
@@ -223,7 +226,7 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str = PROMO
         return decide(REFUSED, f"version {version} has no finite '{metric}' metric to compare")
     if baseline is not None and math.isfinite(baseline):
         if not (value < baseline if better == "lower" else value > baseline):
-            return decide(REFUSED, f"{metric} {value:.4f} does not beat the popularity baseline {baseline:.4f} "
+            return decide(REFUSED, f"{metric} {value:.4f} does not beat the {promotion.FLOOR_NAMES[floor]} {baseline:.4f} "
                                    f"on the same validation data ({better} is better): registered, never champion")
     if champ is None:
         return decide(PROMOTED, f"no champion yet; first version with {metric}={value:.4f}")
@@ -271,7 +274,7 @@ def _record(cl, d: Decision) -> None:
         cl.set_registered_model_alias(d.name, c.ALIAS_CHAMPION, d.version)
     tags = [(TAG_DECISION, d.outcome), (TAG_REASON, d.reason), (TAG_METRIC, d.metric or "")]
     if d.baseline_value is not None:
-        tags.append((TAG_BASELINE, f"{d.baseline_value:.6f}"))
+        tags += [(TAG_BASELINE, f"{d.baseline_value:.6f}"), (TAG_BASELINE_NAME, d.baseline_name)]
     for key, value in tags:
         cl.set_model_version_tag(d.name, d.version, key, value)
     mv = cl.get_model_version(d.name, d.version)
@@ -352,23 +355,25 @@ class Recorded:
     decision: Decision
 
 
-def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str = PROMOTION_METRIC,
+def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=None, metric: str | None = None,
                     rescore: Callable[[object], Mapping[str, float]] | None = None,
                     tags: Mapping[str, str] | None = None,
-                    baseline: Mapping[str, float] | None = None) -> Recorded:
+                    baseline: Mapping[str, float] | None = None, baseline_name: str | None = None) -> Recorded:
     """Log a `tasks.training.TrainResult` as a run, register it (`candidate`) and promote it on evidence.
 
     Metrics are logged as valid_<name> and test_<name>; promotion compares valid_<metric> (test_<metric>
     when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
     validation data lets a champion trained on another split be compared instead of refused; `tags`
-    are extra run tags; `baseline` is plain popularity's metrics on the part promotion compares on
-    (logged as popularity_<part>_<name>; the floor of `promote_if_better`).
+    are extra run tags; `baseline` is the floor's metrics on the part promotion compares on (logged as
+    <baseline_name>_<part>_<name>, e.g. popularity_valid_ndcg_at_10; the floor of `promote_if_better`).
     """
     kind = result.config.kind
+    metric = metric or promotion.PROMOTION_METRICS[kind]
+    baseline_name = baseline_name or promotion.floor_name(_bare(metric))
     part = "valid_" if result.valid_metrics else "test_"
     metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
                **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()},
-               **{f"{BASELINE_PREFIX}{part}{k}": v for k, v in (baseline or {}).items()}}
+               **{f"{baseline_name}_{part}{k}": v for k, v in (baseline or {}).items()}}
     lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=t.describe_device(result.device),
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
@@ -378,7 +383,7 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     maybe_crash("train-after-register")
     floor = (baseline or {}).get(_bare(metric))
     return Recorded(run_id, version, promote_if_better(paths, kind, version, part + _bare(metric), rescore=rescore,
-                                                       baseline=floor))
+                                                       baseline=floor, baseline_name=baseline_name))
 
 
 

@@ -7,17 +7,33 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+from tasks import contract as c
+from tasks import promotion
 from tasks import registry
 from tasks import tracking as t
 from tasks.errors import NotFound
-from tasks.evaluate import PROMOTION_METRIC
 from tasks.settings import Paths
 
 SHOWN_METRICS = ("ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10",
                  "coverage_at_10", "gini_at_10", "rmse", "mae")
-POPULARITY_PREFIX = "popularity_"   # run metrics of the popularity baseline: popularity_valid_ndcg_at_10
+# What a run summary shows of each kind: its own job's metrics (the ranking model's scores are no ratings).
+JOB_METRICS = {c.MODEL_KIND_DOT: ("ndcg_at_10", "recall_at_10", "coverage_at_10"), c.MODEL_KIND_NN: ("rmse", "mae")}
+FLOOR_PREFIXES = tuple(f"{name}_" for name in promotion.FLOOR_NAMES)   # popularity_valid_ndcg_at_10, bias_baseline_...
 REUSED = "reused"
-METRIC, POPULARITY = "metric", "popularity baseline"   # first and last column of metrics_table
+METRIC, FLOOR = "metric", "floor (same data)"   # first and last column of metrics_table
+
+
+def job_metrics(kind: str) -> tuple[str, ...]:
+    """The metrics of a kind's own job, in the order a summary shows them."""
+    return JOB_METRICS.get(kind, SHOWN_METRICS)
+
+
+def floor_of(metrics: dict, key: str) -> tuple[float | None, str]:
+    """(the floor's value of run metric `key`, the floor's name) as logged on a run, or (None, "")."""
+    for name in promotion.FLOOR_NAMES:
+        if f"{name}_{key}" in metrics:
+            return metrics[f"{name}_{key}"], promotion.FLOOR_NAMES[name]
+    return None, ""
 
 
 def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, seconds: float | None = None,
@@ -93,42 +109,39 @@ def model_label(m: dict) -> str:
     return f"{m.get('model_name') or m['kind']} v{m['version']}" if m.get("version") else m.get("kind", "?")
 
 
-def _promotion_key(models: list[dict], metric: str) -> str:
-    """The metric promotion compared, as logged: valid_ndcg_at_10 (test_... when a split had no valid part)."""
-    for m in models:
-        if m.get("promotion_metric"):
-            return t.metric_key(m["promotion_metric"])
-    key = t.metric_key(metric)
+def _promotion_key(m: dict) -> str:
+    """The metric promotion compared for one model, as logged: valid_ndcg_at_10 (test_... without a valid part)."""
+    key = t.metric_key(m.get("promotion_metric") or promotion.PROMOTION_METRICS.get(m.get("kind"), "ndcg_at_10"))
     return key if key.startswith(registry.SPLIT_PREFIXES) else f"valid_{key}"
 
 
-def metrics_table(models: list[dict], metric: str = PROMOTION_METRIC) -> list[dict]:
-    """Rows for the Prefect table artifact: metrics as rows, models as columns, the promotion metric first.
+def metrics_table(models: list[dict]) -> list[dict]:
+    """Rows for the Prefect table artifact: metrics as rows, models as columns, each model's promotion metric
+    first (the ranking model's NDCG, the rating model's RMSE), a model's cell empty where the metric is not its own.
 
-    The last column is plain most-rated popularity on the same data (logged on the runs as
-    popularity_valid_<metric>); after the metrics come training time, decision and device.
+    The last column is the floor on the same data (plain popularity for ranking metrics, the bias baseline for
+    rating metrics; logged on the runs as popularity_valid_<metric>, bias_baseline_valid_<metric>); after the
+    metrics come training time, decision and device.
     """
-    first = _promotion_key(models, metric)
-    bare = first.split("_", 1)[1]
-    keys = [first] + [k for name in SHOWN_METRICS for k in (f"test_{name}", f"valid_{name}") if k != first]
-    if f"test_{bare}" in keys:  # the promotion metric on test right below it
-        keys.remove(f"test_{bare}")
-        keys.insert(1, f"test_{bare}")
+    firsts = list(dict.fromkeys(_promotion_key(m) for m in models))
+    keys = [*firsts, *(f"test_{k.split('_', 1)[1]}" for k in firsts)]
+    keys += [k for name in SHOWN_METRICS for k in (f"test_{name}", f"valid_{name}") if k not in keys]
     labels = [model_label(m) for m in models]
     rows = []
     for key in keys:
         values = [m["metrics"].get(key) for m in models]
         if all(v is None for v in values):
             continue
-        row = {METRIC: f"{key} (promotion)" if key == first else key}
+        row = {METRIC: f"{key} (promotion)" if key in firsts else key}
         row.update({label: _round(v) for label, v in zip(labels, values)})
-        row[POPULARITY] = _round(next((m["metrics"][POPULARITY_PREFIX + key] for m in models
-                                       if POPULARITY_PREFIX + key in m["metrics"]), None))
+        floors = [floor_of(m["metrics"], key) for m in models]
+        value, name = next(((v, n) for v, n in floors if v is not None), (None, ""))
+        row[FLOOR] = f"{_round(value)} ({name})" if value is not None else "-"
         rows.append(row)
     for name, get in (("training time (s)", lambda m: _round(m.get("train_seconds"), 1)),
                       ("decision", lambda m: m.get("decision") or "-"),
                       ("device", lambda m: m.get("device") or "-")):
-        rows.append({METRIC: name, **{label: get(m) for label, m in zip(labels, models)}, POPULARITY: "-"})
+        rows.append({METRIC: name, **{label: get(m) for label, m in zip(labels, models)}, FLOOR: "-"})
     return rows
 
 
@@ -138,11 +151,11 @@ def _round(value, digits: int = 4):
 
 def training_line(m: dict) -> str:
     """One log line on a trained or reused version: the decision and why, the metric, the MLflow run."""
-    key = t.metric_key(m.get("promotion_metric") or f"valid_{PROMOTION_METRIC}")
-    value, floor = m["metrics"].get(key), m["metrics"].get(POPULARITY_PREFIX + key)
+    key = _promotion_key(m)
+    value, (floor, floor_name) = m["metrics"].get(key), floor_of(m["metrics"], key)
     shown = f"{key} {value:.4f}" if value is not None else f"no {key}"
     if floor is not None:
-        shown += f" (popularity baseline {floor:.4f})"
+        shown += f" ({floor_name} {floor:.4f})"
     seconds = f", trained in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""
     return (f"{model_label(m)}: {m['decision'] or 'undecided'} — {m['reason'] or '-'}; {shown}{seconds}; "
             f"MLflow run {m['mlflow_run_name']} {m['mlflow_url']}")
@@ -166,10 +179,19 @@ def publication_line(published: dict) -> str:
             f"({by_source}) and {published['similar_item_rows']:,} similar items from {served}")
 
 
+def roles_lines(published: dict) -> list[str]:
+    """What each served model does in a publication, and why predicted_rating is null when it is."""
+    lines = [f"{m['name']} v{m['version']}: {' and '.join(m['jobs'])}" for m in published.get("models") or []
+             if m.get("jobs")]
+    if published.get("no_rating"):
+        lines.append(f"{c.PREDICTED_RATING} is null in this publication: {published['no_rating']}")
+    return lines
+
+
 def run_lines(summary: dict) -> list[str]:
-    """A pipeline run in a few log lines: the ingest, each model's decision, the publication."""
+    """A pipeline run in a few log lines: the ingest, each model's decision, the publication and who did what."""
     return [ingest_line(summary["ingest"]), *(training_line(m) for m in summary["models"]),
-            publication_line(summary["publication"])]
+            publication_line(summary["publication"]), *roles_lines(summary["publication"])]
 
 
 def training_markdown(m: dict, tracking_uri: str) -> str:
@@ -206,7 +228,6 @@ def summary_markdown(summary: dict, tracking_uri: str) -> str:
         lines.append(f"- **rows**: {pubd['recommendation_rows']:,} recommendations "
                      f"({', '.join(f'{k}: {v:,}' for k, v in pubd['rows_by_source'].items())}), "
                      f"{pubd['similar_item_rows']:,} similar items")
-    served = ", ".join(f"{m['name']} v{m['version']}" for m in pubd["models"])
-    lines += [f"- **serving**: {served} (first: recommendations; similar items from the dot-bias embeddings "
-              "when available)", f"- **warehouse**: `{summary['warehouse']}`"]
+    lines += [f"- **serving**: {line}" for line in roles_lines(pubd)]
+    lines += [f"- **warehouse**: `{summary['warehouse']}`"]
     return "\n".join(lines)

@@ -13,8 +13,7 @@ from tasks import contract as c
 from tasks.settings import Paths
 
 
-def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: dict[str, dict | None],
-              metric: str) -> dict | None:
+def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: dict[str, dict | None]) -> dict | None:
     """{"data_hash", "split_id", "trained": {kind: version}, "publication_id"} when a run would change nothing, else None."""
     if warehouse.build_info(paths) is None:
         return None
@@ -27,7 +26,7 @@ def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: 
         return None
     trained = {}
     for kind, overrides in configs.items():
-        ref = training.find_trained(paths, training.pipeline_config(kind, overrides), sid, data_hash)
+        ref = training.find_trained(paths, training.model_config(kind, overrides), sid, data_hash)
         if ref is None:
             return None
         trained[kind] = ref.version
@@ -35,10 +34,9 @@ def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: 
     chosen = serving.load_champions(paths, list(configs), c.ALIAS_SERVING, data_hash=data_hash, load=False)
     if not chosen:
         return None
-    ordered = serving.order_for_publication(chosen, metric)
-    if any(m.alias != c.ALIAS_SERVING for m in ordered if m.alias != c.ALIAS_CANDIDATE):
+    if any(m.alias != c.ALIAS_SERVING for m in chosen if m.alias != c.ALIAS_CANDIDATE):
         return None  # a champion without its serving fit: the pipeline would fit one now
-    live = warehouse.live_publication_matches(paths, [m.ref for m in ordered], data_hash)
+    live = warehouse.live_publication_matches(paths, [m.ref for m in serving.roles(chosen).models], data_hash)
     if live is None:
         return None
     return {"data_hash": data_hash, "split_id": sid, "trained": trained, "publication_id": live}

@@ -14,6 +14,7 @@ from models import scoring
 from models.training_loop import pick_device
 from tasks import contract as c
 from tasks import cold_start, item_similarity, settings
+from tasks import evaluate as ev
 
 SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY, SOURCE_METADATA = (
     c.SOURCE_MODEL, c.SOURCE_SIDE_INFO, c.SOURCE_POPULARITY, c.SOURCE_METADATA)
@@ -74,6 +75,31 @@ def score_recommendations(rec, ratings: pd.DataFrame, users: np.ndarray, n: int 
     df = pd.concat(parts, ignore_index=True)
     # -inf padding was dropped per user from the end, so ranks stay 1..m; re-sort once for the table.
     return df.sort_values([c.USER_ID, c.RANK], kind="stable", ignore_index=True)
+
+
+def with_predicted_ratings(recs: pd.DataFrame, rating, users_df: pd.DataFrame | None = None,
+                           movies_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """recs with PREDICTED_RATING after SCORE: the rating model's prediction of each (user, item), clipped to
+    the 1-5 scale; users and items it never learnt are predicted from their side features (users_df,
+    movies_df). No rating model: the column is null."""
+    from tasks import training   # the contract frames -> the models' feature dicts
+
+    recs = recs.copy()
+    if rating is None:
+        recs[c.PREDICTED_RATING] = pd.Series(np.nan, index=recs.index, dtype="float32")
+    else:
+        users, items = recs[c.USER_ID].to_numpy(np.int64), recs[c.ITEM_ID].to_numpy(np.int64)
+        new_users = None if users_df is None else \
+            users_df[users_df[c.USER_ID].isin(users[~rating.known_users(users)])]
+        new_items = None if movies_df is None else \
+            movies_df[movies_df[c.ITEM_ID].isin(items[~rating.known_items(items)])]
+        pred = rating.predict(users, items,
+                              user_features=None if new_users is None or new_users.empty else training.user_features(new_users),
+                              item_features=None if new_items is None or new_items.empty else training.item_features(new_items))
+        recs[c.PREDICTED_RATING] = ev.clip_rating(pred)
+    columns = list(recs.columns)
+    columns.insert(columns.index(c.SCORE) + 1, columns.pop(columns.index(c.PREDICTED_RATING)))
+    return recs[columns]
 
 
 NEW_ITEM_NEIGHBOURS = 20   # metadata neighbours whose mean score a new item gets

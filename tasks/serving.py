@@ -8,9 +8,10 @@ fit where it belongs to the current champion and data, else the champion itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tasks import contract as c
 from tasks import registry
-from tasks import tracking as t
 from tasks.errors import NotFound
 from tasks.model_ref import ModelRef, ServingModel
 from tasks.settings import Paths
@@ -84,43 +85,57 @@ def _load(paths: Paths, kind: str, alias: str, device, label: str | None = None,
     return ServingModel(rec, ref, registry.run_metrics(paths, ref.run_id), None, label or alias)
 
 
-def _rank(kind: str, metrics: dict, metric: str, prefer: str | None):
-    if prefer is not None:
-        return (0 if kind == prefer else 1, 0.0)
-    key = t.metric_key(metric)
-    value = metrics.get(f"valid_{key}", metrics.get(f"test_{key}"))
-    if value is None:
-        return (1, 0.0)
-    return (0, value if registry.lower_is_better(metric) else -value)
+@dataclass(frozen=True)
+class Roles:
+    """Which served model does what in a publication: its lists, its similar items, its predicted ratings."""
+
+    ranking: ServingModel                # orders every learnt user's list (the ranking model, dot_bias)
+    similar: ServingModel                # its item vectors join the co-ratings of similar items (a dot model)
+    rating: ServingModel | None          # predicted_rating of every row (the rating model's champion), or None
+    no_rating: str = ""                  # why there is no rating model, when there is none
+
+    @property
+    def models(self) -> list[ServingModel]:
+        """Each model once: ranking, then similar items, then rating."""
+        out = []
+        for m in (self.ranking, self.similar, self.rating):
+            if m is not None and all(m.ref != o.ref for o in out):
+                out.append(m)
+        return out
 
 
-def order_for_publication(models: list[ServingModel], metric: str, prefer: str | None = None) -> list[ServingModel]:
-    """Champions ordered so the first one serves recommendations: `prefer`'s kind, else the best by `metric`."""
+def roles(models: list[ServingModel], prefer: str | None = None) -> Roles:
+    """Give each served model its job: the lists from `prefer`'s kind (else the ranking kind, else the first),
+    similar items from a dot model, predicted ratings from the rating kind's champion (never a refused
+    candidate: a rating no model earned is left null)."""
     if not models:
         raise LookupError("no champion model in the registry: train and register one first")
-    ordered = sorted(models, key=lambda m: _rank(m.kind, m.metrics, metric, prefer))
-    if prefer is not None and ordered[0].kind != prefer:
+    by_kind = {m.kind: m for m in models}
+    if prefer is not None and prefer not in by_kind:
         raise LookupError(f"no '{prefer}' model under the requested alias")
-    return ordered
+    ranking = by_kind.get(prefer or c.MODEL_KIND_DOT, models[0])
+    similar = by_kind.get(c.MODEL_KIND_DOT, ranking)
+    rating = by_kind.get(c.MODEL_KIND_NN)
+    why = ""
+    if rating is None:
+        why = f"no {c.MODEL_KIND_NN} model to serve: no version beat the bias baseline yet, or the kind was not asked for"
+    elif rating.alias == c.ALIAS_CANDIDATE:
+        why = (f"{rating.ref.name} v{rating.ref.version} is only a candidate (refused by the bias baseline): "
+               f"no rating model has earned {c.ALIAS_CHAMPION}")
+        rating = None
+    return Roles(ranking, similar, rating, why)
 
 
-def serving_kinds(paths: Paths, kinds, metric: str, prefer: str | None = None) -> list[str]:
-    """The kinds a publication will use (recommendations first, then the similar-items dot model): the ones
-    that need a serving fit. Kinds without a champion are never fitted for serving."""
-    ranked = [(kind, registry.run_metrics(paths, ref.run_id)) for kind in kinds
-              if (ref := _champion(paths, kind)) is not None]
-    if not ranked:
-        return []
-    ranked.sort(key=lambda km: _rank(km[0], km[1], metric, prefer))
-    out = [ranked[0][0]]
-    if out[0] != c.MODEL_KIND_DOT and any(kind == c.MODEL_KIND_DOT for kind, _ in ranked):
-        out.append(c.MODEL_KIND_DOT)
-    return out
+def serving_kinds(paths: Paths, kinds) -> list[str]:
+    """The kinds a publication will use and so need a serving fit: each one with a champion."""
+    return [kind for kind in kinds if _champion(paths, kind) is not None]
 
 
-def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str, device=None) -> dict:
+def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str, device=None,
+                serving_epochs: int = 0) -> dict:
     """Refit the champion's config of `kind` on every rating, or reuse an identical earlier serving fit.
 
+    serving_epochs > 0 continues the champion's weights for that many epochs instead (tasks.training).
     Registered under `serving` with TAG_SERVING_EVALUATED naming the champion; returns a summary
     (kind, version, evaluated_version, rows, reused, seconds).
     """
@@ -131,18 +146,18 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
         raise LookupError(f"no champion of {kind} to refit for serving")
     evaluated, _ = registry.load_for_scoring(paths, kind, champ.version, device="cpu")
     config = evaluated.config
-    start_from = champ.run_id if config.serving_epochs else None   # a continued fit depends on the champion too
-    found = training.find_serving_fit(paths, config, data_hash, start_from)
+    start_from = champ.run_id if serving_epochs else None   # a continued fit depends on the champion too
+    found = training.find_serving_fit(paths, config, data_hash, start_from, serving_epochs)
     if found is not None:
         ref = registry.use_for_serving(paths, kind, found.version, champ)
         return {"kind": kind, "version": ref.version, "evaluated_version": champ.version,
                 "rows": int(registry.version_tags(paths, kind, ref.version).get(registry.TAG_SERVING_ROWS, 0)),
                 "reused": True, "seconds": 0.0}
     rec, seconds, dev = training.fit_for_serving(ratings, config, users, movies, device=device,
-                                                 evaluated=evaluated)
+                                                 evaluated=evaluated, serving_epochs=serving_epochs)
     ref = registry.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
                                   train=ratings, movies=movies,
                                   tags={training.TAG_SERVING_FINGERPRINT: training.serving_fingerprint(
-                                      config, data_hash, start_from=start_from)})
+                                      config, data_hash, start_from=start_from, serving_epochs=serving_epochs)})
     return {"kind": kind, "version": ref.version, "evaluated_version": champ.version, "rows": len(ratings),
             "reused": False, "seconds": seconds}

@@ -41,7 +41,7 @@ from tasks.settings import Paths
 EXPERIMENT = "lensflow"
 EXPERIMENT_DESCRIPTION = (
     "lensflow: one run per training of a MovieLens recommender (dot_bias, embedding_nn) on a stored split "
-    "of one lake snapshot. Parameters: the full model config. Metrics: per-epoch losses named by loss "
+    "of one lake snapshot. Parameters: the settings its model kind uses. Metrics: per-epoch losses named by loss "
     "(train_mse / valid_mse for rating models, train_softmax_ce / valid_softmax_ce for ranking models), "
     "then test_* and valid_* rating and top-10 metrics, and popularity_valid_* (plain most-rated items, "
     "the baseline) where logged. Tags: model_kind, split_id, data_hash, code_version, device, train_seconds and the Prefect "
@@ -219,9 +219,14 @@ def metric_key(name: str) -> str:
 
 
 def flat_params(config) -> dict[str, str]:
-    """A config (dataclass or mapping, possibly nested) as flat `a.b` -> string parameters."""
-    data = config.to_dict() if hasattr(config, "to_dict") else (
-        dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config))
+    """A config as string parameters: a model config as its kind and flat settings (the keys `--dot-config` /
+    `--nn-config` take, only those its model uses); any other dataclass or mapping flattened as `a.b`."""
+    from models import config as model_configs
+
+    if isinstance(config, model_configs.DotConfig | model_configs.NNConfig):
+        data = {"kind": config.kind, **model_configs.flat(config)}
+    else:
+        data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     out: dict[str, str] = {}
 
     def walk(prefix: str, value) -> None:
@@ -289,7 +294,7 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
     """
     cl = client(paths)
     exp = experiment_id(paths, experiment, cl)
-    loss = getattr(config, "loss", "mse")
+    loss = config.loss.name
     started = fit_started_ms(history)
     run = cl.create_run(exp, start_time=started,
                         run_name=run_name or f"{lineage.kind}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -329,7 +334,7 @@ def write_pictures(folder: Path, recommender, history, movies: pd.DataFrame | No
     that loss (a rating offset under MSE, popularity under softmax) and shows each item's rating count.
     """
     config = getattr(recommender, "config", None)
-    kind, loss = getattr(config, "kind", ""), getattr(config, "loss", "")
+    kind, loss = getattr(config, "kind", ""), getattr(getattr(config, "loss", None), "name", "")
     model = f"{kind} ({loss})" if kind and loss else kind
     written = [plots.loss_curves(history, folder / "loss_curves.png", model=model, loss=loss)]
     titles = dict(zip(movies[c.ITEM_ID].astype(int), movies[c.TITLE])) if movies is not None else {}
@@ -369,7 +374,7 @@ def pyfunc_model_config() -> dict[str, str]:
     """Column names handed to the pyfunc model (it cannot import the contract)."""
     return {"user_column": c.USER_ID, "item_column": c.ITEM_ID, "rating_column": c.RATING,
             "rank_column": c.RANK, "score_column": c.SCORE, "age_column": c.AGE, "gender_column": c.GENDER,
-            "occupation_column": c.OCCUPATION}
+            "occupation_column": c.OCCUPATION, "rating_min": c.RATING_MIN, "rating_max": c.RATING_MAX}
 
 
 def pyfunc_signature() -> ModelSignature:
@@ -391,7 +396,7 @@ def pyfunc_outputs() -> Schema:
 
 def logged_model_name(config) -> str:
     """Name of the logged model in the run: 'lensflow-dot_bias-softmax' (registered name plus loss)."""
-    kind, loss = getattr(config, "kind", "model"), getattr(config, "loss", "")
+    kind, loss = getattr(config, "kind", "model"), getattr(getattr(config, "loss", None), "name", "")
     return metric_key(f"{c.registered_model_name(kind)}-{loss}" if loss else c.registered_model_name(kind))
 
 

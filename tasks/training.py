@@ -5,7 +5,6 @@ Plain functions, tested on tiny frames; the Prefect wrappers live in flows/steps
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import time
@@ -15,47 +14,65 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from models import config as model_configs
 from models import features as fx
 from models.config import ModelConfig
 from models.recommender import Recommender
 from models.training_loop import pick_device
 from tasks import contract as c
 from tasks import evaluate as ev
+from tasks import promotion
 from tasks.errors import ConfigError
 from tasks import settings
-from tasks.evaluate import PROMOTION_METRIC
 from tasks.split import Split, unix_seconds
 
 
-# What the pipeline trains unless told otherwise (bench/results/models.md, real ML-100k): the dot-bias
-# model with the softmax ranking objective serves top-N lists (NDCG@10 0.481 vs 0.16 with MSE, EASE
-# 0.473); the embedding NN keeps MSE with side information for rating prediction and cold start.
-PIPELINE_OVERRIDES: dict[str, dict] = {c.MODEL_KIND_DOT: {"loss": "softmax"}, c.MODEL_KIND_NN: {}}
+@dataclass(frozen=True)
+class KindSettings:
+    """What the pipeline does with one kind: its model config, and how that model is evaluated and served.
+
+    eval_users and serving_epochs change no fitted model, so they stay out of the training fingerprint."""
+
+    config: ModelConfig
+    eval_users: int = 0         # ranking metrics on a fixed sample of this many users; 0 = all
+    serving_epochs: int = 0     # serving fit: 0 = refit from scratch; N = N epochs from the champion's weights
+
+    def __post_init__(self):
+        for name in ("eval_users", "serving_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() \
+                    or value < 0:
+                raise ConfigError(f"model config for {self.config.kind}: {name} must be a whole number >= 0, "
+                                  f"got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.serving_epochs and self.config.kind == c.MODEL_KIND_NN and self.config.n_factors == 0:
+            raise ConfigError("model config for embedding_nn: serving_epochs needs a fixed n_factors (0 sizes the "
+                              "NN's embeddings by the number of ids, which grows with the ratings a serving fit adds)")
 
 
-def pipeline_config(kind: str, overrides: dict | None = None) -> ModelConfig:
-    """The pipeline's config for a kind: PIPELINE_OVERRIDES, then the caller's overrides."""
-    return model_config(kind, {**PIPELINE_OVERRIDES.get(kind, {}), **(overrides or {})})
+def kind_settings(kind: str, overrides: dict | None = None) -> KindSettings:
+    """A kind's tuned recipe with `--dot-config`/`--nn-config` overrides: model fields, eval_users, serving_epochs.
 
-
-def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
-    """The tuned defaults for a model kind with overrides applied (unknown keys raise)."""
+    A key the kind does not use is a ConfigError naming it (and why: another kind's field, another loss's)."""
     if kind not in c.MODEL_KINDS:
         raise ConfigError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"model config for {kind} must be a JSON object, got {overrides!r}")
     overrides = dict(overrides or {})
     if overrides.get("kind", kind) != kind:
         raise ConfigError(f"config override kind={overrides['kind']!r} contradicts kind={kind!r}")
     overrides.pop("kind", None)
-    fields = sorted(ModelConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        hints = [f"{key!r} (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(key, fields, 1))
-                 else repr(key) for key in unknown]
-        raise ConfigError(f"unknown model config field(s) {', '.join(hints)}; fields are {', '.join(fields)}")
+    plan = {name: overrides.pop(name) for name in ("eval_users", "serving_epochs") if name in overrides}
     try:
-        return ModelConfig.for_kind(kind, **overrides)
-    except (TypeError, ValueError) as e:  # a value the config refuses (ModelConfig.__post_init__)
+        config = model_configs.for_kind(kind, **overrides)
+    except (TypeError, ValueError) as e:  # a key or value the config refuses
         raise ConfigError(f"model config for {kind}: {e}") from e
+    return KindSettings(config, **plan)
+
+
+def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
+    """The tuned recipe of a kind with overrides applied (keys it does not use raise ConfigError)."""
+    return kind_settings(kind, overrides).config
 
 
 def user_features(users: pd.DataFrame) -> dict:
@@ -105,7 +122,7 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
     """
     valid_arrays = _arrays(valid) if valid is not None and len(valid) else None
     # One bar per model on a terminal (tqdm disables itself when stderr is not a TTY, e.g. in CI).
-    with tqdm(total=epochs or config.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
+    with tqdm(total=epochs or config.train.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
         def progress(h: dict) -> None:
             shown = {"train": f"{h['train_loss']:.4f}"}
             if h.get("valid_loss") is not None:
@@ -136,26 +153,28 @@ class TrainResult:
     split_id: str | None = None
     split_reused: bool = False                # the split came from the store, not computed now
     data_hash: str | None = None              # lake data hash the split was made from (lineage)
+    eval_users: int = 0                       # the ranking metrics' user sample (0 = every user)
 
 
 def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | None = None,
-                       movies: pd.DataFrame | None = None, k: int = 10, device=None, log=None) -> TrainResult:
+                       movies: pd.DataFrame | None = None, k: int = 10, device=None, log=None,
+                       eval_users: int = 0) -> TrainResult:
     """Fit on split.train (early signal from split.valid), then evaluate on valid and on test.
 
     Test ranking excludes everything the user rated before test time (train and valid); `log(row)` gets
-    each epoch's history row as it ends.
+    each epoch's history row as it ends; eval_users > 0 ranks a fixed sample of that many users.
     """
     dev = pick_device(settings.device(device))
     t0 = time.perf_counter()
     rec = fit(split.train, config, split.valid, users, movies, device=dev, log=log)
     seen = pd.concat([split.train, split.valid], ignore_index=True)
-    metrics = ev.evaluate(rec, seen, split.test, k=k, max_users=config.eval_users)
-    valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k, max_users=config.eval_users) \
+    metrics = ev.evaluate(rec, seen, split.test, k=k, max_users=eval_users)
+    valid_metrics = ev.evaluate(rec, split.train, split.valid, k=k, max_users=eval_users) \
         if len(split.valid) else {}
     return TrainResult(recommender=rec, config=config, metrics=metrics, valid_metrics=valid_metrics,
                        history=rec.history, seconds=time.perf_counter() - t0, device=str(dev),
                        split_id=split.split_id, split_reused=split.reused,
-                       data_hash=split.data_hash)
+                       data_hash=split.data_hash, eval_users=eval_users)
 
 
 def summarize(result: TrainResult) -> dict:
@@ -174,12 +193,13 @@ TAG_FINGERPRINT = "training_fingerprint"  # run tag: hash of kind, config, split
 
 
 def fingerprint(config: ModelConfig, split_id: str, data_hash: str, code_version: str | None = None) -> str:
-    """Id of a training's inputs (config, split, data, code): equal fingerprints give the same model."""
+    """Id of a training's inputs (the model config, split, data, code): equal fingerprints give the same model."""
     if code_version is None:
         from tasks.tracking import code_version as current_code
 
         code_version = current_code()
-    payload = {"config": config.to_dict(), "split_id": split_id, "data_hash": data_hash, "code": code_version}
+    payload = {"kind": config.kind, "config": model_configs.flat(config), "split_id": split_id,
+               "data_hash": data_hash, "code": code_version}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -191,16 +211,18 @@ def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
     return registry.find_by_tag(paths, config.kind, TAG_FINGERPRINT, fp)
 
 
-def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str, k: int = 10,
-           run_tags: dict[str, str] | None = None):
+def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str | None = None,
+           k: int = 10, run_tags: dict[str, str] | None = None):
     """Log, register and maybe promote a training (tasks.registry), tagged so find_trained sees it next time.
 
-    A champion trained on another split or data is re-scored on this split's validation part, so the
-    comparison is always on the same validation data. `run_tags` go on the MLflow run (the Prefect flow run).
+    metric: what promotion compares (default: the kind's job metric, tasks.promotion). A champion trained on
+    another split or data is re-scored on this split's validation part, so the comparison is always on the
+    same validation data, as is the floor (popularity or the bias baseline). `run_tags` go on the MLflow run.
     """
     from tasks import registry
 
-    max_users = result.config.eval_users  # the champion and the floor are ranked on the newcomer's users
+    metric = metric or promotion.PROMOTION_METRICS[result.config.kind]
+    max_users = result.eval_users  # the champion and the floor are ranked on the newcomer's users
 
     def rescore(champion) -> dict[str, float]:
         part = split.valid if len(split.valid) else split.test
@@ -209,17 +231,19 @@ def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None
     tags = {**(run_tags or {}), TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
     return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
                                     metric=metric, rescore=rescore, tags=tags,
-                                    baseline=popularity_floor(split, k, max_users))
+                                    baseline=promotion_floor(split, metric, k, max_users),
+                                    baseline_name=promotion.floor_name(metric))
 
 
-def popularity_floor(split: Split, k: int = 10, max_users: int = 0) -> dict[str, float]:
-    """Plain popularity's metrics on the part promotion compares on (valid, else test): the promotion floor.
+def promotion_floor(split: Split, metric: str, k: int = 10, max_users: int = 0) -> dict[str, float]:
+    """The floor's metrics on the part promotion compares on (valid, else test): popularity for a ranking
+    metric, the bias baseline for a rating one, fitted on what the model was fitted on.
 
-    max_users: the same user sample the model was ranked on (ModelConfig.eval_users; 0 = all users)."""
+    max_users: the same user sample the model was ranked on (KindSettings.eval_users; 0 = all users)."""
     if len(split.valid):
-        return ev.baseline_metrics(split.train, split.valid, k=k, max_users=max_users)
-    return ev.baseline_metrics(pd.concat([split.train, split.valid], ignore_index=True), split.test, k=k,
-                               max_users=max_users)
+        return promotion.floor_metrics(metric, split.train, split.valid, k=k, max_users=max_users)
+    return promotion.floor_metrics(metric, pd.concat([split.train, split.valid], ignore_index=True), split.test,
+                                   k=k, max_users=max_users)
 
 
 # --- the serving fit: the evaluated config on every rating ---------------------------------------------
@@ -228,27 +252,30 @@ TAG_SERVING_FINGERPRINT = "serving_fingerprint"  # run tag: hash of kind, config
 
 
 def serving_fingerprint(config: ModelConfig, data_hash: str, code_version: str | None = None,
-                        start_from: str | None = None) -> str:
-    """Id of a serving fit's inputs (config, all ratings of data_hash, code, and with config.serving_epochs the
-    MLflow run id of the model it continues): equal ones give the same model."""
+                        start_from: str | None = None, serving_epochs: int = 0) -> str:
+    """Id of a serving fit's inputs (config, all ratings of data_hash, code, and with serving_epochs > 0 that count
+    and the MLflow run id of the model it continues): equal ones give the same model."""
     if code_version is None:
         from tasks.tracking import code_version as current_code
 
         code_version = current_code()
-    payload = {"config": config.to_dict(), "data_hash": data_hash, "code": code_version, "fit": "serving"}
-    if config.serving_epochs:
+    payload = {"kind": config.kind, "config": model_configs.flat(config), "data_hash": data_hash,
+               "code": code_version, "fit": "serving"}
+    if serving_epochs:
         if start_from is None:
-            raise ValueError("a warm-started serving fit (config.serving_epochs > 0) is identified by the run it continues")
-        payload["start_from"] = start_from
+            raise ValueError("a warm-started serving fit (serving_epochs > 0) is identified by the run it continues")
+        payload.update(start_from=start_from, serving_epochs=serving_epochs)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def find_serving_fit(paths, config: ModelConfig, data_hash: str, start_from: str | None = None):
+def find_serving_fit(paths, config: ModelConfig, data_hash: str, start_from: str | None = None,
+                     serving_epochs: int = 0):
     """The registered ModelRef of an identical earlier serving fit, or None."""
     from tasks import registry
 
     return registry.find_by_tag(paths, config.kind, TAG_SERVING_FINGERPRINT,
-                                serving_fingerprint(config, data_hash, start_from=start_from), decided=False)
+                                serving_fingerprint(config, data_hash, start_from=start_from,
+                                                    serving_epochs=serving_epochs), decided=False)
 
 
 # A warm-started serving fit trains at this share of the config's peak learning rate. Measured at ML-25M size
@@ -258,20 +285,20 @@ WARM_START_LR_SHARE = 0.1
 
 
 def fit_for_serving(ratings: pd.DataFrame, config: ModelConfig, users: pd.DataFrame | None = None,
-                    movies: pd.DataFrame | None = None, device=None,
-                    evaluated: Recommender | None = None) -> tuple[Recommender, float, str]:
+                    movies: pd.DataFrame | None = None, device=None, evaluated: Recommender | None = None,
+                    serving_epochs: int = 0) -> tuple[Recommender, float, str]:
     """Fit `config` on every rating (no holdout): (recommender, seconds, device).
 
-    config.serving_epochs 0: from scratch for the same epoch count, so the one-cycle schedule stretches with
-    the larger epochs. N > 0: N epochs from `evaluated` (the champion's weights) at WARM_START_LR_SHARE of the
+    serving_epochs 0: from scratch for the same epoch count, so the one-cycle schedule stretches with the
+    larger epochs. N > 0: N epochs from `evaluated` (the champion's weights) at WARM_START_LR_SHARE of the
     peak rate, a fraction of a refit's cost at large sizes; a user or item the champion never saw starts fresh."""
-    if config.serving_epochs and evaluated is None:
-        raise ValueError("config.serving_epochs > 0 needs the evaluated model to start from")
+    if serving_epochs and evaluated is None:
+        raise ValueError("serving_epochs > 0 needs the evaluated model to start from")
     dev = pick_device(settings.device(device))
     t0 = time.perf_counter()
-    if config.serving_epochs:
-        rec = fit(ratings, config, None, users, movies, device=dev, init=evaluated, epochs=config.serving_epochs,
-                  lr=config.lr * WARM_START_LR_SHARE)
+    if serving_epochs:
+        rec = fit(ratings, config, None, users, movies, device=dev, init=evaluated, epochs=serving_epochs,
+                  lr=config.train.lr * WARM_START_LR_SHARE)
     else:
         rec = fit(ratings, config, None, users, movies, device=dev)
     return rec, time.perf_counter() - t0, str(dev)

@@ -15,8 +15,10 @@ from tasks.split import SplitSpec
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
 FAST = {"epochs": 2}
 # On data where users pick items by taste, five epochs of the ranking dot model beat plain popularity on
-# validation NDCG@10 (0.206 vs 0.187); the two-epoch MSE NN does not (0.140), so the floor refuses it.
+# validation NDCG@10 (0.206 vs 0.187). The rating NN needs five epochs to beat the bias baseline's RMSE there
+# (0.823 vs 0.833 on split seed 3); after two (0.911) the floor refuses it.
 BEATS_POPULARITY = {"epochs": 5}
+BEATS_BIAS_BASELINE = {"epochs": 5}
 TASTE = 1.5
 
 
@@ -26,11 +28,21 @@ def synthetic_taste(tmp_path_factory):
                               n_ratings=6000, seed=7, taste=TASTE)
 
 
-def _run(home, source, dot_config=FAST, **kw):
+def _run(home, source, dot_config=FAST, nn_config=FAST, **kw):
     from flows.pipeline import pipeline
 
     return pipeline(source=str(source), home=str(home.home), split=SplitSpec(seed=3), dot_config=dot_config,
-                    nn_config=FAST, n=10, k=5, **kw)
+                    nn_config=nn_config, n=10, k=5, **kw)
+
+
+def _predicted_ratings(home) -> tuple[int, int, float, float]:
+    """(rows, rows with a predicted rating, lowest, highest) of the live recommendations."""
+    con = warehouse.connect_readonly(home)
+    try:
+        return con.sql(f"select count(*), count({c.PREDICTED_RATING}), min({c.PREDICTED_RATING}), "
+                       f"max({c.PREDICTED_RATING}) from {c.USER_RECOMMENDATIONS}").fetchall()[0]
+    finally:
+        con.close()
 
 
 def _latest_pipeline_story() -> dict:
@@ -90,9 +102,12 @@ def _assert_the_story_is_told(story: dict, source, ratings: int) -> str:
                  "#/experiments/"):
         assert text in logs[root.name], text
     table = story["tables"][(root.name, "model-metrics")]
-    assert table[0]["metric"] == "valid_ndcg_at_10 (promotion)"
-    assert list(table[0])[0] == "metric" and list(table[0])[-1] == "popularity baseline"
+    assert [row["metric"] for row in table[:2]] == ["valid_ndcg_at_10 (promotion)", "valid_rmse (promotion)"]
+    assert list(table[0])[0] == "metric" and list(table[0])[-1] == "floor (same data)"
+    assert table[0]["floor (same data)"].endswith("(popularity baseline)")
+    assert table[1]["floor (same data)"].endswith("(bias baseline)")
     assert {"lensflow-dot_bias v1", "lensflow-embedding_nn v1"} <= set(table[0])
+    assert not any(row["metric"].endswith("rmse") and row["lensflow-dot_bias v1"] != "-" for row in table)
     assert "training time (s)" in [row["metric"] for row in table]
     # each train flow run writes the same table for its one model, as a standalone `lensflow train` does
     assert story["tables"][("train-dot_bias-softmax", "training-dot-bias-metrics")][0]["metric"] == \
@@ -124,9 +139,14 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert all(not m["reused"] for m in first["models"])
     dot, nn = first["models"]
     assert dot["decision"] == registry.PROMOTED, dot
-    # the NN does not beat popularity: registered, refused with the reason, never champion
-    assert nn["decision"] == registry.REFUSED and "popularity baseline" in nn["reason"], nn
+    assert "test_rmse" not in dot["metrics"] and "test_ndcg_at_10" in dot["metrics"]   # its job: ranking
+    # the two-epoch NN does not beat the bias baseline's RMSE: registered, refused with the reason, never champion
+    assert nn["decision"] == registry.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
     assert registry.champion_version(home, c.MODEL_KIND_NN) is None
+    assert "bias_baseline_valid_rmse" in nn["metrics"]
+    # so nothing rates the published rows: the column is null, the run says why, the publication is live
+    assert "no embedding_nn model" in first["publication"]["no_rating"]
+    assert _predicted_ratings(home)[1] == 0
 
     # evaluate, then serve: the champion's config refitted on every rating, its own version under `serving`
     (fit,) = first["serving"]
@@ -159,6 +179,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
                      story["logs"]["train-dot_bias-softmax"])
     assert re.search(r"embedding_nn epoch 1/\d+: train_mse [\d.]+, valid_mse", story["logs"]["train-embedding_nn-mse"])
     assert "lensflow-dot_bias v1: promoted — no champion yet" in story["logs"]["train-dot_bias-softmax"]
+    assert "predicted_rating is null in this publication" in story["logs"][story["root"].name]
     assert f"published {pid}: {n_rows:,} recommendations" in story["logs"][publish_run]
     cl = tracking.client(home)
     for m in first["models"]:
@@ -203,30 +224,42 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert f"publication {pid} already serves" in _latest_pipeline_story()["logs"][publish_run]
     # `lensflow run` asks the stores the same questions before starting Prefect: the same answer
     from tasks import rerun
-    from tasks.evaluate import PROMOTION_METRIC
 
     configs = {c.MODEL_KIND_DOT: BEATS_POPULARITY, c.MODEL_KIND_NN: FAST}
-    same = rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), configs, PROMOTION_METRIC)
+    same = rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), configs)
     assert same == {"data_hash": first["ingest"]["data_hash"], "split_id": first["models"][0]["split_id"],
                     "publication_id": pid, "trained": {m["kind"]: m["version"] for m in first["models"]}}
-    assert rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=4), configs, PROMOTION_METRIC) is None
-    assert rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), {**configs, c.MODEL_KIND_DOT: {"epochs": 3}},
-                           PROMOTION_METRIC) is None
+    assert rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=4), configs) is None
+    assert rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), {**configs, c.MODEL_KIND_DOT: {"epochs": 3}}) \
+        is None
 
-    # Changed data: new hash, new split, retrained and republished; old publication kept in history.
+    # Changed data, and a rating NN that beats the bias baseline: retrained and republished, now with
+    # predicted ratings from the NN's serving fit; the old publication kept in history.
     changed = tmp_path / "changed"
     shutil.copytree(synthetic_taste, changed)
     synthetic.generate(changed, n_users=120, n_items=200, n_ratings=6500, seed=8, taste=TASTE)
-    assert rerun.unchanged(home, str(changed), SplitSpec(seed=3), configs, PROMOTION_METRIC) is None
-    third = _run(home, changed, dot_config=BEATS_POPULARITY)
+    assert rerun.unchanged(home, str(changed), SplitSpec(seed=3), configs) is None
+    third = _run(home, changed, dot_config=BEATS_POPULARITY, nn_config=BEATS_BIAS_BASELINE)
     assert third["ingest"]["noop"] is False
     assert third["ingest"]["data_hash"] != first["ingest"]["data_hash"]
     assert all(not m["reused"] for m in third["models"])
     assert third["models"][0]["split_id"] != first["models"][0]["split_id"]
-    new_pid, history, _ = _live_rows(home)
+    new_pid, history, n_rows = _live_rows(home)
     assert new_pid == third["publication"]["publication_id"] != pid
     assert {pid, new_pid} <= history
-    assert [f["reused"] for f in third["serving"]] == [False]   # new data: a new serving fit
+    # both kinds are champions on their own jobs, and each gets its serving fit on every rating
+    dot3, nn3 = third["models"]
+    assert nn3["decision"] == registry.PROMOTED and "valid_rmse" in nn3["reason"], nn3
+    assert registry.champion_version(home, c.MODEL_KIND_NN) == nn3["version"]
+    assert [(f["kind"], f["reused"]) for f in third["serving"]] == [(c.MODEL_KIND_DOT, False), (c.MODEL_KIND_NN, False)]
+    nn_fit = third["serving"][1]
+    # every published row carries what the user would rate it, from the NN's serving fit (named in the lineage)
+    rows, rated, low, high = _predicted_ratings(home)
+    assert rows == rated == n_rows and 1 <= low <= high <= 5
+    record = json.loads((home.publications / new_pid / store.RECORD_FILE).read_text())
+    assert (record[c.RATING_MODEL_NAME], record[c.RATING_MODEL_VERSION], record[c.RATING_EVALUATED_MODEL_VERSION]) \
+        == (c.registered_model_name(c.MODEL_KIND_NN), nn_fit["version"], nn3["version"])
+    assert third["publication"]["no_rating"] == ""
 
 
 def test_pipeline_failure_keeps_last_good_publication(prefect_api, home, synthetic_small, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tasks.errors import ConfigError
+
 from tasks import contract as c
 from tasks import split as sp
 from tasks.split import SplitSpec
@@ -70,27 +72,35 @@ def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     from flows.train import train
     from tasks import registry
 
-    # promoted on rmse, so the rating objective: it beats the popularity floor (item means) on rmse
-    home, spec, cfg = ingested, SplitSpec("random", seed=3), {**SMALL, "epochs": 2, "loss": "mse"}
-    first = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
+    # the rating model on its own job (rmse): five epochs beat the bias baseline fitted on the same training part
+    home, spec, cfg, kind = ingested, SplitSpec("random", seed=3), {"epochs": 5}, c.MODEL_KIND_NN
+    first = train(kind=kind, split=spec, config=cfg, home=str(home.home))
     assert first["version"] == "1" and not first["reused"] and first["split_id"] == sp.current(home)
-    assert {"test_rmse", "valid_rmse"} <= set(first["metrics"])
-    assert registry.champion_version(home, c.MODEL_KIND_DOT) == "1"          # the first model is champion
+    assert {"test_rmse", "valid_rmse", "bias_baseline_valid_rmse"} <= set(first["metrics"])
+    assert first["promotion_metric"] == "valid_rmse"
+    assert first["metrics"]["valid_rmse"] < first["metrics"]["bias_baseline_valid_rmse"]
+    assert registry.champion_version(home, kind) == "1"          # the first model is champion
 
-    second = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse")
+    second = train(kind=kind, split=spec, config=cfg, home=str(home.home))
     assert second["reused"] and second["version"] == "1" and second["split_reused"]
     # each flow run is found by its own id: the first trained version 1, the second reused it
     assert first["flow_run_id"] and second["flow_run_id"] and first["flow_run_id"] != second["flow_run_id"]
     for summary, reused in ((first, False), (second, True)):
-        ref, found_reused = registry.training_of_flow_run(home, c.MODEL_KIND_DOT, summary["flow_run_id"])
+        ref, found_reused = registry.training_of_flow_run(home, kind, summary["flow_run_id"])
         assert (ref.version, ref.run_id, found_reused) == ("1", first["run_id"], reused)
 
-    forced = train(kind=c.MODEL_KIND_DOT, split=spec, config=cfg, home=str(home.home), promotion_metric="rmse",
-                   force=True)
+    forced = train(kind=kind, split=spec, config=cfg, home=str(home.home), force=True)
     assert forced["version"] == "2" and not forced["reused"]
-    other = train(kind=c.MODEL_KIND_DOT, split=spec, config={**cfg, "epochs": 1}, home=str(home.home),
-                  promotion_metric="rmse")
+    other = train(kind=kind, split=spec, config={**cfg, "epochs": 1}, home=str(home.home))
     assert other["version"] == "3" and not other["reused"]                   # a new config is a new training
+    # one epoch is worse than the bias baseline: registered and refused, saying why; the champion stays
+    assert other["decision"] == registry.REFUSED and "does not beat the bias baseline" in other["reason"], other
+    assert registry.champion_version(home, kind) == "1"
+    # another metric for the rating model when asked; a rating metric for the ranking model is refused
+    by_mae = train(kind=kind, split=spec, config={**cfg, "epochs": 6}, home=str(home.home), promotion_metric="mae")
+    assert by_mae["promotion_metric"] == "valid_mae"
+    with pytest.raises(ConfigError, match="scores are no ratings"):
+        train(kind=c.MODEL_KIND_DOT, split=spec, home=str(home.home), promotion_metric="rmse")
 
 
 def test_train_flow_needs_an_ingest_first(prefect_api, home):

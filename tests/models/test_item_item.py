@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from models import item_item
-from models.config import ModelConfig
+import dataclasses
+
+from models import config as cfg
+from models.config import ItemItem, for_kind
 from models.recommender import Recommender
 
-L2 = ModelConfig().item_item_l2
+L2 = ItemItem().l2
 
 
 def test_adjacent_pairs_count_neighbours_in_each_users_time_order():
@@ -89,8 +92,8 @@ def _fit(weight: float, window: int = 10, seed: int = 0):
     users, items = rng.integers(1, 41, n), rng.integers(1, 31, n)
     keep = np.unique(users * 100 + items, return_index=True)[1]
     users, items = users[keep], items[keep]
-    config = ModelConfig.for_kind("dot_bias", loss="softmax", n_factors=8, epochs=2, item_item_weight=weight,
-                                  item_item_window=window)
+    config = for_kind("dot_bias", loss="softmax", n_factors=8, epochs=2, item_item_weight=weight,
+                      item_item_window=window)
     times = rng.integers(0, 10_000, len(users))
     return Recommender.fit(users, items, np.full(len(users), 4.0), config, times=times, device="cpu"), users, items
 
@@ -103,7 +106,7 @@ def test_the_recommender_blends_the_term_into_its_lists_and_keeps_it_when_saved(
     for u, row in zip((1, 2, 3), ids):
         assert not set(row) & set(items[users == u])     # never what the user rated
     torch.manual_seed(0)
-    alone = Recommender(ModelConfig(**{**rec.config.to_dict(), "item_item_weight": 0.0}), rec.model,
+    alone = Recommender(dataclasses.replace(rec.config, item_item=None), rec.model,
                         rec.user_ids, rec.item_ids, device="cpu")
     plain, _ = alone.recommend(np.arange(1, 41), 5, exclude=rated)
     blended, _ = rec.recommend(np.arange(1, 41), 5, exclude=rated)
@@ -117,14 +120,18 @@ def test_the_recommender_blends_the_term_into_its_lists_and_keeps_it_when_saved(
 def test_the_terms_l2_is_the_configs_and_a_file_saved_before_that_key_says_the_l2_it_was_fitted_with(tmp_path):
     rec, users, items = _fit(0.5, window=0)                                          # co-ratings only: no times
     stiffer = Recommender.fit(users, items, np.full(len(users), 4.0),
-                              ModelConfig(**{**rec.config.to_dict(), "item_item_l2": 50 * rec.config.item_item_l2}),
+                              dataclasses.replace(rec.config, item_item=dataclasses.replace(
+                                  rec.config.item_item, l2=50 * rec.config.item_item.l2)),
                               device="cpu")
     assert stiffer.item_term["b"].abs().sum() < rec.item_term["b"].abs().sum()   # a larger λ shrinks B
     payload = torch.load(rec.save(tmp_path / "m.pt"), weights_only=True)
-    del payload["config"]["item_item_l2"]                                          # as saved before the key
+    # as format 3 saved it: the old flat 26-field config, before the item_item_l2 key
+    payload["format"] = "lensflow-recommender/3"
+    legacy = {**_legacy_fields(), **payload["config"], "kind": "dot_bias"}
+    payload["config"] = {k: v for k, v in legacy.items() if k != "item_item_l2"}
     torch.save(payload, tmp_path / "old.pt")
     old = Recommender.load(tmp_path / "old.pt")
-    assert old.config.item_item_l2 == 200.0
+    assert old.config.item_item.l2 == 200.0
     torch.testing.assert_close(old.item_term["b"], rec.item_term["b"])
 
 
@@ -135,24 +142,44 @@ def test_without_times_the_term_counts_co_ratings_only():
     torch.testing.assert_close(no_times.item_term["b"], rec.item_term["b"])
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"kind": "embedding_nn", "item_item_weight": 0.1}, "item_item_weight needs kind='dot_bias' and loss='softmax'"),
-    ({"kind": "dot_bias", "loss": "mse", "item_item_weight": 0.1}, "item_item_weight needs"),
-    ({"kind": "dot_bias", "loss": "softmax", "item_item_weight": -1.0}, "item_item_weight must be a number >= 0"),
-    ({"kind": "dot_bias", "loss": "softmax", "item_item_window": 1.5}, "item_item_window must be a whole number"),
-    ({"kind": "dot_bias", "loss": "softmax", "item_item_items": 0}, "item_item_items must be a whole number >= 1"),
-    ({"kind": "dot_bias", "loss": "softmax", "item_item_l2": 0}, "item_item_l2 must be a number > 0"),
+def _legacy_fields() -> dict:
+    """Every field of the old flat ModelConfig with its old default (format 1-3 files hold all of them)."""
+    return dict(kind="dot_bias", n_factors=50, layers=[100], dropout=0.1, epochs=5, lr=5e-3, wd=0.1, l2=0.0,
+                batch_size=1024, loss="mse", n_negatives=0, rating_weight=0.0, popularity_boost=0.0,
+                y_range=[0.0, 5.5], seed=42, use_side_info=False, rating_input=False, id_dropout=0.0, eval_users=0,
+                serving_epochs=0, sparse_grad=False, item_item_weight=0.0, item_item_window=1,
+                item_item_items=5000, item_item_l2=400.0, extra={})
+
+
+@pytest.mark.parametrize("kind, overrides, message", [
+    ("embedding_nn", {"item_item_weight": 0.1}, "'item_item_weight' does not apply to embedding_nn"),
+    ("dot_bias", {"loss": "mse", "item_item_weight": 0.1}, "'item_item_weight' applies to loss 'softmax' only"),
+    ("dot_bias", {"item_item_weight": -1.0}, "item_item_weight must be a number > 0"),
+    ("dot_bias", {"item_item_window": 1.5}, "item_item_window must be a whole number"),
+    ("dot_bias", {"item_item_items": 0}, "item_item_items must be a whole number >= 1"),
+    ("dot_bias", {"item_item_l2": 0}, "item_item_l2 must be a number > 0"),
+    ("dot_bias", {"item_item_weight": 0, "item_item_window": 2}, "need item_item_weight > 0"),
 ])
-def test_item_item_values_no_fit_can_use_are_refused(overrides, message):
+def test_item_item_values_no_fit_can_use_are_refused(kind, overrides, message):
     with pytest.raises(ValueError, match=message):
-        ModelConfig(**overrides)
+        for_kind(kind, **overrides)
+
+
+def test_weight_zero_turns_the_blend_off_and_a_weight_on_a_recipe_without_one_adds_the_block():
+    assert for_kind("dot_bias", item_item_weight=0).item_item is None
+    assert "item_item_window" not in cfg.flat(for_kind("dot_bias", item_item_weight=0))
+    added = for_kind("dot_bias", loss="softmax", item_item_weight=0.2, n_factors=8)   # from the recipe's block
+    assert added.item_item == dataclasses.replace(cfg.RANKING.item_item, weight=0.2)
+    plain = for_kind("dot_bias", loss="mse")
+    assert plain.item_item is None
 
 
 def test_the_ranking_default_has_the_term_and_side_features_and_the_large_recipe_neither():
     from models.config import LARGE_CATALOGUE
 
-    ranking = ModelConfig.for_kind("dot_bias", loss="softmax")
-    assert ranking.item_item_weight > 0 and ranking.use_side_info
-    assert ModelConfig.for_kind("dot_bias").item_item_weight == 0
-    large = ModelConfig.for_kind("dot_bias", **LARGE_CATALOGUE["dot_bias"])
-    assert large.item_item_weight == 0 and not large.use_side_info   # the 25M recipe as it was measured
+    ranking = for_kind("dot_bias")
+    assert ranking.item_item.weight > 0 and ranking.use_side_info
+    assert for_kind("dot_bias", loss="mse").item_item is None
+    large = {k: v for k, v in LARGE_CATALOGUE["dot_bias"].items() if k not in ("eval_users", "serving_epochs")}
+    large = for_kind("dot_bias", **large)
+    assert large.item_item is None and not large.use_side_info   # the 25M recipe as it was measured

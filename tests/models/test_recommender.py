@@ -1,11 +1,14 @@
 """Recommender: learning, repeatability, save/load, unknown ids, recommend, side info."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from models import config as model_configs
 from models import features as fx
-from models.config import ModelConfig
+from models.config import for_kind
 from models.recommender import Recommender
 from tasks import contract as c
 
@@ -39,7 +42,13 @@ def side_features(n_users=60, n_items=80):
 
 
 KINDS = ["dot_bias", "embedding_nn"]
+KINDS_AND_LOSSES = [("dot_bias", "mse"), ("dot_bias", "softmax"), ("embedding_nn", "mse")]
 FAST = dict(epochs=4, batch_size=256, lr=1e-2)
+
+
+def config(kind: str, loss: str = "mse", **overrides):
+    """A kind's recipe with overrides; the dot model as a rating model (loss mse) unless `loss` says otherwise."""
+    return for_kind(kind, **({"loss": loss} if kind == "dot_bias" else {}), **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +61,16 @@ def data():
 def test_feature_keys_match_the_contract():
     assert (fx.USER_ID, fx.ITEM_ID, fx.AGE, fx.GENDER, fx.OCCUPATION) == (
         c.USER_ID, c.ITEM_ID, c.AGE, c.GENDER, c.OCCUPATION)
-    assert ModelConfig().kind in c.MODEL_KINDS and set(c.MODEL_KINDS) == {"dot_bias", "embedding_nn"}
+    assert set(c.MODEL_KINDS) == {"dot_bias", "embedding_nn"} == {for_kind(k).kind for k in c.MODEL_KINDS}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("loss", ["mse", "softmax"])
+@pytest.mark.parametrize("kind, loss", KINDS_AND_LOSSES)
 def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
     train, valid = data
-    cfg = ModelConfig.for_kind(kind, loss=loss, **FAST)
+    cfg = config(kind, loss=loss, **FAST)
     rec = Recommender.fit(*train, cfg, valid=valid, device="cpu")
     h = rec.history
-    assert [row["epoch"] for row in h] == list(range(cfg.epochs))
+    assert [row["epoch"] for row in h] == list(range(cfg.train.epochs))
     assert set(h[0]) == {"epoch", "train_loss", "valid_loss", "seconds", "finished_at"}
     assert [row["finished_at"] for row in h] == sorted(row["finished_at"] for row in h)  # wall clock per epoch
     assert h[-1]["train_loss"] < h[0]["train_loss"]
@@ -72,7 +80,7 @@ def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
 @pytest.mark.parametrize("kind", KINDS)
 def test_mse_model_beats_the_global_mean(data, kind):
     (u, i, r), (vu, vi, vr) = data
-    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, epochs=8, batch_size=128, lr=1e-2), device="cpu")
+    rec = Recommender.fit(u, i, r, config(kind, epochs=8, batch_size=128, lr=1e-2), device="cpu")
     pred = rec.predict(vu, vi)
     assert pred.dtype == np.float32 and ((pred > 0) & (pred < 5.5)).all()
     assert np.mean((pred - vr) ** 2) < 0.9 * np.mean((r.mean() - vr) ** 2)
@@ -81,9 +89,9 @@ def test_mse_model_beats_the_global_mean(data, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_same_seed_same_model_other_seed_differs(data, kind):
     train, valid = data
-    a = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=3), device="cpu")
-    b = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=3), device="cpu")
-    d = Recommender.fit(*train, ModelConfig.for_kind(kind, epochs=2, seed=4), device="cpu")
+    a = Recommender.fit(*train, config(kind, epochs=2, seed=3), device="cpu")
+    b = Recommender.fit(*train, config(kind, epochs=2, seed=3), device="cpu")
+    d = Recommender.fit(*train, config(kind, epochs=2, seed=4), device="cpu")
     # Same seed: the same model up to float summation order. With several CPU threads the dot default
     # (rating input + side features) can differ in the last bit (seen: 5e-7 on 2 of 480 predictions);
     # with one thread it is bit-exact (next test). Another seed: a materially different model.
@@ -96,7 +104,7 @@ def test_same_seed_is_bit_exact_on_one_thread(data):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = (Recommender.fit(*train, ModelConfig.for_kind("dot_bias", epochs=2, seed=3), device="cpu")
+        a, b = (Recommender.fit(*train, config("dot_bias", epochs=2, seed=3), device="cpu")
                 for _ in range(2))
         np.testing.assert_array_equal(a.predict(*valid[:2]), b.predict(*valid[:2]))
     finally:
@@ -107,7 +115,7 @@ def test_same_seed_is_bit_exact_on_one_thread(data):
 def test_save_load_round_trip_is_exact(data, kind, tmp_path):
     train, valid = data
     users, items = side_features()
-    cfg = ModelConfig.for_kind(kind, epochs=1, use_side_info=True)
+    cfg = config(kind, epochs=1, use_side_info=True)
     rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
     path = rec.save(tmp_path / "m" / "model.pt")
     assert list(path.parent.iterdir()) == [path]  # no temporary left behind
@@ -119,7 +127,7 @@ def test_save_load_round_trip_is_exact(data, kind, tmp_path):
     np.testing.assert_array_equal(ids_a, ids_b)
     np.testing.assert_array_equal(s_a, s_b)
     assert back.config == rec.config and back.history == rec.history
-    assert (getattr(back.model, "item_ratings", None) is not None) == cfg.rating_input   # dot default: on
+    assert (getattr(back.model, "item_ratings", None) is not None) == getattr(cfg, "rating_input", False)
 
 
 # Format 1 (before the side tables and maps moved into child modules): new key -> old key, spelled out.
@@ -131,10 +139,11 @@ FORMAT_1_NAMES = {"user_side.table": "user_side", "item_side.table": "item_side"
 def test_a_format_1_file_loads_and_scores_the_same(data, kind, tmp_path):
     train, valid = data
     users, items = side_features()
-    cfg = ModelConfig.for_kind(kind, epochs=1, use_side_info=True)
+    cfg = config(kind, epochs=1, use_side_info=True)
     rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
     payload = torch.load(rec.save(tmp_path / "new.pt"), weights_only=True)
     payload["format"] = "lensflow-recommender/1"
+    payload["config"] = {**payload["config"], "kind": payload.pop("kind")}   # the old flat config named its kind
     payload["state_dict"] = {FORMAT_1_NAMES.get(k, k): v for k, v in payload["state_dict"].items()}
     old_keys = {"user_side", "item_side"} | ({"user_side_in.weight", "item_side_in.weight"} if kind == "dot_bias"
                                              else set())
@@ -151,7 +160,7 @@ def test_a_format_1_file_loads_and_scores_the_same(data, kind, tmp_path):
 
 def test_unknown_ids_fall_back_to_biases_for_dot_model(data):
     train, _ = data
-    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", use_side_info=False, **FAST), device="cpu")
+    rec = Recommender.fit(*train, config("dot_bias", use_side_info=False, **FAST), device="cpu")
     m = rec.model
     g = float(m.global_bias.detach())
     item = 1003
@@ -169,7 +178,7 @@ def test_side_info_scores_cold_users_from_their_features(data, kind):
     train, _ = data
     users, items = side_features()
     extra = {"id_dropout": 0.1} if kind == "embedding_nn" else {}
-    cfg = ModelConfig.for_kind(kind, use_side_info=True, **extra, **FAST)
+    cfg = config(kind, use_side_info=True, **extra, **FAST)
     rec = Recommender.fit(*train, cfg, user_features=users, item_features=items, device="cpu")
     new = {fx.USER_ID: np.array([5000, 5001]), fx.AGE: np.array([20, 65]), fx.GENDER: np.array(["F", "M"]),
            fx.OCCUPATION: np.array(["a", "zzz"])}   # 'zzz' is an unseen category: encodes as zeros
@@ -181,13 +190,13 @@ def test_side_info_scores_cold_users_from_their_features(data, kind):
     assert ids.shape == (1, 5) and (np.diff(scores[0]) <= 0).all()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("loss", ["mse", "softmax"])
+@pytest.mark.parametrize("kind, loss", KINDS_AND_LOSSES)
 def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
     (u, i, r), _ = data
-    # popularity_boost 0: recommend() then ranks exactly by the model's own score (boost: test below)
-    rec = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, loss=loss, epochs=2, popularity_boost=0.0),
-                          device="cpu")
+    # popularity_boost 0 and no item-item blend: recommend() then ranks exactly by the model's own score
+    plain = {"popularity_boost": 0.0, **({"item_item_weight": 0} if loss == "softmax" else {})} \
+        if kind == "dot_bias" else {}
+    rec = Recommender.fit(u, i, r, config(kind, loss=loss, epochs=2, **plain), device="cpu")
     query = np.array([101, 100, 101, 424242])   # duplicate and unknown users on purpose
     ids, scores = rec.recommend(query, 10, exclude=(u, i), chunk_size=2)
     assert ids.shape == scores.shape == (4, 10)
@@ -206,16 +215,16 @@ def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
 
 def test_popularity_boost_weights_the_item_bias_when_ranking():
     """Item 11 wins on the dot product by 1.0, item 12 on the bias by 0.6: a boost of 1 flips them."""
-    from models.collab import DotProductBias
-    model = DotProductBias(2, 3, 1)                  # one user, two items (+ the unknown rows)
-    with torch.no_grad():
-        model.user_factors.weight[1] = 1.0
-        model.item_factors.weight[1:, 0] = torch.tensor([1.0, 0.0])
-        model.item_bias.weight[1:, 0] = torch.tensor([0.0, 0.6])
-        model.user_bias.weight.zero_()
+    from models.recommender import build_model
 
     def top(boost):
-        cfg = ModelConfig(kind="dot_bias", loss="softmax", n_factors=1, popularity_boost=boost)
+        cfg = for_kind("dot_bias", n_factors=1, popularity_boost=boost, item_item_weight=0, use_side_info=False)
+        model = build_model(cfg, 2, 3)                   # one user, two items (+ the unknown rows)
+        with torch.no_grad():
+            model.user_factors.weight[1] = 1.0
+            model.item_factors.weight[1:, 0] = torch.tensor([1.0, 0.0])
+            model.item_bias.weight[1:, 0] = torch.tensor([0.0, 0.6])
+            model.user_bias.weight.zero_()
         ids, scores = Recommender(cfg, model, np.array([5]), np.array([11, 12]), device="cpu").recommend([5], 2)
         return ids[0].tolist(), scores[0]
 
@@ -223,13 +232,13 @@ def test_popularity_boost_weights_the_item_bias_when_ranking():
     ids, scores = top(1.0)
     assert ids == [12, 11]
     np.testing.assert_allclose(scores, [1.2, 1.0], rtol=1e-6)   # 2 × 0.6 beats 1.0 + 2 × 0
-    assert ModelConfig.for_kind("dot_bias", loss="softmax").popularity_boost == 0.25  # the tuned default
-    assert ModelConfig.for_kind("dot_bias").popularity_boost == 0.0                   # ratings: no boost
+    assert for_kind("dot_bias").popularity_boost == 0.25               # the ranking model's tuned default
+    assert for_kind("dot_bias", loss="mse").popularity_boost == 0.0    # the rating recipe: no boost
 
 
 def test_item_embeddings_align_with_ids(data):
     train, _ = data
-    rec = Recommender.fit(*train, ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+    rec = Recommender.fit(*train, config("dot_bias", epochs=1), device="cpu")
     ids, emb = rec.item_embeddings()
     np.testing.assert_array_equal(ids, np.unique(train[1]))
     assert emb.shape == (len(ids), rec.config.n_factors) and emb.dtype == np.float32
@@ -237,17 +246,25 @@ def test_item_embeddings_align_with_ids(data):
 
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="equally long"):
-        Recommender.fit([1, 2], [1], [3.0], ModelConfig())
+        Recommender.fit([1, 2], [1], [3.0], for_kind("dot_bias"))
     with pytest.raises(ValueError, match="kind"):
-        ModelConfig(kind="svd")
-    with pytest.raises(ValueError, match="loss"):
-        ModelConfig(loss="bpr")
-    with pytest.raises(ValueError, match="rating_input"):
-        ModelConfig.for_kind("dot_bias", loss="softmax", rating_input=True)
-    with pytest.raises(ValueError, match="rating_input"):
-        ModelConfig.for_kind("embedding_nn", rating_input=True)
-    with pytest.raises(ValueError, match="popularity_boost"):
-        ModelConfig.for_kind("embedding_nn", loss="softmax", popularity_boost=1.0)
+        for_kind("svd")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        for_kind("dot_bias", loss="bpr")
+    with pytest.raises(ValueError, match="rating_input applies to loss 'mse' only"):
+        for_kind("dot_bias", rating_input=True)
+    with pytest.raises(ValueError, match="'rating_input' does not apply to embedding_nn"):
+        for_kind("embedding_nn", rating_input=True)
+    with pytest.raises(ValueError, match="'popularity_boost' does not apply to embedding_nn"):
+        for_kind("embedding_nn", popularity_boost=1.0)
+    with pytest.raises(ValueError, match="'loss' does not apply to embedding_nn"):
+        for_kind("embedding_nn", loss="softmax")
+    with pytest.raises(ValueError, match="'layers' does not apply to dot_bias"):
+        for_kind("dot_bias", layers=[8])
+    with pytest.raises(ValueError, match="'n_negatives' applies to loss 'softmax' only"):
+        for_kind("dot_bias", loss="mse", n_negatives=8)
+    with pytest.raises(ValueError, match="unknown setting 'epoch' .did you mean 'epochs'"):
+        for_kind("dot_bias", epoch=3)
 
 
 @pytest.mark.parametrize("field,value,rule", [
@@ -262,9 +279,10 @@ def test_bad_inputs_are_refused():
 ])
 def test_values_no_fit_can_use_are_refused_by_the_config(field, value, rule):
     """A bad number fails as the config is made, naming the field and its rule, not as torch's error mid-fit."""
+    kind = "embedding_nn" if field in ("layers", "dropout", "y_range") else "dot_bias"
     with pytest.raises(ValueError, match=rule):
-        ModelConfig.for_kind("dot_bias", loss="softmax", **{field: value})
-    assert ModelConfig.for_kind("dot_bias", loss="softmax", epochs=1, lr=1, wd=0, popularity_boost=-1).epochs == 1
+        for_kind(kind, **{field: value})
+    assert for_kind("dot_bias", epochs=1, lr=1, wd=0, popularity_boost=-1).train.epochs == 1
 
 
 def test_item_decades_are_one_hot_after_genres_and_year():
@@ -299,11 +317,11 @@ def test_dot_side_info_learns_from_features_alone():
     r = np.where(liked[i], 4.5, 1.5).astype(np.float32)
     items = {fx.ITEM_ID: np.arange(n_items + 2), fx.GENRES: np.r_[liked, [True, False]][:, None],
              fx.YEAR: np.full(n_items + 2, 1990.0)}
-    cfg = ModelConfig.for_kind("dot_bias", epochs=5, batch_size=128, lr=1e-2)
+    cfg = config("dot_bias", epochs=5, batch_size=128, lr=1e-2)
     rec = Recommender.fit(u, i, r, cfg, item_features=items, device="cpu")
     new = rec.predict([0, 0], [n_items, n_items + 1])   # cold items: liked genre, other genre
     assert new[0] - new[1] > 0.1   # the item biases explain most of it; the genre weight must carry some
-    plain = Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", epochs=1, use_side_info=False), device="cpu")
+    plain = Recommender.fit(u, i, r, config("dot_bias", epochs=1, use_side_info=False), device="cpu")
     p = plain.predict([0, 0], [n_items, n_items + 1])
     assert p[0] == p[1]
 
@@ -313,9 +331,9 @@ def test_sparse_gradients_train_the_same_model_shape_with_sparse_adam(data, kind
     from models.training_loop import optimizers
 
     (u, i, r), (vu, vi, vr) = data
-    cfg = ModelConfig.for_kind(kind, epochs=8, batch_size=128, lr=1e-2, sparse_grad=True)
+    cfg = config(kind, epochs=8, batch_size=128, lr=1e-2, sparse_grad=True)
     rec = Recommender.fit(u, i, r, cfg, valid=(vu, vi, vr), device="cpu")
-    opts = optimizers(rec.model, cfg)
+    opts = optimizers(rec.model, cfg.train)
     kinds = {type(o).__name__: sum(p.numel() for g in o.param_groups for p in g["params"]) for o in opts}
     ids = sum(getattr(rec.model, n).weight.numel() for n in ("user_factors", "item_factors", "user_bias", "item_bias")
               if hasattr(rec.model, n))
@@ -323,7 +341,7 @@ def test_sparse_gradients_train_the_same_model_shape_with_sparse_adam(data, kind
     assert rec.history[-1]["valid_loss"] < rec.history[0]["valid_loss"]
     pred = rec.predict(vu, vi)
     assert np.mean((pred - vr) ** 2) < 0.9 * np.mean((r.mean() - vr) ** 2)   # learns like the dense model
-    dense = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, epochs=1), device="cpu")
+    dense = Recommender.fit(u, i, r, config(kind, epochs=1), device="cpu")
     assert rec.model.state_dict().keys() == dense.model.state_dict().keys()   # same file layout
     back = Recommender.load(rec.save(tmp_path / "sparse.pt"))
     np.testing.assert_array_equal(rec.predict(vu, vi), back.predict(vu, vi))
@@ -332,11 +350,11 @@ def test_sparse_gradients_train_the_same_model_shape_with_sparse_adam(data, kind
 @pytest.mark.parametrize("kind", KINDS)
 def test_warm_start_copies_each_id_row_by_id_and_new_ids_start_fresh(data, kind):
     (u, i, r), _ = data
-    first = Recommender.fit(u, i, r, ModelConfig.for_kind(kind, **FAST), device="cpu")
+    first = Recommender.fit(u, i, r, config(kind, **FAST), device="cpu")
     # the serving fit's data: one user and one item the first fit never saw, and user 100's ratings gone
     keep = u != 100
     u2, i2, r2 = np.append(u[keep], [999, 999]), np.append(i[keep], [1000, 5000]), np.append(r[keep], [4, 5])
-    still = ModelConfig.for_kind(kind, **{**FAST, "lr": 1e-12})             # a step that changes nothing
+    still = config(kind, **{**FAST, "lr": 1e-12})             # a step that changes nothing
     warm = Recommender.fit(u2, i2, r2, still, device="cpu", init=first, epochs=1)
     assert len(warm.history) == 1
     old, new = first.model, warm.model
@@ -354,13 +372,27 @@ def test_warm_start_copies_each_id_row_by_id_and_new_ids_start_fresh(data, kind)
 
 def test_warm_start_refuses_another_kind_or_shape(data):
     (u, i, r), _ = data
-    dot = Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", **FAST), device="cpu")
+    dot = Recommender.fit(u, i, r, config("dot_bias", **FAST), device="cpu")
     with pytest.raises(ValueError, match="embedding_nn model to start from"):
-        Recommender.fit(u, i, r, ModelConfig.for_kind("embedding_nn", **FAST), device="cpu", init=dot, epochs=1)
+        Recommender.fit(u, i, r, config("embedding_nn", **FAST), device="cpu", init=dot, epochs=1)
     with pytest.raises(ValueError, match="user_factors.weight"):
-        Recommender.fit(u, i, r, ModelConfig.for_kind("dot_bias", **{**FAST, "n_factors": 7}), device="cpu",
+        Recommender.fit(u, i, r, config("dot_bias", **{**FAST, "n_factors": 7}), device="cpu",
                         init=dot, epochs=1)
-    with pytest.raises(ValueError, match="serving_epochs"):
-        ModelConfig(serving_epochs=-1)
-    with pytest.raises(ValueError, match="fixed n_factors"):
-        ModelConfig(kind="embedding_nn", n_factors=0, serving_epochs=1)
+
+
+FILES = Path(__file__).parent / "files"   # saved by commit b42723d's code (the old 26-field ModelConfig)
+
+
+@pytest.mark.parametrize("name", ["dot_rating", "dot_ranking", "nn_rating"])
+def test_files_saved_by_the_previous_version_load_and_score_as_they_did(name):
+    """Format-3 files (every field of both kinds in one flat config) load as their kind's own config and give the
+    predictions and lists the old code gave; settings that were never model settings (eval_users, extra) drop."""
+    rec = Recommender.load(FILES / f"{name}.format3.pt")
+    expected = np.load(FILES / f"{name}.format3.expected.npz")
+    np.testing.assert_allclose(rec.predict(expected["users"], expected["items"]), expected["predict"], rtol=1e-6)
+    ids, scores = rec.recommend(np.array([1, 2, 3]), 5, exclude=(expected["ru"], expected["ri"]))
+    np.testing.assert_array_equal(ids, expected["rec_ids"])
+    np.testing.assert_allclose(scores, expected["rec_scores"], rtol=1e-5)
+    kind = "embedding_nn" if name.startswith("nn") else "dot_bias"
+    assert rec.config.kind == kind and rec.config == for_kind(kind, **model_configs.flat(rec.config))
+    assert (rec.config.kind == "dot_bias" and rec.config.loss.name == "softmax") == (rec.item_term is not None)

@@ -37,10 +37,10 @@ def ingest(paths: Paths, source) -> str:
 
 def tiny_model(ratings):
     """A dot-bias model trained in about a second on CPU."""
-    from models.config import ModelConfig
+    from models.config import for_kind
     from models.recommender import Recommender
 
-    config = ModelConfig.for_kind(c.MODEL_KIND_DOT, **TINY_DOT)
+    config = for_kind(c.MODEL_KIND_DOT, **TINY_DOT)
     return Recommender.fit(ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy(),
                            ratings[c.RATING].to_numpy(), config, device="cpu")
 
@@ -50,13 +50,14 @@ def publish(paths: Paths, model=None, version: str = "1"):
     from tasks import lake
     from tasks import publish as pub
     from tasks.model_ref import ModelRef, ServingModel
+    from tasks.serving import roles
 
     ratings, movies, users = (lake.read(paths, t) for t in (c.RATINGS, c.MOVIES, c.USERS))
     model = model if model is not None else tiny_model(ratings)
     ref = ModelRef(c.registered_model_name(c.MODEL_KIND_DOT), version,
                    f"models:/{c.registered_model_name(c.MODEL_KIND_DOT)}/{version}", "",
                    "split-reliability", lake.current_hash(paths))
-    return pub.publish(paths, [ServingModel(model, ref, {"ndcg_at_10": 0.0})], ratings, movies, users,
+    return pub.publish(paths, roles([ServingModel(model, ref, {"ndcg_at_10": 0.0})]), ratings, movies, users,
                        n=10, k=10, device="cpu")
 
 

@@ -118,7 +118,7 @@ def test_co_rating_similarity_leans_towards_the_neighbour_more_people_went_on_to
 
 
 def test_an_unrated_item_enters_the_lists_its_metadata_earns():
-    from models.config import ModelConfig
+    from models.config import for_kind
     from models.recommender import Recommender
 
     # users 1-3 like Sci-Fi (items 1-4), users 4-6 like Westerns (items 5-8); item 9 is a new Sci-Fi release
@@ -127,7 +127,7 @@ def test_an_unrated_item_enters_the_lists_its_metadata_earns():
     likes = ratings(pairs)
     cat = movies({**{i: ("Sci-Fi",) for i in (1, 2, 3, 4, 9)}, **{i: ("Western",) for i in (5, 6, 7, 8)}},
                  {i: 1990 for i in range(1, 10)})
-    config = ModelConfig.for_kind(c.MODEL_KIND_DOT, loss="softmax", n_factors=8, epochs=30, batch_size=8)
+    config = for_kind(c.MODEL_KIND_DOT, n_factors=8, epochs=30, batch_size=8)
     model = Recommender.fit(likes[c.USER_ID], likes[c.ITEM_ID], likes[c.RATING], config, device="cpu")
     users = np.arange(1, 7)
     recs = st.score_recommendations(model, likes, users, 8, movies_df=cat)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import ModelConfig
+from models.config import for_kind
 from models.recommender import Recommender
 from tasks import contract as c
 from tasks import evaluate as ev
@@ -103,7 +103,7 @@ def _random_fit(seed: int, n_users: int, density: float):
                  if rng.random() < density])
     train, test = df.iloc[::2], df.iloc[1::2]
     rec = Recommender.fit(*(train[col].to_numpy() for col in (c.USER_ID, c.ITEM_ID, c.RATING)),
-                          ModelConfig.for_kind("dot_bias", epochs=1), device="cpu")
+                          for_kind("dot_bias", loss="mse", epochs=1), device="cpu")
     return train, test, rec
 
 

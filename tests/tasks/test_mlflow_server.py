@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from models.config import ModelConfig
+from models.config import for_kind
 from tasks import contract as c
 from tasks import registry as r
 from tasks import tracking as t
@@ -44,7 +44,7 @@ def server(home, empty_mlflow_db, monkeypatch):
 def test_log_register_promote_and_load_through_a_server(server, home, data):
     train, valid = data
     assert home.mlflow_tracking_uri == server
-    rec = fit(train, valid, ModelConfig.for_kind(KIND, n_factors=4, layers=(8,), epochs=2))
+    rec = fit(train, valid, for_kind(KIND, n_factors=4, layers=(8,), epochs=2))
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-s", "hash-s"), train=train)
     version = r.register(home, run_id, KIND)

@@ -227,7 +227,7 @@ def _publish_figures(folder, seed: int) -> dict:
     from tasks import movielens, score_tables, training as train
 
     s = movielens.read_sources(folder)
-    config = train.pipeline_config(c.MODEL_KIND_DOT, {"epochs": 3, "seed": seed})
+    config = train.model_config(c.MODEL_KIND_DOT, {"epochs": 3, "seed": seed})
     rec = train.fit(s.ratings, config, users=s.users, movies=s.movies)
     recs = score_tables.score_recommendations(rec, s.ratings, s.users[c.USER_ID].to_numpy(), 50, users_df=s.users)
     sims = score_tables.score_similar_items(rec, 20, catalogue=s.movies[c.ITEM_ID].to_numpy(), device="cpu")
@@ -302,10 +302,12 @@ def _warehouse(home, tmp_path, live: str):
         pm.write(home, pid, {pm.COVERAGE_AT_10: cov, pm.GINI_AT_10: gini})
     recs = _recs().assign(**{c.MODEL_NAME: "m", c.MODEL_VERSION: "1", c.PUBLICATION_ID: live})
     parquet = tmp_path / "recommendations.parquet"
-    recs[list(c.RECOMMENDATIONS_COLUMNS)].to_parquet(parquet, index=False)
+    # a snapshot as published before predicted_rating existed: the warehouse reads that column as null
+    recs[[col for col in c.RECOMMENDATIONS_COLUMNS if col != c.PREDICTED_RATING]].to_parquet(parquet, index=False)
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     pm.warehouse_section(con, home)
     sql.run(con, c.RECOMMENDATIONS, {"path": str(parquet)})
+    assert con.execute(f"select count(*) from recommendations where {c.PREDICTED_RATING} is null").fetchall() == [(len(recs),)]
     return con
 
 

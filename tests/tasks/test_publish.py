@@ -16,6 +16,7 @@ from tasks import publish as pub
 from tasks import score_tables as st
 from tasks import sql
 from tasks.model_ref import ModelRef, ServingModel
+from tasks.serving import roles
 from tasks.settings import Paths
 
 N_COLD = 10  # users left out of training: they must get popularity (or side-info) recommendations
@@ -36,10 +37,10 @@ class World:
 
 def train_tiny(ratings: pd.DataFrame, kind: str = c.MODEL_KIND_DOT, users: pd.DataFrame | None = None, **kw):
     """A small model trained in about a second on CPU."""
-    from models.config import ModelConfig
+    from models.config import for_kind
     from models.recommender import Recommender
 
-    config = ModelConfig.for_kind(kind, n_factors=8, epochs=3, **kw)
+    config = for_kind(kind, n_factors=8, epochs=3, **kw)
     features = None
     if users is not None:
         features = {col: users[col].to_numpy() for col in (c.USER_ID, c.AGE, c.GENDER, c.OCCUPATION)}
@@ -68,9 +69,9 @@ def publish_world(w: World, **kw) -> pub.PublicationResult:
     return pub.publish(w.paths, serving(w), w.ratings, w.movies, w.users, **kw)
 
 
-def serving(w: World) -> list[ServingModel]:
-    """The world's model as the one serving model, with its (made-up) run metrics."""
-    return [ServingModel(w.model, w.meta, {"ndcg_at_10": 0.1})]
+def serving(w: World) -> "roles":
+    """The world's model as the one serving model (lists and similar items, no ratings), with made-up metrics."""
+    return roles([ServingModel(w.model, w.meta, {"ndcg_at_10": 0.1})])
 
 
 def query(paths: Paths, name: str, params: dict | None = None) -> list[dict]:
@@ -179,12 +180,52 @@ def test_similar_items_are_cosine_neighbours_without_self(world):
     assert (sims[c.ITEM_ID] != sims[c.SIMILAR_ITEM_ID]).all()
 
 
-def test_choose_models_prefers_dot_bias_for_similarity(world):
+def test_each_model_gets_its_job_the_ranking_model_lists_the_rating_model_rates(world):
     nn = train_tiny(world.ratings, c.MODEL_KIND_NN)
-    nn_model = ServingModel(nn, ModelRef("lensflow-embedding_nn", "3"))
-    rec, sim = pub.choose_models([nn_model, ServingModel(world.model, world.meta)])
-    assert rec.recommender is nn and rec.ref.version == "3"
-    assert sim.recommender is world.model and sim.kind == c.MODEL_KIND_DOT
+    nn_model = ServingModel(nn, ModelRef("lensflow-embedding_nn", "3"), alias=c.ALIAS_SERVING)
+    chosen = roles([nn_model, ServingModel(world.model, world.meta)])
+    assert chosen.ranking.recommender is world.model and chosen.similar.recommender is world.model
+    assert chosen.rating.recommender is nn and chosen.rating.ref.version == "3" and chosen.no_rating == ""
+    asked = roles([nn_model, ServingModel(world.model, world.meta)], prefer=c.MODEL_KIND_NN)   # publish --model
+    assert asked.ranking.recommender is nn and asked.similar.recommender is world.model
+    refused = roles([ServingModel(nn, ModelRef("lensflow-embedding_nn", "4"), alias=c.ALIAS_CANDIDATE),
+                     ServingModel(world.model, world.meta)])
+    assert refused.rating is None and "only a candidate" in refused.no_rating   # a refused model rates nothing
+    alone = roles([ServingModel(world.model, world.meta)])
+    assert alone.rating is None and "no embedding_nn model" in alone.no_rating
+
+
+def test_every_published_row_carries_the_rating_models_prediction_cold_users_included(world, tmp_path,
+                                                                                    synthetic_small):
+    nn = train_tiny(world.ratings[~world.ratings[c.USER_ID].isin(world.cold)], c.MODEL_KIND_NN,
+                    users=world.users)
+    rating = ServingModel(nn, ModelRef("lensflow-embedding_nn", "7", "models:/lensflow-embedding_nn/7"),
+                          alias=c.ALIAS_SERVING)
+    w = make_world(tmp_path / "rated", synthetic_small)
+    res = pub.publish(w.paths, roles([ServingModel(w.model, w.meta, {"ndcg_at_10": 0.1}), rating]), w.ratings,
+                      w.movies, w.users, n=10, k=5)
+    recs = pd.read_parquet(res.snapshot / store.RECOMMENDATIONS_FILE)
+    assert list(recs.columns) == list(c.RECOMMENDATIONS_COLUMNS)
+    assert recs[c.PREDICTED_RATING].notna().all() and recs[c.PREDICTED_RATING].between(1, 5).all()
+    np.testing.assert_allclose(recs[c.PREDICTED_RATING].to_numpy(),
+                               np.clip(nn.predict(recs[c.USER_ID].to_numpy(), recs[c.ITEM_ID].to_numpy()), 1, 5),
+                               rtol=1e-6)
+    cold = recs[recs[c.USER_ID].isin(w.cold)]
+    assert len(cold) and cold[c.SOURCE].eq(c.SOURCE_SIDE_INFO).all()
+    # a cold user's prediction comes from their own side features: two users of different profiles differ
+    assert cold.groupby(c.USER_ID)[c.PREDICTED_RATING].mean().nunique() > 1
+    record = json.loads((res.snapshot / store.RECORD_FILE).read_text())
+    assert (record[c.RATING_MODEL_NAME], record[c.RATING_MODEL_VERSION]) == ("lensflow-embedding_nn", "7")
+    top = query(w.paths, "query_top10_for_user", {"user_id": int(w.cold[0])})
+    assert all(1 <= row[c.PREDICTED_RATING] <= 5 for row in top)
+    listed = query(w.paths, "query_publications")
+    assert listed[0][c.RATING_MODEL_VERSION] == "7"
+
+
+def test_without_a_rating_model_the_column_is_null_and_the_publication_goes_live(world, published):
+    recs = pd.read_parquet(published.snapshot / store.RECOMMENDATIONS_FILE)
+    assert c.PREDICTED_RATING in recs.columns and recs[c.PREDICTED_RATING].isna().all()
+    assert store.current(world.paths) == published.publication_id
 
 
 # --- publish: snapshot, warehouse, history --------------------------------------------------------
@@ -266,7 +307,7 @@ def test_republish_history_diff_and_retention(tmp_path, synthetic_small):
     # a model trained with another seed: the diff must match a pandas recount of the two snapshots
     train = w.ratings[~w.ratings[c.USER_ID].isin(w.cold)]
     other = ModelRef(w.meta.name, "2")
-    third = pub.publish(w.paths, [ServingModel(train_tiny(train, seed=1), other)], w.ratings, w.movies, w.users,
+    third = pub.publish(w.paths, roles([ServingModel(train_tiny(train, seed=1), other)]), w.ratings, w.movies, w.users,
                         n=10, k=5, retain=2)
     diff = publication_diff(w.paths, third.publication_id, second.publication_id)  # order-insensitive
     assert diff[:2] == (second.publication_id, third.publication_id)

@@ -12,6 +12,7 @@ from tasks import contract as c
 from tasks import publications as store
 from tasks import publish as pub
 from tasks import score_tables as st
+from tasks.serving import roles
 from tests.tasks.test_publish import make_world, publish_world, query
 
 N, K = 10, 5
@@ -23,6 +24,7 @@ def live(tmp_path_factory, synthetic_small):
     w = make_world(tmp_path_factory.mktemp("checks") / "home", synthetic_small)
     first = publish_world(w, n=N, k=K)
     recs = st.score_recommendations(w.model, w.ratings, w.users[c.USER_ID].to_numpy(), N)
+    recs = st.with_predicted_ratings(recs, w.model)   # any model's predictions, clipped to the scale: real values
     sims = st.score_similar_items(w.model, K, catalogue=w.movies[c.ITEM_ID].to_numpy())
     return w, first, recs, sims
 
@@ -93,6 +95,12 @@ def out_of_range(df, key, w):
     return df
 
 
+def impossible_rating(df, key, w):
+    df = df.copy()
+    df.loc[df.index[2], c.PREDICTED_RATING] = 5.5     # off the 1-5 scale
+    return df
+
+
 def foreign_publication(df, key, w):
     df = df.copy()
     df.loc[df.index[0], c.PUBLICATION_ID] = "someone-else"
@@ -106,6 +114,7 @@ CASES = [
     (R, gap_rank, checks.dense_ranks(R, c.USER_ID).name),
     (R, rising_score, checks.sorted_by_rank(R, c.USER_ID, c.SCORE).name),
     (R, bad_source, checks.accepted_values(R, c.SOURCE, c.SOURCES).name),
+    (R, impossible_rating, checks.in_range_or_null(R, c.PREDICTED_RATING, c.RATING_MIN, c.RATING_MAX).name),
     (R, rated_item, checks.not_in(R, c.RATINGS, c.USER_ID, c.ITEM_ID).name),
     (R, unknown_item, checks.known_ids(R, c.ITEM_ID, c.MOVIES).name),
     (R, unknown_key, checks.known_ids(R, c.USER_ID, c.USERS).name),
@@ -174,7 +183,7 @@ def test_a_narrowing_publication_is_refused_when_asked_and_the_previous_stays_li
     narrow = w.ratings[w.ratings[c.ITEM_ID].isin(popular)]           # a model that only knows 8 items
     model = ServingModel(train_tiny(narrow), w.meta)
     with pytest.raises(pm.NarrowingError, match="coverage_at_10") as err:
-        pub.publish(w.paths, [model], w.ratings, w.movies, w.users, n=N, k=K, refuse_narrowing=True)
+        pub.publish(w.paths, roles([model]), w.ratings, w.movies, w.users, n=N, k=K, refuse_narrowing=True)
     assert err.value.previous_id == live_before and str(live_before) in str(err.value)
     assert store.current(w.paths) == live_before
     assert [p.name for p in store.retained(w.paths)] == [first.publication_id]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import ModelConfig
+from models.config import for_kind
 from tasks import contract as c
 from tasks import registry as r
 from tasks import tracking as t
@@ -25,14 +25,14 @@ KIND = c.MODEL_KIND_DOT
 @pytest.fixture(scope="module")
 def good(data):
     train, valid = data
-    return fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=5, lr=1e-2, wd=0.01))
+    return fit(train, valid, for_kind(KIND, loss="mse", n_factors=8, epochs=5, lr=1e-2, wd=0.01))
 
 
 @pytest.fixture(scope="module")
 def poor(data):
     # one epoch at a tiny learning rate: barely moves from the initial ~2.75 everywhere
     train, valid = data
-    return fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=1, lr=1e-4, wd=0.01))
+    return fit(train, valid, for_kind(KIND, loss="mse", n_factors=8, epochs=1, lr=1e-4, wd=0.01))
 
 
 def log_and_register(home, rec, valid, *, split_id="split-1", data_hash="hash-1", metrics=None):
@@ -139,7 +139,7 @@ def registered(tmp_path_factory, empty_mlflow_db, data):
     home.mlflow_db.parent.mkdir(parents=True)
     shutil.copyfile(empty_mlflow_db, home.mlflow_db)
     train, valid = data
-    rec = fit(train, valid, ModelConfig.for_kind(KIND, n_factors=8, epochs=3, lr=1e-2, wd=0.01))
+    rec = fit(train, valid, for_kind(KIND, loss="mse", n_factors=8, epochs=3, lr=1e-2, wd=0.01))
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-9", "hash-9"), movies=movies_for(train), train=train)
     version = r.register(home, run_id, KIND)
@@ -262,17 +262,16 @@ def test_pyfunc_of_a_ranking_model_scores_new_users_from_side_features(mlflow_ho
                           c.GENDER: rng.choice(["M", "F"], len(known)),
                           c.OCCUPATION: rng.choice(["student", "retired", "writer"], len(known)),
                           c.ZIP_CODE: "00000"})
-    config = ModelConfig.for_kind(c.MODEL_KIND_NN, loss="softmax", use_side_info=True, n_factors=8, layers=(16,),
-                                  epochs=2, lr=1e-2)
+    config = for_kind(c.MODEL_KIND_DOT, use_side_info=True, n_factors=8, epochs=2, lr=1e-2)   # the ranking recipe
     rec = fit_frames(train, config, valid, users=users)
-    run_id = t.log_training(home, rec, config, {}, rec.history, t.Lineage(c.MODEL_KIND_NN, "split-s", "hash-s"),
+    run_id = t.log_training(home, rec, config, {}, rec.history, t.Lineage(c.MODEL_KIND_DOT, "split-s", "hash-s"),
                             train=train)
-    version = r.register(home, run_id, c.MODEL_KIND_NN)
+    version = r.register(home, run_id, c.MODEL_KIND_DOT)
     new = pd.DataFrame({c.USER_ID: [900_001, 900_002], c.AGE: [19, 66], c.GENDER: ["F", "M"],
                         c.OCCUPATION: ["student", "retired"]})
     new.to_json(tmp_path / "new.json", orient="records")
     out = _in_fresh_process(home, tmp_path, f"""
-        model = mlflow.pyfunc.load_model({r.pyfunc_uri(c.MODEL_KIND_NN, version)!r})
+        model = mlflow.pyfunc.load_model({r.pyfunc_uri(c.MODEL_KIND_DOT, version)!r})
         new = pd.read_json("new.json", orient="records")
         top = model.predict(new, params={{"mode": "recommend", "k": 5}})
         bare = model.predict(new[[{c.USER_ID!r}]], params={{"mode": "recommend", "k": 5}})
@@ -329,7 +328,8 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     def record(rec, tag):
         result = TrainResult(recommender=rec, config=rec.config, metrics={"rmse": rmse_on(rec, valid)},
                              valid_metrics={"rmse": rmse_on(rec, valid)}, history=rec.history, split_id="split-f")
-        return r.record_training(home, result, "hash-f", metric="rmse", baseline=floor, tags={"which": tag})
+        return r.record_training(home, result, "hash-f", metric="rmse", baseline=floor, baseline_name="popularity",
+                                 tags={"which": tag})
 
     refused = record(poor, "poor")
     assert refused.decision.outcome == r.REFUSED and not refused.decision.promoted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.config import ModelConfig
+from models.config import for_kind
 from tasks import contract as c
 from tasks import registry as r
 from tasks import serving
@@ -15,7 +15,8 @@ from tests.tasks.test_tracking import (  # noqa: F401  (fixtures)
     data, empty_mlflow_db, fit, mlflow_home, movies_for, rmse_on)
 
 KIND = c.MODEL_KIND_DOT
-WARM = ModelConfig.for_kind(KIND, n_factors=8, epochs=6, lr=1e-2, wd=0.01, serving_epochs=1)
+WARM = for_kind(KIND, loss="mse", n_factors=8, epochs=6, lr=1e-2, wd=0.01)
+SERVING_EPOCHS = 1   # the serving fit continues the champion for one epoch
 
 
 def _champion(home, train, valid, split_id):
@@ -33,18 +34,19 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     every = pd.concat([train, valid], ignore_index=True)
     champ, run_id, v1 = _champion(home, train, valid, "split-1")
 
-    first = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu")
+    first = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu",
+                                serving_epochs=SERVING_EPOCHS)
     assert first["evaluated_version"] == v1 and not first["reused"] and first["rows"] == len(every)
     tags = r.version_tags(home, KIND, first["version"])
-    assert tags[tr.TAG_SERVING_FINGERPRINT] == tr.serving_fingerprint(WARM, "hash-all", start_from=run_id)
+    assert tags[tr.TAG_SERVING_FINGERPRINT] == tr.serving_fingerprint(WARM, "hash-all", start_from=run_id,
+                                                                         serving_epochs=SERVING_EPOCHS)
     assert tags[r.TAG_SERVING_EVALUATED] == v1 and r.resolve(home, KIND, c.ALIAS_SERVING).version == first["version"]
     served, _ = r.load_for_scoring(home, KIND, c.ALIAS_SERVING, device="cpu")
-    assert len(served.history) == WARM.serving_epochs and set(served.user_ids) == set(every[c.USER_ID])
+    assert len(served.history) == SERVING_EPOCHS and set(served.user_ids) == set(every[c.USER_ID])
     # it started from the registered champion's weights: one epoch at a tenth of the rate stays nearer them
     # (0.09 RMSE apart in predictions here) than the same config refitted from scratch on the same ratings
     # (0.20); one epoch at that rate from a fresh start would not have left the initial ~2.75 everywhere
-    scratch, _, _ = tr.fit_for_serving(every, ModelConfig.from_dict({**WARM.to_dict(), "serving_epochs": 0}),
-                                       device="cpu")
+    scratch, _, _ = tr.fit_for_serving(every, WARM, device="cpu")
     u, i = every[c.USER_ID].to_numpy(), every[c.ITEM_ID].to_numpy()
 
     def gap(rec):
@@ -53,15 +55,17 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     assert gap(served) < gap(scratch)
 
     # the same champion and data again: the fit is reused
-    again = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu")
+    again = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu",
+                                serving_epochs=SERVING_EPOCHS)
     assert again == {**first, "reused": True, "seconds": 0.0}
 
     # a new champion with the same config: its serving fit continues it, not the old one's weights
     _, run_2, v2 = _champion(home, train.iloc[: len(train) // 2], valid, "split-2")
-    third = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu")
+    third = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu",
+                                serving_epochs=SERVING_EPOCHS)
     assert third["evaluated_version"] == v2 and not third["reused"] and third["version"] not in (first["version"], v2)
     assert (r.version_tags(home, KIND, third["version"])[tr.TAG_SERVING_FINGERPRINT]
-            == tr.serving_fingerprint(WARM, "hash-all", start_from=run_2))
+            == tr.serving_fingerprint(WARM, "hash-all", start_from=run_2, serving_epochs=SERVING_EPOCHS))
 
 
 def test_a_version_asked_for_by_number_that_no_kind_has_is_named_with_the_versions_there_are(mlflow_home, data):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.config import ModelConfig
+from models.config import ModelConfig, flat, for_kind
 from models.recommender import Recommender
 from tasks import contract as c
 from tasks import plots
@@ -90,7 +90,7 @@ def data():
 @pytest.fixture(scope="module")
 def dot_model(data):
     train, valid = data
-    return fit(train, valid, ModelConfig.for_kind("dot_bias", n_factors=8, epochs=4, lr=1e-2, wd=0.01))
+    return fit(train, valid, for_kind("dot_bias", loss="mse", n_factors=8, epochs=4, lr=1e-2, wd=0.01))
 
 
 def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, data, dot_model):
@@ -111,14 +111,15 @@ def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, d
     assert run.info.status == "FINISHED"
     exp = cl.get_experiment(run.info.experiment_id)
     assert exp.name == t.EXPERIMENT and exp.artifact_location == home.mlflow_artifacts.as_uri()
-    # full config as parameters
+    # the config as parameters: exactly the settings its model uses (no item-item or softmax keys on an mse model)
     assert run.data.params["n_factors"] == "8" and run.data.params["kind"] == c.MODEL_KIND_DOT
-    assert set(config.to_dict()) <= set(run.data.params)
+    assert {"kind", *flat(config)} <= set(run.data.params)
+    assert not {"n_negatives", "item_item_weight", "layers"} & set(run.data.params)
     # per-epoch losses as steps, equal to the training history
     steps = cl.get_metric_history(run_id, "train_mse")
-    assert [m.step for m in sorted(steps, key=lambda m: m.step)] == list(range(config.epochs))
+    assert [m.step for m in sorted(steps, key=lambda m: m.step)] == list(range(config.train.epochs))
     assert sorted(steps, key=lambda m: m.step)[-1].value == pytest.approx(dot_model.history[-1]["train_loss"])
-    assert len(cl.get_metric_history(run_id, "valid_mse")) == config.epochs
+    assert len(cl.get_metric_history(run_id, "valid_mse")) == config.train.epochs
     # final metrics with MLflow-safe names; non-finite ones left out
     assert run.data.metrics["rmse"] == pytest.approx(metrics["rmse"])
     assert run.data.metrics["ndcg_10"] == pytest.approx(0.31)
@@ -162,7 +163,7 @@ def test_a_failed_logging_marks_the_run_failed(mlflow_home, dot_model):
 
 def test_embedding_nn_gets_curves_and_pca_but_no_bias_table(data, tmp_path):
     train, valid = data
-    rec = fit(train, valid, ModelConfig.for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))
+    rec = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))
     written = {p.name for p in t.write_pictures(tmp_path, rec, rec.history, movies_for(train), train)}
     assert written == {"loss_curves.png", "item_embeddings_pca.png"}
 
@@ -223,10 +224,10 @@ def test_two_trainings_logged_from_threads_stay_in_their_store(mlflow_home, dot_
 def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, data, dot_model):
     home = mlflow_home
     train, valid = data
-    ranking = fit(train, valid, ModelConfig.for_kind("dot_bias", loss="softmax", n_factors=8, epochs=3, lr=1e-2))
+    ranking = fit(train, valid, for_kind("dot_bias", n_factors=8, epochs=3, lr=1e-2))
     runs = {}
     for rec in (dot_model, ranking):
-        runs[rec.config.loss] = t.log_training(home, rec, rec.config, {"rmse": 1.0}, rec.history,
+        runs[rec.config.loss.name] = t.log_training(home, rec, rec.config, {"rmse": 1.0}, rec.history,
                                                t.Lineage(c.MODEL_KIND_DOT, "s", "h"), movies=movies_for(train),
                                                train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
     cl = t.client(home)

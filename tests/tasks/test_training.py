@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.config import flat
+
 from models import features as fx
 from tasks import contract as c
 from tasks import split as sp
@@ -70,19 +72,37 @@ def test_item_features_accept_datetime_release_dates():
 
 def test_model_config_applies_overrides_and_refuses_nonsense():
     cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 2, "use_side_info": True})
-    assert (cfg.kind, cfg.epochs, cfg.use_side_info) == (c.MODEL_KIND_NN, 2, True)
+    assert (cfg.kind, cfg.train.epochs, cfg.use_side_info) == (c.MODEL_KIND_NN, 2, True)
     with pytest.raises(ValueError, match="model kind"):
         tr.model_config("svd")
-    with pytest.raises(ValueError, match=r"unknown model config field.*'epochz'"):
+    with pytest.raises(ValueError, match=r"unknown setting 'epochz' \(did you mean 'epochs'\?\)"):
         tr.model_config(c.MODEL_KIND_DOT, {"epochz": 3})
     with pytest.raises(ValueError, match="contradicts"):
         tr.model_config(c.MODEL_KIND_DOT, {"kind": c.MODEL_KIND_NN})
+    with pytest.raises(ValueError, match="'n_negatives' does not apply to embedding_nn"):
+        tr.model_config(c.MODEL_KIND_NN, {"n_negatives": 3})
+
+
+def test_evaluation_and_serving_settings_live_beside_the_model_config_and_out_of_its_fingerprint():
+    plan = tr.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2, "eval_users": 5, "serving_epochs": 1})
+    assert (plan.eval_users, plan.serving_epochs, plan.config.train.epochs) == (5, 1, 2)
+    assert plan.config == tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    assert tr.fingerprint(plan.config, "s", "d", "code") == tr.fingerprint(
+        tr.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2}).config, "s", "d", "code")   # the same fitted model
+    assert tr.fingerprint(plan.config, "s", "d", "code") != tr.fingerprint(
+        tr.model_config(c.MODEL_KIND_DOT, {"epochs": 3}), "s", "d", "code")
+    with pytest.raises(ValueError, match="serving_epochs must be a whole number >= 0"):
+        tr.kind_settings(c.MODEL_KIND_DOT, {"serving_epochs": -1})
+    with pytest.raises(ValueError, match="fixed n_factors"):
+        tr.kind_settings(c.MODEL_KIND_NN, {"n_factors": 0, "serving_epochs": 1})
+    with pytest.raises(ValueError, match="unknown setting 'extra'"):
+        tr.kind_settings(c.MODEL_KIND_DOT, {"extra": {"note": "x"}})   # free notes were never a model setting
 
 
 def test_fit_learns_the_tiny_structure():
     ratings = block_ratings()
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 30, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
-                                              "wd": 0.0})
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
+                                              "lr": 3e-2, "wd": 0.0})
     rec = tr.fit(ratings, cfg, device="cpu")
     pred = rec.predict(ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy())
     y = ratings[c.RATING].to_numpy(np.float64)
@@ -93,12 +113,12 @@ def test_fit_learns_the_tiny_structure():
 
 def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
     ratings = block_ratings()
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 30, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
-                                              "wd": 0.0, "serving_epochs": 2})
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
+                                              "lr": 3e-2, "wd": 0.0})
     with pytest.raises(ValueError, match="needs the evaluated model"):
-        tr.fit_for_serving(ratings, cfg, device="cpu")
+        tr.fit_for_serving(ratings, cfg, device="cpu", serving_epochs=2)
     evaluated = tr.fit(ratings, cfg, device="cpu")
-    served, _, dev = tr.fit_for_serving(ratings, cfg, device="cpu", evaluated=evaluated)
+    served, _, dev = tr.fit_for_serving(ratings, cfg, device="cpu", evaluated=evaluated, serving_epochs=2)
     assert len(served.history) == 2 and dev == "cpu" and served.config == cfg
     users, items = ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy()
     y = ratings[c.RATING].to_numpy(np.float64)
@@ -107,10 +127,9 @@ def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
         return np.sqrt(np.mean((rec.predict(users, items) - y) ** 2))
 
     # two epochs from the evaluated weights keep what its 30 epochs learnt; two from scratch do not
-    two_from_scratch = tr.fit(ratings, tr.model_config(c.MODEL_KIND_DOT, {**cfg.to_dict(), "epochs": 2}), device="cpu")
+    two_from_scratch = tr.fit(ratings, tr.model_config(c.MODEL_KIND_DOT, {**flat(cfg), "epochs": 2}), device="cpu")
     assert rmse(served) < 0.5 * np.sqrt(np.mean((y - y.mean()) ** 2)) and rmse(served) < rmse(two_from_scratch)
-    refit, _, _ = tr.fit_for_serving(ratings, tr.model_config(c.MODEL_KIND_DOT, {**cfg.to_dict(), "serving_epochs": 0}),
-                                     device="cpu")
+    refit, _, _ = tr.fit_for_serving(ratings, cfg, device="cpu")   # serving_epochs 0: from scratch
     assert len(refit.history) == 30
 
 
@@ -125,8 +144,8 @@ def test_fit_passes_side_features_to_the_embedding_nn():
 def test_train_and_evaluate_reports_test_and_valid_metrics():
     ratings = block_ratings()
     split = sp.make_split(ratings, sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 20, "n_factors": 4, "batch_size": 64, "lr": 3e-2,
-                                              "wd": 0.0})
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 20, "n_factors": 4, "batch_size": 64,
+                                              "lr": 3e-2, "wd": 0.0})
     result = tr.train_and_evaluate(split, cfg, users_frame(), movies_frame(30), k=5, device="cpu")
     assert result.split_id == split.split_id and result.device == "cpu" and result.seconds > 0
     for metrics in (result.metrics, result.valid_metrics):
@@ -141,10 +160,18 @@ def test_train_and_evaluate_reports_test_and_valid_metrics():
 
 def test_train_and_evaluate_without_valid_part():
     split = sp.make_split(block_ratings(), sp.SplitSpec("leave_last_k", k=2, valid_fraction=0))
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 2})
     result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
     assert result.valid_metrics == {} and result.history[0]["valid_loss"] is None
     assert np.isfinite(result.metrics["rmse"])
+
+
+def test_a_ranking_model_gets_no_rating_error_and_a_rating_model_does():
+    split = sp.make_split(block_ratings(), sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    ranking = tr.train_and_evaluate(split, tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2, "n_factors": 4}), k=5)
+    rating = tr.train_and_evaluate(split, tr.model_config(c.MODEL_KIND_NN, {"epochs": 2}), k=5)
+    assert "rmse" not in ranking.metrics and "ndcg_at_5" in ranking.metrics   # its scores are no ratings
+    assert {"rmse", "mae", "ndcg_at_5"} <= set(rating.metrics)
 
 
 def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
@@ -152,18 +179,18 @@ def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
     from tasks import evaluate as ev
 
     for kind in c.MODEL_KINDS:
-        cfg = tr.pipeline_config(kind, LARGE_CATALOGUE[kind])   # valid as `lensflow run --dot-config/--nn-config`
-        assert cfg.sparse_grad and cfg.eval_users > 0
-    assert tr.pipeline_config(c.MODEL_KIND_DOT, LARGE_CATALOGUE[c.MODEL_KIND_DOT]).n_negatives > 0
+        plan = tr.kind_settings(kind, LARGE_CATALOGUE[kind])   # valid as `lensflow run --dot-config/--nn-config`
+        assert plan.config.train.sparse_grad and plan.eval_users > 0
+    assert tr.kind_settings(c.MODEL_KIND_DOT, LARGE_CATALOGUE[c.MODEL_KIND_DOT]).config.loss.n_negatives > 0
     split = sp.make_split(block_ratings(), sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2, "eval_users": 5})
-    result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
+    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    result = tr.train_and_evaluate(split, cfg, k=5, device="cpu", eval_users=5)
     users = ev.ranking_users(split.test, 5)
     mine = split.test[split.test[c.USER_ID].isin(users)]
     seen = pd.concat([split.train, split.valid], ignore_index=True)
     assert result.metrics["ndcg_at_5"] == pytest.approx(ev.evaluate(result.recommender, seen, mine, k=5)["ndcg_at_5"])
     # the promotion floor ranks the same number of users as the model
-    floor = tr.popularity_floor(split, 5, max_users=5)
+    floor = tr.promotion_floor(split, "ndcg_at_5", 5, max_users=5)
     assert floor["ndcg_at_5"] == pytest.approx(
         ev.baseline_metrics(split.train, split.valid[split.valid[c.USER_ID].isin(ev.ranking_users(split.valid, 5))],
                             k=5)["ndcg_at_5"])
@@ -172,26 +199,28 @@ def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
 def test_a_continued_serving_fit_is_identified_by_the_run_it_continues():
     plain = tr.model_config(c.MODEL_KIND_DOT, {})
     assert tr.serving_fingerprint(plain, "d", "code") == tr.serving_fingerprint(plain, "d", "code", start_from="r1")
-    warm = tr.model_config(c.MODEL_KIND_DOT, {"serving_epochs": 1})
     with pytest.raises(ValueError, match="the run it continues"):
-        tr.serving_fingerprint(warm, "d", "code")
-    assert tr.serving_fingerprint(warm, "d", "code", start_from="r1") != tr.serving_fingerprint(
-        warm, "d", "code", start_from="r2")
+        tr.serving_fingerprint(plain, "d", "code", serving_epochs=1)
+    assert tr.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != tr.serving_fingerprint(
+        plain, "d", "code", start_from="r2", serving_epochs=1)
+    assert tr.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != tr.serving_fingerprint(
+        plain, "d", "code", start_from="r1", serving_epochs=2)
 
 
 def test_the_ranking_fit_orders_each_users_ratings_by_their_time_for_the_item_item_term():
     from models import item_item
 
     ratings = block_ratings()
-    config = tr.pipeline_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 1})
+    config = tr.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 1})
     rec = tr.fit(ratings, config)
-    assert config.item_item_weight > 0 and config.item_item_window >= 1
+    blend = config.item_item
+    assert blend.weight > 0 and blend.window >= 1
     idx = lambda col, vocab: np.searchsorted(vocab, ratings[col].to_numpy())   # noqa: E731  0-based
     ui, ii = idx(c.USER_ID, rec.user_ids) + 1, idx(c.ITEM_ID, rec.item_ids)
     by_time = item_item.fit_part(ui, ii, sp.unix_seconds(ratings[c.RATED_AT]), len(rec.item_ids),
-                                 config.item_item_window, config.item_item_items, l2=config.item_item_l2)
+                                 blend.window, blend.items, l2=blend.l2)
     shuffled = item_item.fit_part(ui, ii, np.random.default_rng(1).permutation(len(ui)), len(rec.item_ids),
-                                  config.item_item_window, config.item_item_items, l2=config.item_item_l2)
+                                  blend.window, blend.items, l2=blend.l2)
     np.testing.assert_allclose(rec.item_term["b"].numpy(), by_time["b"].numpy(), rtol=1e-5, atol=1e-7)
     assert not np.allclose(rec.item_term["b"].numpy(), shuffled["b"].numpy())   # the order matters
 
@@ -209,8 +238,8 @@ def test_the_ranking_default_learns_from_side_features_and_scores_a_new_user_by_
     users = pd.DataFrame({c.USER_ID: np.arange(1, 41, dtype=np.int32), c.AGE: np.where(odd, 20, 60).astype(np.int16),
                           c.GENDER: np.where(odd, "F", "M"), c.OCCUPATION: np.where(odd, "student", "retired"),
                           c.ZIP_CODE: "00000"})
-    config = tr.pipeline_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 30, "batch_size": 64})
-    assert config.loss == "softmax" and config.use_side_info
+    config = tr.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 30, "batch_size": 64})
+    assert config.loss.name == "softmax" and config.use_side_info
     rec = tr.fit(ratings, config, users=users, movies=movies_frame(30), device="cpu")
     assert {"user_rows", "item_rows"} <= set(rec.side)
     new = {fx.USER_ID: np.array([900, 901]), fx.AGE: np.array([21.0, 59.0]), fx.GENDER: np.array(["F", "M"]),
