@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
-from models.config import ModelConfig  # noqa: E402
+from models.config import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
 from tasks import evaluate as ev  # noqa: E402
 
-DOT_VARIANTS = {  # one change each from ModelConfig.for_kind("dot_bias", loss="softmax")
+DOT_VARIANTS = {  # one change each from the ranking recipe, without its item-item blend
     "dot": {}, "dot n_factors=512": {"n_factors": 512}, "dot l2=0.015": {"l2": 0.015}, "dot l2=0.05": {"l2": 0.05},
     "dot epochs=10": {"epochs": 10}, "dot popularity_boost=0": {"popularity_boost": 0.0},
     "dot popularity_boost=0.5": {"popularity_boost": 0.5}, "dot popularity_boost=1": {"popularity_boost": 1.0},
@@ -94,7 +94,7 @@ def one_seed(ratings: pd.DataFrame, seed: int, share: float) -> dict:
     dots, seconds = {}, {}
     for name, change in DOT_VARIANTS.items():
         t0 = time.perf_counter()
-        cfg = ModelConfig.for_kind("dot_bias", loss="softmax", **change)
+        cfg = for_kind("dot_bias", **{"item_item_weight": 0, **change})
         rec = Recommender.fit(kept["u"].to_numpy(), kept["i"].to_numpy(), kept["r"].to_numpy(), cfg)
         S = np.full_like(X, UNSCORED)
         S[np.ix_(rec.user_ids, rec.item_ids)] = rec.scores(rec.user_ids, rec.item_ids)

@@ -39,14 +39,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
 from models import item_item  # noqa: E402
-from models.config import ModelConfig  # noqa: E402
+from models.config import ItemItem, for_kind  # noqa: E402
 from models.recommender import Recommender, _index  # noqa: E402
 from tasks import evaluate as ev  # noqa: E402
 from tasks import movielens, training  # noqa: E402
 
 WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3)
 WINDOWS = (0, 1, 2, 3, 5, 10)
-# the term's λ (ModelConfig.item_item_l2) and module constants (item_item.POPULARITY, .DROPOUT) tried beside each
+# the term's λ (ItemItem.l2, flat key item_item_l2) and module constants (item_item.POPULARITY, .DROPOUT) tried beside each
 # window; the module constants as shipped where not named
 CONSTANTS = ({"L2": 200.0}, {"L2": 400.0}, {"L2": 200.0, "POPULARITY": 0.0}, {"L2": 200.0, "DROPOUT": 0.5})
 PREVIOUS = ("no side info", "window 1, L2 200", 0.1)   # the default before this tool chose side information
@@ -106,15 +106,14 @@ def one_holdout(ratings: pd.DataFrame, features: tuple[dict, dict], name: str, k
         for constants in CONSTANTS:
             variant = ", ".join([f"window {window}"] + [f"{k} {v:g}" for k, v in constants.items()])
             with term_constants(**{k: v for k, v in constants.items() if k != "L2"}):
-                parts[variant] = item_item.fit_part(ui, ii, kt, len(item_ids), window, ModelConfig().item_item_items,
+                parts[variant] = item_item.fit_part(ui, ii, kt, len(item_ids), window, ItemItem().items,
                                                     l2=constants["L2"])
     for model_name, side in (("no side info", False), ("side info", True)):
         ratios: dict = {}
         coverage: dict = {}
         for seed in train_seeds:
             t0 = time.perf_counter()
-            config = ModelConfig.for_kind("dot_bias", loss="softmax", item_item_weight=0.0, use_side_info=side,
-                                          seed=seed)
+            config = for_kind("dot_bias", item_item_weight=0, use_side_info=side, seed=seed)
             rec = Recommender.fit(ku, ki, kept["r"].to_numpy(), config,
                                   user_features=features[0] if side else None,
                                   item_features=features[1] if side else None)
@@ -122,8 +121,9 @@ def one_holdout(ratings: pd.DataFrame, features: tuple[dict, dict], name: str, k
 
             def score(variant: str, weight: float, part: dict | None) -> None:
                 """The shipped ranking (Recommender.recommend) of the fitted model with this term and weight."""
-                ranker = Recommender(dataclasses.replace(config, item_item_weight=weight), rec.model, rec.user_ids,
-                                     rec.item_ids, side=rec.side, item_term=part)
+                blend = ItemItem(weight=weight) if weight else None   # only its weight is read when scoring
+                ranker = Recommender(dataclasses.replace(config, item_item=blend), rec.model, rec.user_ids,
+                                     rec.item_ids, side=rec.side, item_term=part if blend else None)
                 top, _ = ranker.recommend(users, 10, exclude=(ku, ki))
                 key = str(weight)
                 ratios.setdefault(variant, {}).setdefault(key, []).append(

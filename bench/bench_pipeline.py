@@ -41,6 +41,7 @@ def plain_compute(home: Path, data: Path) -> dict[str, float]:
     from tasks import acquire, lake, movielens, warehouse
     from tasks import contract as c
     from tasks import publish as pub
+    from tasks import serving
     from tasks.model_ref import ModelRef, ServingModel
     from tasks import split as splits
     from tasks import training as training
@@ -62,11 +63,11 @@ def plain_compute(home: Path, data: Path) -> dict[str, float]:
     models = []
     for kind in c.MODEL_KINDS:
         t = time.perf_counter()
-        result = training.train_and_evaluate(split, training.pipeline_config(kind), tables.users, tables.movies)
+        result = training.train_and_evaluate(split, training.model_config(kind), tables.users, tables.movies)
         s[f"train_{kind}"] = time.perf_counter() - t
         models.append(ServingModel(result.recommender, ModelRef(c.registered_model_name(kind), "0")))
     t = time.perf_counter()
-    pub.publish(paths, models, tables.ratings, tables.movies, tables.users, split_id=split.split_id,
+    pub.publish(paths, serving.roles(models), tables.ratings, tables.movies, tables.users, split_id=split.split_id,
                 data_hash=data_hash)
     s["publish"] = time.perf_counter() - t
     s["total"] = sum(s.values())

@@ -30,7 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from models.config import ModelConfig  # noqa: E402
+import dataclasses  # noqa: E402
+
+from models.config import ModelConfig, flat, for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
 from tasks import contract as c  # noqa: E402
 from tasks import evaluate as ev  # noqa: E402
@@ -50,12 +52,16 @@ CHOICE_RULE = ("among the settings whose mean NDCG@10 on the tuning seeds is at 
                "setting's there, the one with the highest mean coverage@10")
 REACH = (pm.COVERAGE_AT_10, pm.GINI_AT_10, pm.TOP1PCT_SHARE_AT_10, pm.TOP_ITEM_REACH_AT_10,
          pm.REC_POPULARITY_MEAN_AT_10, pm.POPULARITY_LIFT_AT_10)
-# What the pipeline trains for the top-N lists (tasks/train.py PIPELINE_OVERRIDES: the dot model, softmax).
-PIPELINE_RANKING_CONFIG = dict(kind="dot_bias", loss="softmax")
-
-
 def ranking_config(**overrides) -> ModelConfig:
-    return ModelConfig.for_kind(**PIPELINE_RANKING_CONFIG, **overrides)
+    """What the pipeline trains for the top-N lists: the ranking model's recipe (models/config.py RANKING)."""
+    return for_kind("dot_bias", **overrides)
+
+
+def boosted(rec, boost: float):
+    """rec ranking with the item bias weighted 1 + boost (the config says so, the model scores so)."""
+    rec.config = dataclasses.replace(rec.config, popularity_boost=boost)
+    rec.model.item_bias_weight = 1 + boost
+    return rec
 
 
 def top_frame(users: np.ndarray, items: np.ndarray) -> pd.DataFrame:
@@ -121,10 +127,9 @@ def run_seed(seed: int, s, device, verbose=True) -> list[dict]:
         print(f"  split seed {seed}: {len(train)} train / {len(test)} test, fit {fit_s:.1f} s", flush=True)
     rows = []
     for b in BOOSTS:
-        rec.config.popularity_boost = b
-        items, _ = rec.recommend(users, K, exclude=exclude)
+        items, _ = boosted(rec, b).recommend(users, K, exclude=exclude)
         rows.append(score_lists(f"boost {b:g}", items, users, relevant, train, s.movies, user_frame))
-    rec.config.popularity_boost = 1.0
+    boosted(rec, 1.0)
     all_items, all_scores = rec.recommend(users, len(rec.item_ids), exclude=exclude)
     counts = train[c.ITEM_ID].value_counts()
     log_pop = np.zeros(int(s.movies[c.ITEM_ID].max()) + 1)
@@ -166,8 +171,7 @@ def noise(s, device, boosts=(0.25, 1.0), seed: int = 1) -> list[dict]:
                               device=device)
         sims = similar_frame(rec)
         for b in boosts:
-            rec.config.popularity_boost = b
-            items, _ = rec.recommend(users, 50, exclude=exclude)
+            items, _ = boosted(rec, b).recommend(users, 50, exclude=exclude)
             recs = top_frame(users, items)
             figures[(training_seed, b)] = pm.measure(recs, sims, train, s.movies, pd.DataFrame({c.USER_ID: users}))
     out = []
@@ -315,7 +319,7 @@ def main(argv=None) -> int:
     print(f"\nchosen on the tuning seeds ({CHOICE_RULE}): {chosen}")
     result = {"date": when, "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} "
               f"torch threads, torch {torch.__version__}", "command": "bench/bench_popularity_boost.py " +
-              " ".join(argv or sys.argv[1:]), "config": ranking_config().to_dict(), "test_fraction": TEST_FRACTION,
+              " ".join(argv or sys.argv[1:]), "config": flat(ranking_config()), "test_fraction": TEST_FRACTION,
               "tune_seeds": tune, "report_seeds": report_seeds, "rule": CHOICE_RULE, "chosen": chosen,
               "rows": rows}
     if a.noise:

@@ -26,12 +26,13 @@ REAL = REPO.parent / "shared" / "data" / "ml-100k"
 
 def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs: int | None = None) -> list[dict]:
     """Ingest, train both models, publish with each as the recommendations model; returns the timings."""
-    from models.config import ModelConfig
+    from models.config import for_kind
     from models.recommender import Recommender
     from tasks import contract as c
     from tasks import lake, movielens, synthetic
     from tasks import publish as pub
     from tasks.model_ref import ModelRef, ServingModel
+    from tasks.serving import roles
     from tasks.settings import Paths
 
     paths = Paths(home)
@@ -45,7 +46,7 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
     results = []
     models = {}
     for kind in (c.MODEL_KIND_DOT, c.MODEL_KIND_NN):
-        config = ModelConfig.for_kind(kind, **({"epochs": epochs} if epochs else {}))
+        config = for_kind(kind, **({"epochs": epochs} if epochs else {}))
         t0 = time.perf_counter()
         models[kind] = Recommender.fit(r[c.USER_ID].to_numpy(), r[c.ITEM_ID].to_numpy(),
                                        r[c.RATING].to_numpy(), config)
@@ -53,9 +54,8 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
     served = {kind: ServingModel(models[kind], ModelRef(c.registered_model_name(kind), "1",
                                                          f"models:/{c.registered_model_name(kind)}/1"))
               for kind in models}
-    for first in (c.MODEL_KIND_DOT, c.MODEL_KIND_NN):
-        pairs = [served[first], served[c.MODEL_KIND_DOT]]
-        res = pub.publish(paths, pairs, tables.ratings, tables.movies, tables.users, n=n, k=k,
+    for first in (c.MODEL_KIND_DOT, c.MODEL_KIND_NN):   # the lists from each kind; predicted ratings from the NN
+        res = pub.publish(paths, roles(list(served.values()), prefer=first), tables.ratings, tables.movies, tables.users, n=n, k=k,
                           data_hash=data_hash)
         s = res.seconds
         results.append({

@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.config import LARGE_CATALOGUE, ModelConfig  # noqa: E402
+from models.config import LARGE_CATALOGUE  # noqa: E402
 from tasks import evaluate as ev  # noqa: E402
 from tasks import training  # noqa: E402
 
@@ -44,24 +44,25 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     train, valid, test = (pd.read_parquet(a.split / f"{n}.parquet") for n in ("train", "valid", "test"))
     kept = pd.concat([train, valid], ignore_index=True)
-    cfg = ModelConfig.for_kind("dot_bias", **{**LARGE_CATALOGUE["dot_bias"], "serving_epochs": 0})
+    plan = training.kind_settings("dot_bias", {**LARGE_CATALOGUE["dot_bias"], "serving_epochs": 0})
+    cfg = plan.config
 
     def report(name, rec, seconds):
-        m = ev.evaluate(rec, kept, test, k=10, max_users=cfg.eval_users)
+        m = ev.evaluate(rec, kept, test, k=10, max_users=plan.eval_users)
         print(json.dumps({"fit": name, "seconds": round(seconds), **{k: round(m[k], 4) for k in KEEP}}), flush=True)
 
-    pop = ev.baseline_metrics(kept, test, k=10, max_users=cfg.eval_users)
+    pop = ev.baseline_metrics(kept, test, k=10, max_users=plan.eval_users)
     print(json.dumps({"fit": "most-rated popularity", **{k: round(pop[k], 4) for k in KEEP if k in pop}}), flush=True)
     t0 = time.perf_counter()
     evaluated = training.fit(train, cfg)
-    report(f"split fit: train, {cfg.epochs} epochs", evaluated, time.perf_counter() - t0)
+    report(f"split fit: train, {cfg.train.epochs} epochs", evaluated, time.perf_counter() - t0)
     for share in a.lr_share:
         t0 = time.perf_counter()
-        warm = training.fit(kept, cfg, init=evaluated, epochs=1, lr=cfg.lr * share)
+        warm = training.fit(kept, cfg, init=evaluated, epochs=1, lr=cfg.train.lr * share)
         report(f"continued: train + valid, 1 epoch at {share:g} x peak lr", warm, time.perf_counter() - t0)
     if a.scratch:
         t0 = time.perf_counter()
-        report(f"refit: train + valid, {cfg.epochs} epochs", training.fit(kept, cfg), time.perf_counter() - t0)
+        report(f"refit: train + valid, {cfg.train.epochs} epochs", training.fit(kept, cfg), time.perf_counter() - t0)
     return 0
 
 

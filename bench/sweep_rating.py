@@ -52,12 +52,13 @@ def _fit(job: dict) -> dict:
     """Fit one config on one split; returns the job with RMSE, seconds and (if asked) predictions."""
     import torch
     import bench_models as bm
-    from models.config import ModelConfig
+    from models.config import for_kind
     from models.recommender import Recommender
     from tasks import contract as c
     from tasks import evaluate as ev
     over = dict(job["cfg"])
-    cfg = ModelConfig.for_kind(over.pop("kind", "dot_bias"), **over)
+    kind = over.pop("kind", "dot_bias")
+    cfg = for_kind(kind, **({"loss": "mse"} if kind == "dot_bias" else {}), **over)   # rating recipes
     train, valid = _STATE["splits"][job["split"]]
     dev = _STATE["device"]
     uf, itf = _STATE["feats"] if cfg.use_side_info else (None, None)

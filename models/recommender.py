@@ -40,7 +40,7 @@ def _index(vocab: np.ndarray, ids) -> np.ndarray:
 SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (train.sparse_grad)
 # parameters with one row per model index (row 0 = unknown), by the vocabulary that indexes them (warm start)
 USER_ROWS = ("user_factors.weight", "user_bias.weight", "item_ratings.weight.weight")
-ITEM_ROWS = ("item_factors.weight", "item_bias.weight")
+ITEM_ROWS = ("item_factors.weight", "item_bias.weight", "user_ratings.weight.weight")
 
 
 def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
@@ -55,7 +55,8 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
         us = config.n_factors or emb_size(n_users)
         its = config.n_factors or emb_size(n_items)
         model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.loss.y_range,
-                            user_side_dim, item_side_dim, config.id_dropout)
+                            user_side_dim, item_side_dim, config.id_dropout, config.biases, config.item_bag,
+                            config.user_bag)
     if config.train.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
         for name in SPARSE_EMBEDDINGS:
             if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):
@@ -126,6 +127,8 @@ class Recommender:
             _warm_start(model, init, user_ids, item_ids)
         if getattr(model, "item_ratings", None) is not None:
             model.item_ratings.set_ratings(*_ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
+        if getattr(model, "user_ratings", None) is not None:   # the NN's user bag: CSR by user over items
+            model.user_ratings.set_ratings(*_ratings_by_item(ii, ui, ratings, len(user_ids) + 1, dev))
         for part, who, vocab in ((model.user_side, "user", user_ids), (model.item_side, "item", item_ids)):
             table = _side_table(side, who, vocab, counts[who])
             if table is not None:
@@ -342,9 +345,10 @@ class Recommender:
         state = payload["state_dict"]
         if fmt == FORMAT_1:
             state = {_FORMAT_1_KEYS.get(k, k): v for k, v in state.items()}
-        if "item_ratings.members" in state:   # variable-length buffers: install them before loading
-            model.item_ratings.set_ratings(state["item_ratings.indptr"], state["item_ratings.members"],
-                                           state["item_ratings.values"])
+        for bags in ("item_ratings", "user_ratings"):   # variable-length buffers: install them before loading
+            if f"{bags}.members" in state:
+                getattr(model, bags).set_ratings(state[f"{bags}.indptr"], state[f"{bags}.members"],
+                                                 state[f"{bags}.values"])
         model.load_state_dict(state)
         term = payload.get("item_term") if getattr(config, "item_item", None) is not None else None
         return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], item_term=term,

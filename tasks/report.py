@@ -181,7 +181,7 @@ def publication_line(published: dict) -> str:
 
 def roles_lines(published: dict) -> list[str]:
     """What each served model does in a publication, and why predicted_rating is null when it is."""
-    lines = [f"{m['name']} v{m['version']}: {' and '.join(m['jobs'])}" for m in published.get("models") or []
+    lines = [f"{' and '.join(m['jobs'])} from {m['name']} v{m['version']}" for m in published.get("models") or []
              if m.get("jobs")]
     if published.get("no_rating"):
         lines.append(f"{c.PREDICTED_RATING} is null in this publication: {published['no_rating']}")

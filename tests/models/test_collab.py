@@ -113,3 +113,65 @@ def test_dot_bias_without_side_features_keeps_its_state_dict():
     side = DotProductBias(3, 3, 2, user_side_dim=1).state_dict()
     assert "user_side.table" in side and "user_side.linear.weight" in side
     assert not any(k.startswith("item_side") for k in side)
+
+
+def test_dense_rating_bags_match_the_embedding_bag_codes_and_gradients():
+    from models.collab import RatingBags
+    torch.manual_seed(0)
+    n_rows, n_members = 30, 20
+    pairs = torch.unique(torch.randint(1, n_rows, (200,)) * n_members + torch.randint(1, n_members, (200,)))
+    rows, members = pairs // n_members, pairs % n_members                 # sorted by row, then member
+    indptr = torch.zeros(n_rows + 1, dtype=torch.long)
+    indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    values = torch.randn(len(rows))
+    sparse, dense = RatingBags(n_rows, n_members, 4), RatingBags(n_rows, n_members, 4, dense_limit=1 << 20)
+    dense.load_state_dict(sparse.state_dict())
+    for bags in (sparse, dense):
+        bags.set_ratings(indptr, members, values)
+    assert sparse.dense is None and dense.dense is not None
+    q = torch.cat([rows[:10], torch.randint(0, n_rows, (20,))])
+    out = torch.cat([members[:10], torch.randint(0, n_members, (20,))])   # ten pairs that exist, twenty at random
+    for leave_out in (None, out):
+        a, b = sparse(q, leave_out), dense(q, leave_out)
+        assert torch.allclose(a, b, atol=1e-5)
+        a.pow(2).sum().backward()
+        b.pow(2).sum().backward()
+        assert torch.allclose(sparse.weight.weight.grad, dense.weight.weight.grad, atol=1e-5)
+
+
+def test_embedding_nn_rating_parts_leave_the_target_out_only_while_training():
+    torch.manual_seed(0)
+    m = EmbeddingNN(5, 4, 3, 3, layers=(8,), dropout=0.0, user_side_dim=1, bias=True, item_bag=2, user_bag=2)
+    m.item_ratings.set_ratings(*_tiny_rating_bags_csr())                                  # items x users
+    m.user_ratings.set_ratings(torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([1, 2]), torch.tensor([1.0, 2.0]))
+    with torch.no_grad():
+        m.user_bias.weight[1:] = 0.3
+        m.item_bias.weight[1:] = -0.2
+        m.global_bias.fill_(0.5)
+    u, i = torch.tensor([1, 3, 0]), torch.tensor([1, 1, 2])   # user 1 rated item 1; user 3 did not; 0: unknown
+    train_scores, eval_scores = m.train().raw(u, i), m.eval().raw(u, i)
+    assert not torch.isclose(train_scores[0], eval_scores[0])   # its own rating is hidden in training
+    assert torch.isclose(train_scores[1], eval_scores[1])       # nothing of user 3 to hide
+    full = m.raw_all(u, torch.arange(4))                          # [3, 4]
+    assert full.shape == (3, 4) and torch.allclose(full[torch.arange(3), i], eval_scores, atol=1e-6)
+    # the unknown user: no embedding, bias or bag, only the global bias and its side row
+    head = m.head(m.user_in(torch.cat([torch.zeros(1, 3), m.user_side(u[2:]), torch.zeros(1, 2)], -1))
+                  + m.item_part(i[2:]))[:, 0]
+    assert torch.allclose(eval_scores[2], head + 0.5 - 0.2, atol=1e-6)
+    y = m(u, i)
+    assert y.shape == (3,) and (y > 0).all() and (y < 5.5).all()
+
+
+def _tiny_rating_bags_csr():
+    """The ratings of _tiny_rating_bags as (indptr, members, values): item 1 by users 1 (+1) and 2 (-1), item 2 by 3."""
+    return torch.tensor([0, 0, 2, 3, 3]), torch.tensor([1, 2, 3]), torch.tensor([1.0, -1.0, 2.0])
+
+
+def test_embedding_nn_without_rating_parts_keeps_its_state_dict():
+    # models saved before the biases and bags existed must load: no such keys unless asked for
+    keys = EmbeddingNN(4, 5, 3, 3).state_dict()
+    assert not any(k.split(".")[0] in ("user_bias", "item_bias", "global_bias", "item_ratings", "user_ratings")
+                   for k in keys)
+    full = EmbeddingNN(4, 5, 3, 3, bias=True, item_bag=2, user_bag=2).state_dict()
+    assert {"user_bias.weight", "item_bias.weight", "global_bias", "item_ratings.weight.weight",
+            "user_ratings.weight.weight"} <= set(full)

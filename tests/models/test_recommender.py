@@ -396,3 +396,29 @@ def test_files_saved_by_the_previous_version_load_and_score_as_they_did(name):
     kind = "embedding_nn" if name.startswith("nn") else "dot_bias"
     assert rec.config.kind == kind and rec.config == for_kind(kind, **model_configs.flat(rec.config))
     assert (rec.config.kind == "dot_bias" and rec.config.loss.name == "softmax") == (rec.item_term is not None)
+
+
+def test_nn_rating_parts_save_load_recommend_and_warm_start(data, tmp_path):
+    (u, i, r), valid = data
+    cfg = for_kind("embedding_nn", biases=True, item_bag=4, user_bag=6, **FAST)
+    rec = Recommender.fit(u, i, r, cfg, device="cpu")
+    m = rec.model
+    assert m.item_ratings.weight.weight.shape == (len(rec.user_ids) + 1, 4)    # a row per user
+    assert m.user_ratings.weight.weight.shape == (len(rec.item_ids) + 1, 6)    # a row per item
+    assert int(m.user_ratings.indptr[-1]) == int(m.item_ratings.indptr[-1]) == len(u)
+    back = Recommender.load(rec.save(tmp_path / "nn.pt"))
+    np.testing.assert_array_equal(rec.predict(*valid[:2]), back.predict(*valid[:2]))
+    ids, scores = back.recommend([100], 5, exclude=(u, i))
+    np.testing.assert_allclose(scores[0], back.predict(np.full(5, 100), ids[0]), rtol=1e-5)
+    # warm start: the per-user rows of the item bag and per-item rows of the user bag move by id
+    keep = u != 100
+    warm = Recommender.fit(u[keep], i[keep], r[keep], cfg, device="cpu", init=rec, epochs=1, lr=1e-12)
+    for bags, vocab_old, vocab_new, raw in (("item_ratings", rec.user_ids, warm.user_ids, 150),
+                                            ("user_ratings", rec.item_ids, warm.item_ids, 1040)):
+        row_old = getattr(rec.model, bags).weight.weight[np.searchsorted(vocab_old, raw) + 1]
+        row_new = getattr(warm.model, bags).weight.weight[np.searchsorted(vocab_new, raw) + 1]
+        torch.testing.assert_close(row_new, row_old)
+    with pytest.raises(ValueError, match="'user_bag' does not apply to dot_bias"):
+        for_kind("dot_bias", user_bag=8)
+    with pytest.raises(ValueError, match="user_bag must be a whole number >= 0"):
+        for_kind("embedding_nn", user_bag=-1)

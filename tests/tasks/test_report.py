@@ -44,8 +44,8 @@ def test_metrics_table_follows_another_promotion_metric():
 def test_a_publication_says_which_model_does_what_and_why_ratings_are_missing():
     published = {"models": [{"name": "lensflow-dot_bias", "version": "4", "jobs": ["ranking", "similar items"]},
                             {"name": "lensflow-embedding_nn", "version": "2", "jobs": ["rating"]}], "no_rating": ""}
-    assert report.roles_lines(published) == ["lensflow-dot_bias v4: ranking and similar items",
-                                             "lensflow-embedding_nn v2: rating"]
+    assert report.roles_lines(published) == ["ranking and similar items from lensflow-dot_bias v4",
+                                             "rating from lensflow-embedding_nn v2"]
     alone = {"models": published["models"][:1], "no_rating": "no embedding_nn model to serve"}
     assert report.roles_lines(alone)[-1] == "predicted_rating is null in this publication: no embedding_nn model to serve"
 
