@@ -15,10 +15,11 @@ from tasks.split import SplitSpec
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
 FAST = {"epochs": 2}
 # On data where users pick items by taste, five epochs of the ranking dot model beat plain popularity on
-# validation NDCG@10 (0.206 vs 0.187). The rating NN needs five epochs to beat the bias baseline's RMSE there
-# (0.823 vs 0.833 on split seed 3); after two (0.911) the floor refuses it.
+# validation NDCG@10 (0.206 vs 0.187). After two epochs the rating NN's validation RMSE (0.875) is worse than the
+# bias baseline's (0.833), so the floor refuses it; on the changed data of the third run six epochs beat it
+# (0.829 vs 0.838).
 BEATS_POPULARITY = {"epochs": 5}
-BEATS_BIAS_BASELINE = {"epochs": 5}
+BEATS_BIAS_BASELINE = {"epochs": 6}
 TASTE = 1.5
 
 
