@@ -28,6 +28,7 @@ EXIT_CODES = {
     "NotFound": 4, "FileNotFoundError": 4, "NotADirectoryError": 4, "IsADirectoryError": 4,
     "PermissionError": 5, "ReadOnlyFileSystem": 5,
     "SourceUnavailable": 6, "DeviceUnavailable": 6, "ClusterUnavailable": 6, "CannotListen": 6,
+    "DataLocationBusy": 6, "DiskFull": 6, "ServerUnavailable": 6,
     "PublicationCheckError": 7, "CheckFailed": 7, "NarrowingError": 7,
 }
 
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):  # `lensflow query ... | head` ends quietly, like other CLI tools
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv_given, argv = argv, sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["synth"]:  # its own options (argparse cannot pass --flags through a subparser)
         from tasks import synthetic
 
@@ -267,15 +268,22 @@ def main(argv: list[str] | None = None) -> int:
             settings.prepare_prefect_home()
             if not a.verbose:  # Prefect's own lines go to <home>/logs/lensflow.log (flows/logs.py)
                 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-        from flows import commands
+                os.environ.setdefault("PREFECT_LOGGING_HANDLERS_DEBUG_LEVEL", "CRITICAL")   # its internal errors
+        from flows import commands, guard
 
-        return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
+        with guard.command(a, paths):   # servers reached, then one writer per data location
+            return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
     except Exception as exc:  # noqa: BLE001 - user errors become one line; bugs keep their traceback
-        code = exit_code(exc)
+        from tasks import environment
+
+        fault = environment.classify(exc, paths)   # a full disk or a server gone, however it was wrapped
+        exc, code = (fault, EXIT_CODES[type(fault).__name__]) if fault is not None else (exc, exit_code(exc))
         if code is None or a.debug:
             raise
         hint = "" if a.home is None else f" (data home {paths.home})"
-        print(f"lensflow: {one_line(exc)}{hint}", file=sys.stderr)
+        print(f"lensflow: {one_line(exc)}{hint}", file=sys.stderr, flush=True)
+        if fault is not None and argv_given is None:   # the program, not a caller: the line is the last word
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)   # (DuckDB's leak report after a fatal write error)
         return code
 
 

@@ -10,7 +10,7 @@ import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parent
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows import steps
+from flows import guard, steps
 from tasks import lake, report, warehouse
 from tasks.settings import paths as resolve_paths
 
@@ -20,6 +20,7 @@ def _run_name() -> str:
 
 
 @flow(name="ingest", flow_run_name=_run_name)
+@guard.one_writer   # one writer per data location (flows/guard.py)
 def ingest(source: str | None = None, home: str | None = None) -> dict:
     """Ingest MovieLens files into the lake and warehouse; returns a summary (hash, counts, no-op, paths)."""
     steps.name_parent_task_run()

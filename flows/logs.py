@@ -7,14 +7,29 @@ import logging
 from tasks.settings import Paths
 
 
+class QuietFileHandler(logging.FileHandler):
+    """A file handler that stops, silently, at its first failed write: on a full disk, logging's own error report
+    (a traceback per record on stderr, thousands of lines) would bury the one line that says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        logging.getLogger().removeHandler(self)
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
 def to_file(paths: Paths, verbose: bool = False) -> None:
     """Add a file handler to the root logger once Prefect has configured logging (importing it does)."""
     import prefect  # noqa: F401  - configures logging; a handler added before would be replaced
 
     paths.logs.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.logs / "lensflow.log")
+    handler = QuietFileHandler(paths.logs / "lensflow.log")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
     logging.getLogger().addHandler(handler)
     if not verbose:
         logging.captureWarnings(True)  # library warnings to the log file, not the terminal
+        # A log line that cannot be written (full disk, the Prefect API gone) is dropped without logging's and
+        # Prefect's own error report on stderr: the run's one line says what happened (-v keeps the reports).
+        logging.raiseExceptions = False

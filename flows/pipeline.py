@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
-from flows import steps
+from flows import guard, steps
 from flows.artifacts import publish_run_artifacts
 from flows.ingest import ingest
 from flows.publish import publish
@@ -75,6 +75,7 @@ def _run_name() -> str:
 
 
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
+@guard.one_writer   # one writer per data location (flows/guard.py)
 def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
              promotion_metrics: dict[str, str] | None = None, n: int = 50, k: int = 20, retain: int = 5,
@@ -118,7 +119,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
 
     published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, n=n, k=k,
                         retain=retain, force=force, refuse_narrowing=refuse_narrowing, shards=shards,
-                        dask_address=address)
+                        dask_address=address, expect_versions={fit["kind"]: fit["version"] for fit in served})
     update_progress_artifact(progress, 100.0)
 
     summary = {"ingest": ingested, "split": stored_split, "models": trained, "serving": served, "publication": published,

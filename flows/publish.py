@@ -15,12 +15,12 @@ from prefect import flow, unmapped
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import steps
+from flows import guard, steps
 from flows.artifacts import publish_health_artifact
 from tasks import contract as c
 from tasks import publish as publishing
 from tasks import report, settings, sharding
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, DataLocationBusy
 from tasks.model_ref import ServingModel
 from tasks.settings import Paths
 from tasks.settings import paths as resolve_paths
@@ -64,11 +64,22 @@ def _score_sharded(paths: Paths, serving: ServingModel, ratings: pd.DataFrame, u
     return sharding.combine(frames)
 
 
+def _check_expected(models: list[ServingModel], expect: dict[str, str] | None) -> None:
+    """What this run fitted is what it publishes: else refused (exit 6), nothing published."""
+    for m in models:
+        want = (expect or {}).get(m.kind)
+        if want is not None and str(m.ref.version) != str(want):
+            raise DataLocationBusy(f"the registry changed under this run: it fitted {m.ref.name} v{want} for serving, "
+                                   f"but `{c.ALIAS_SERVING}` now gives v{m.ref.version} (another writer on "
+                                   f"{m.ref.name}?); nothing published, run again")
+
+
 @flow(name="publish", flow_run_name="publish-{version}", log_prints=True)
+@guard.one_writer   # one writer per data location (flows/guard.py)
 def publish(home: str | None = None, kinds: list[str] | None = None, version: str = c.ALIAS_SERVING,
             model: str | None = None, n: int = 50, k: int = 20, retain: int = 5,
             force: bool = False, shards: int = 1, refuse_narrowing: bool = False,
-            dask_address: str | None = None) -> dict:
+            dask_address: str | None = None, expect_versions: dict[str, str] | None = None) -> dict:
     """Publish from the registered models under `version` (alias or number); returns id, counts, lineage.
 
     The ranking model (`model`'s kind if given) orders the lists; the rating model's champion fills
@@ -78,6 +89,8 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     bad one fails before anything is read), else on threads here.
     refuse_narrowing: a publication whose reach drops or concentration rises past the thresholds
     (docs/publication_health.md) is refused and the live one stays; otherwise it is published and flagged.
+    expect_versions: {kind: version} this run fitted for serving (the pipeline's); a kind served by another version
+    is refused before anything is scored (the registry changed under the run).
     """
     steps.name_parent_task_run()
     if shards < 1:
@@ -93,6 +106,7 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     roles = steps.choose_roles(steps.load_champions(paths, list(kinds or c.MODEL_KINDS), version,
                                                     data_hash=snap.data_hash), model)
     models = roles.models
+    _check_expected(models, expect_versions)
     if roles.ranking.alias == c.ALIAS_CANDIDATE and version == c.ALIAS_SERVING:
         print(f"no champion: no version beats its floor; publishing the lists from candidate "
               f"{roles.ranking.ref.name} v{roles.ranking.ref.version} (publication marked "

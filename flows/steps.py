@@ -9,6 +9,7 @@ no caching, no persisted results.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from pathlib import Path
 
@@ -21,16 +22,27 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from tasks import contract as c
-from tasks import acquire, durable, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
+from tasks import acquire, durable, faults, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
 from tasks import publish as publishing
 from tasks import warehouse
 from tasks.errors import InputError, SourceUnavailable
 
 
 def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **options):
-    """A Prefect task around a plain function: no cache, no persisted result, retries only if asked."""
+    """A Prefect task around a plain function: no cache, no persisted result, retries only if asked.
+    ($LENSFLOW_PAUSE_AT=<name>:<file> holds the run just before the step: tasks/faults.py, for the tests.)"""
+    fn = _pausable(fn, name)
     return task(fn, name=name, task_run_name=run_name or name, retries=retries, cache_policy=NO_CACHE,
                 persist_result=False, **options)
+
+
+def _pausable(fn, name: str):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        faults.maybe_pause(name)
+        return fn(*args, **kwargs)
+
+    return run
 
 
 # Errors of the path itself (too long a name, read-only, full disk): trying again changes nothing.

@@ -9,7 +9,7 @@ import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parent
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows import steps
+from flows import guard, steps
 from flows.artifacts import training_artifacts
 from tasks import contract as c
 from tasks import training
@@ -35,6 +35,7 @@ def _flow_run_id() -> str | None:
 
 
 @flow(name="train", flow_run_name=_run_name)
+@guard.one_writer   # one writer per data location (flows/guard.py)
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
           home: str | None = None, k: int = 10, promotion_metric: str | None = None,
           force: bool = False, to_registry: bool = True) -> dict:

@@ -34,3 +34,15 @@ class ConfigError(ValueError):
 
 class NotFound(LookupError):
     """Something the user named does not exist: a user, an item, a model version, a stored split."""
+
+
+class DataLocationBusy(RuntimeError):
+    """Another run holds the data location's writer lock (tasks/writer.py); the message names it."""
+
+
+class DiskFull(OSError):
+    """No space left where a step writes; the message names the path and the operation (tasks/environment.py)."""
+
+
+class ServerUnavailable(RuntimeError):
+    """A server lensflow needs (MLflow tracking, Prefect API) does not answer; the message names the URL and setting."""

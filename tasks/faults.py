@@ -31,3 +31,24 @@ def maybe_crash(label: str) -> None:
     wanted = os.environ.get(CRASH_ENV)
     if wanted and label in wanted.split(","):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+PAUSE_ENV = "LENSFLOW_PAUSE_AT"   # '<step name>:<file>': stop before that step until <file> exists
+
+
+def maybe_pause(label: str, poll_s: float = 0.1) -> None:
+    """If $LENSFLOW_PAUSE_AT is '<label>:<file>', create '<file>.reached' and wait until <file> exists.
+
+    For the environment-fault tests: a test waits for '.reached', breaks the environment (fills the disk, stops a
+    server) at exactly that point of a real run, then creates <file> to let the run go on into the fault.
+    """
+    wanted = os.environ.get(PAUSE_ENV, "")
+    name, sep, go = wanted.partition(":")
+    if not sep or name != label:
+        return
+    import time
+    from pathlib import Path
+
+    Path(go + ".reached").write_text(str(os.getpid()))
+    while not os.path.exists(go):
+        time.sleep(poll_s)
