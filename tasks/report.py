@@ -30,9 +30,9 @@ def job_metrics(kind: str) -> tuple[str, ...]:
 
 def floor_of(metrics: dict, key: str) -> tuple[float | None, str]:
     """(the floor's value of run metric `key`, the floor's name) as logged on a run, or (None, "")."""
-    for name in promotion.FLOOR_NAMES:
-        if f"{name}_{key}" in metrics:
-            return metrics[f"{name}_{key}"], promotion.FLOOR_NAMES[name]
+    name = promotion.floor_name(key)   # a rating metric's floor is the bias baseline, a ranking metric's popularity
+    if f"{name}_{key}" in metrics:
+        return metrics[f"{name}_{key}"], promotion.FLOOR_NAMES[name]
     return None, ""
 
 
