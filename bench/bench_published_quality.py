@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -156,6 +157,40 @@ def cosine_lists(X: np.ndarray, k: int) -> np.ndarray:
     return S
 
 
+def published_ratings(home: Path, kept: pd.DataFrame, held: pd.DataFrame, cold: np.ndarray) -> dict:
+    """The rating model as consumers get it: its serving fit (read from the run's registry) on every held-out
+    rating, warm and cold users apart, beside the bias baseline fitted on the same kept ratings; and the
+    published `predicted_rating` itself on the held-out pairs that made a user's published list."""
+    from tasks import registry
+    from tasks.baselines import BiasBaseline
+    from tasks.settings import Paths
+
+    frame = lambda df: df.rename(columns={"u": c.USER_ID, "i": c.ITEM_ID, "r": c.RATING})   # noqa: E731
+    baseline = BiasBaseline(frame(kept))
+    out: dict = {}
+    try:
+        model, ref = registry.load_for_scoring(Paths(home), c.MODEL_KIND_NN, c.ALIAS_SERVING, device="cpu")
+    except LookupError:
+        return {"rating_model": None}
+    out["rating_model"] = f"{ref.name} v{ref.version}"
+    for name, part in (("warm", held[~held["u"].isin(cold)]), ("cold", held[held["u"].isin(cold)])):
+        if len(part):
+            out[f"{name}_model"] = ev.rating_metrics(model, frame(part))
+            out[f"{name}_bias_baseline"] = ev.rating_metrics(baseline, frame(part))
+            out[f"{name}_ratings"] = len(part)
+    con = duckdb.connect(str(home / "warehouse" / "lensflow.duckdb"), read_only=True)
+    try:
+        recs = con.sql(f"select {c.USER_ID}, {c.ITEM_ID}, {c.PREDICTED_RATING} from {c.RECOMMENDATIONS}").df()
+    finally:
+        con.close()
+    out["rows_with_predicted_rating"] = float(recs[c.PREDICTED_RATING].notna().mean())
+    listed = recs.merge(frame(held), on=[c.USER_ID, c.ITEM_ID])
+    if len(listed):
+        out["listed_pairs"] = len(listed)
+        out["listed_rmse"] = ev.rmse(listed[c.RATING], listed[c.PREDICTED_RATING])
+    return out
+
+
 def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold_share: float = 0.1,
              compare_champion: bool = False) -> dict:
     ratings = pd.read_csv(data / "u.data", sep="\t", names=["u", "i", "r", "t"])
@@ -173,6 +208,7 @@ def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold
         served, served_sources = published_top(home, users)
         served_cold, cold_sources = published_top(home, cold)
         neighbours = published_neighbours(home)
+        rated = published_ratings(home, kept, held, cold)
         champion, pub_s = None, None
         if compare_champion:
             pub_s = cli(["publish", "--version", "champion"], home)
@@ -215,7 +251,8 @@ def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold
            "items_with_neighbours": int(neighbours[c.ITEM_ID].nunique()),
            "served_rows_by_source": {str(k): int(v) for k, v in served_sources.items()},
            "cold_rows_by_source": {str(k): int(v) for k, v in cold_sources.items()},
-           "decisions": decisions, "seconds": {"lensflow_run": run_s, "publish_champion": pub_s, "ease": ease_s}}
+           "decisions": decisions, "predicted_ratings": rated,
+           "seconds": {"lensflow_run": run_s, "publish_champion": pub_s, "ease": ease_s}}
     if champion is not None:
         out["published_champion"] = scores(champion, users, held, n_catalogue)
     e = out["ease"]["ndcg_at_10"]
@@ -248,7 +285,8 @@ def main() -> int:
         print(json.dumps({k: r.get(k) for k in ("protocol", "seed", "ndcg_vs_ease", "cold_vs_popularity",
                                                  "knn_vs_plain_cosine", "published_serving", "ease",
                                                  "served_rows_by_source", "cold_rows_by_source",
-                                                 "similar_items_rows_by_source", "seconds")}), flush=True)
+                                                 "similar_items_rows_by_source", "predicted_ratings",
+                                                 "decisions", "seconds")}), flush=True)
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "holdout": a.holdout, "protocol": a.protocol, "cold_users": a.cold_users}

@@ -224,7 +224,7 @@ def flat_params(config) -> dict[str, str]:
     from models import config as model_configs
 
     if isinstance(config, model_configs.DotConfig | model_configs.NNConfig):
-        data = {"kind": config.kind, **model_configs.flat(config)}
+        data = {"kind": config.kind, "loss": config.loss.name, **model_configs.flat(config)}   # the NN's is fixed
     else:
         data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     out: dict[str, str] = {}
@@ -358,12 +358,12 @@ def write_pictures(folder: Path, recommender, history, movies: pd.DataFrame | No
 
 
 def item_biases(recommender) -> tuple[np.ndarray, np.ndarray] | None:
-    """(item_ids, learned item bias) for models that have one (dot_bias), else None."""
+    """(item_ids, learned item bias) for models that have one (dot_bias, the NN with output biases), else None."""
     getter = getattr(recommender, "item_biases", None)
     if getter is not None:
         got = getter()
         return None if got is None else (np.asarray(got[0]), np.asarray(got[1], dtype=np.float64))
-    # DotProductBias keeps item biases in an embedding whose row 0 is the "unknown" item
+    # both models keep item biases in an embedding whose row 0 is the "unknown" item
     bias = getattr(getattr(recommender, "model", None), "item_bias", None)
     if bias is None:
         return None

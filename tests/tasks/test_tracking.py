@@ -161,11 +161,14 @@ def test_a_failed_logging_marks_the_run_failed(mlflow_home, dot_model):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_embedding_nn_gets_curves_and_pca_but_no_bias_table(data, tmp_path):
+def test_embedding_nn_gets_a_bias_table_only_when_it_has_output_biases(data, tmp_path):
     train, valid = data
-    rec = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))
-    written = {p.name for p in t.write_pictures(tmp_path, rec, rec.history, movies_for(train), train)}
+    plain = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1, biases=False, user_bag=0))
+    written = {p.name for p in t.write_pictures(tmp_path / "plain", plain, plain.history, movies_for(train), train)}
     assert written == {"loss_curves.png", "item_embeddings_pca.png"}
+    rating = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))   # the recipe: biases
+    written = {p.name for p in t.write_pictures(tmp_path / "rating", rating, rating.history, movies_for(train), train)}
+    assert {"loss_curves.png", "item_embeddings_pca.png", "item_bias.png", "item_bias.csv"} <= written
 
 
 def test_metric_keys_and_flat_params():
