@@ -41,8 +41,9 @@ from ease import fit_ease  # noqa: E402
 from models import item_item  # noqa: E402
 from models.config import ItemItem, for_kind  # noqa: E402
 from models.recommender import Recommender, _index  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import movielens, training  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.sources import movielens
+from tasks.learning import training  # noqa: E402
 
 WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3)
 WINDOWS = (0, 1, 2, 3, 5, 10)

@@ -3,7 +3,7 @@
 Run: python bench/bench_parse.py [--real PATH] [--synthetic DIR] [--repeat 7] [--against REV]
 Each folder is timed in its own subprocess (peak RSS is that process's ru_maxrss); prints one JSON line
 per folder with the median and min of `repeat` runs after one warm-up run (files in the page cache).
---against REV also times tasks/movielens.py as it was at git revision REV, interleaved run by run with
+--against REV also times tasks/sources/movielens.py as it was at git revision REV, interleaved run by run with
 the current one (a fair before/after on a machine whose load changes).
 """
 
@@ -34,9 +34,9 @@ def _time(fn, repeat: int) -> dict:
 
 
 def _baseline(rev: str):
-    """tasks/movielens.py at git revision rev, imported as a separate module."""
+    """tasks/sources/movielens.py at git revision rev, imported as a separate module."""
     import importlib.util
-    text = subprocess.run(["git", "show", f"{rev}:tasks/movielens.py"], cwd=ROOT, check=True,
+    text = subprocess.run(["git", "show", f"{rev}:tasks/sources/movielens.py"], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "baseline_movielens.py"
     path.write_text(text)
@@ -48,7 +48,7 @@ def _baseline(rev: str):
 
 def compare(folder: str, repeat: int, rev: str) -> dict:
     """Median/min of parse_ratings and read_sources, baseline and current interleaved run by run."""
-    from tasks import movielens
+    from tasks.sources import movielens
     old, path = _baseline(rev), Path(folder)
     runs: dict[str, list[float]] = {}
     for m in (old, movielens):
@@ -65,7 +65,7 @@ def compare(folder: str, repeat: int, rev: str) -> dict:
 
 
 def measure(folder: str, repeat: int) -> dict:
-    from tasks import movielens
+    from tasks.sources import movielens
     path = Path(folder)
     out = {"folder": folder, "u.data_bytes": (path / movielens.RATINGS_FILE).stat().st_size,
            "ratings": len(movielens.parse_ratings(path / movielens.RATINGS_FILE))}
@@ -79,9 +79,9 @@ def measure(folder: str, repeat: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
-    ap.add_argument("--synthetic", action="append", default=[], help="a generated folder (tasks.synthetic)")
+    ap.add_argument("--synthetic", action="append", default=[], help="a generated folder (tasks.sources.synthetic)")
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--against", help="git revision whose tasks/movielens.py to compare with")
+    ap.add_argument("--against", help="git revision whose tasks/sources/movielens.py to compare with")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:

@@ -38,14 +38,17 @@ def timed_cli(home: Path, data: Path) -> float:
 
 def plain_compute(home: Path, data: Path) -> dict[str, float]:
     """The pipeline's work as plain function calls: no Prefect, no MLflow."""
-    from tasks import acquire, lake, movielens, warehouse
-    from tasks import contract as c
-    from tasks import publish as pub
-    from tasks import serving
-    from tasks.model_ref import ModelRef, ServingModel
-    from tasks import split as splits
-    from tasks import training as training
-    from tasks.settings import Paths
+    from tasks.sources import acquire
+    from tasks.stores import lake
+    from tasks.sources import movielens
+    from tasks.stores import warehouse
+    from tasks.core import contract as c
+    from tasks.publishing import publish as pub
+    from tasks.registry import serving
+    from tasks.registry.model_ref import ModelRef, ServingModel
+    from tasks.learning import split as splits
+    from tasks.learning import training
+    from tasks.core.settings import Paths
 
     paths = Paths(home)
     s: dict[str, float] = {}

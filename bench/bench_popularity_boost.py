@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_popularity_boost.py [--data /work/shared/data/ml-100k] [--seeds 1,2,3,4]
         [--tune 1,2] [--noise/--no-noise] [--speed/--no-speed]
 
-Protocol: per-user random holdout (tasks/split.py `user_fraction`, 20 % of each user's ratings, no
+Protocol: per-user random holdout (tasks/learning/split.py `user_fraction`, 20 % of each user's ratings, no
 validation part), every held-out item relevant, training items excluded. The pipeline's ranking model
 (dot_bias softmax defaults, models/config.py) is fitted ONCE per split seed; `popularity_boost` only
 changes `recommend`, so every boost is scored on that one fit. Two more levers on the same fit: a
@@ -34,11 +34,11 @@ import dataclasses  # noqa: E402
 
 from models.config import ModelConfig, flat, for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
-from tasks import contract as c  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import movielens  # noqa: E402
-from tasks import publication_metrics as pm  # noqa: E402
-from tasks import split as sp  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.sources import movielens  # noqa: E402
+from tasks.publishing import publication_metrics as pm  # noqa: E402
+from tasks.learning import split as sp  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = ROOT / "bench" / "results"

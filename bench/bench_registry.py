@@ -28,7 +28,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 
 def load_ratings(folder: Path, work: Path):
     """(ratings, movies) frames: the real ML-100k when present, else a synthetic set of its size."""
-    from tasks import movielens, synthetic
+    from tasks.sources import movielens
+    from tasks.sources import synthetic
 
     if not (folder / "u.data").is_file():
         folder = synthetic.generate(work / "synthetic", n_users=943, n_items=1682, n_ratings=100_000, seed=0)
@@ -46,11 +47,11 @@ def main() -> None:
     import numpy as np
 
     from models.recommender import Recommender
-    from tasks import contract as c
-    from tasks import registry as r
-    from tasks import tracking as t
-    from tasks.settings import Paths
-    from tasks.training import model_config
+    from tasks.core import contract as c
+    from tasks.registry import versions as r
+    from tasks.registry import tracking as t
+    from tasks.core.settings import Paths
+    from tasks.learning.training import model_config
     imports = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-registry-") as tmp:

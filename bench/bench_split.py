@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks import contract as c  # noqa: E402
-from tasks import split as sp  # noqa: E402
-from tasks.settings import Paths  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import split as sp  # noqa: E402
+from tasks.core.settings import Paths  # noqa: E402
 
 
 def ratings(n: int, n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.config import LARGE_CATALOGUE  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import training  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.learning import training  # noqa: E402
 
 KEEP = ("ndcg_at_10", "recall_at_10", "coverage_at_10")
 

@@ -1,12 +1,12 @@
-"""Prefect artifacts that make a pipeline run readable in the UI (the content comes from tasks.report)."""
+"""Prefect artifacts that make a pipeline run readable in the UI (the content comes from tasks.runs.report)."""
 
 from __future__ import annotations
 
 import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks import publication_metrics as health
-from tasks import report
+from tasks.publishing import publication_metrics as health
+from tasks.runs import report
 
 
 def publish_health_artifact(published: dict) -> None:

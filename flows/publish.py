@@ -17,13 +17,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import guard, steps
 from flows.artifacts import publish_health_artifact
-from tasks import contract as c
-from tasks import publish as publishing
-from tasks import report, settings, sharding
-from tasks.errors import ConfigError, DataLocationBusy
-from tasks.model_ref import ServingModel
-from tasks.settings import Paths
-from tasks.settings import paths as resolve_paths
+from tasks.core import contract as c
+from tasks.publishing import publish as publishing
+from tasks.runs import report
+from tasks.core import settings
+from tasks.publishing import sharding
+from tasks.core.errors import ConfigError, DataLocationBusy
+from tasks.registry.model_ref import ServingModel
+from tasks.core.settings import Paths
+from tasks.core.settings import paths as resolve_paths
 
 
 def _shards_run_name() -> str:

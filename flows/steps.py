@@ -21,16 +21,27 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from tasks import contract as c
-from tasks import acquire, durable, faults, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
-from tasks import publish as publishing
-from tasks import warehouse
-from tasks.errors import InputError, SourceUnavailable
+from tasks.core import contract as c
+from tasks.sources import acquire
+from tasks.core import durable
+from tasks.core import faults
+from tasks.stores import lake
+from tasks.sources import movielens
+from tasks.runs import report
+from tasks.publishing import scheduler
+from tasks.registry import serving
+from tasks.publishing import sharding
+from tasks.learning import split
+from tasks.registry import tracking
+from tasks.learning import training
+from tasks.publishing import publish as publishing
+from tasks.stores import warehouse
+from tasks.core.errors import InputError, SourceUnavailable
 
 
 def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **options):
     """A Prefect task around a plain function: no cache, no persisted result, retries only if asked.
-    ($LENSFLOW_PAUSE_AT=<name>:<file> holds the run just before the step: tasks/faults.py, for the tests.)"""
+    ($LENSFLOW_PAUSE_AT=<name>:<file> holds the run just before the step: tasks/core/faults.py, for the tests.)"""
     fn = _pausable(fn, name)
     return task(fn, name=name, task_run_name=run_name or name, retries=retries, cache_policy=NO_CACHE,
                 persist_result=False, **options)
@@ -145,7 +156,7 @@ def _record_tagged(paths, result, split, movies, metric: str | None = None, k: i
 
 def _mark_reused(paths, kind: str, version: str) -> None:
     """registry.mark_reused for the current flow run, so a pipeline can tell what this run reused."""
-    from tasks import registry
+    from tasks.registry import versions as registry
 
     run_id = flow_run.get_id()
     if run_id:

@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-DOT, NN = "dot_bias", "embedding_nn"   # same spelling as tasks.contract.MODEL_KINDS
+DOT, NN = "dot_bias", "embedding_nn"   # same spelling as tasks.core.contract.MODEL_KINDS
 KINDS = (DOT, NN)
 INF = float("inf")
 
@@ -336,7 +336,7 @@ FAST_RATING: dict[str, dict] = {
 # `lensflow run --dot-config JSON --nn-config JSON` (bench/bench_scale.py, bench/results/scale.md): the
 # ranking model with shared sampled negatives instead of a full softmax over the catalogue, narrow
 # embeddings with sparse gradients (a step updates the batch's rows, not the 162k x 64 tables), large
-# batches, few epochs. eval_users and serving_epochs are the pipeline's per-kind settings (tasks/training.py
+# batches, few epochs. eval_users and serving_epochs are the pipeline's per-kind settings (tasks/learning/training.py
 # `KindSettings`): ranking metrics on a fixed sample of users, and the serving fit continuing the split fit
 # for one epoch (test NDCG@10 0.128 against the split fit's 0.118 at 25M, for half a refit's steps).
 LARGE_CATALOGUE: dict[str, dict] = {

@@ -3,7 +3,7 @@
 Input: plain dicts of numpy arrays keyed by raw id, e.g.
   user_features = {"user_id": ids[n], "age": ints[n], "gender": ["M"|"F"][n], "occupation": codes[n]}
   item_features = {"item_id": ids[n], "genres": bool[n, 19], "year": floats[n] (NaN = unknown)}
-Any of the non-id fields may be left out. The key names equal tasks.contract's column names
+Any of the non-id fields may be left out. The key names equal tasks.core.contract's column names
 (models/ imports only torch and numpy, so they are spelled here; tests check they agree).
 """
 

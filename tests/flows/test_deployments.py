@@ -4,7 +4,7 @@ servers and a data location named by setting: each runs in its own checkout with
 `cpu` worker runs `pipeline/daily`, the `gpu` worker its two `train/gpu` runs. The pipeline must name the
 trainings those flow runs left (found by flow-run id through the MLflow server), and the publication must
 land in the shared data location. (A reused training is found the same way: checked here through the
-server, and end to end on one store in tests/tasks/test_registry.py.)"""
+server, and end to end on one store in tests/tasks/registry/test_registry.py.)"""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.workers.process import ProcessWorker
 
-from tasks import contract as c
-from tasks import registry
-from tasks import tracking
-from tasks import warehouse
-from tasks.settings import Paths
+from tasks.core import contract as c
+from tasks.registry import versions as registry
+from tasks.registry import tracking
+from tasks.stores import warehouse
+from tasks.core.settings import Paths
 from tests.conftest import free_port, wait_healthy
-from tests.tasks.test_tracking import empty_store
+from tests.tasks.registry.test_tracking import empty_store
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -7,10 +7,14 @@ import shutil
 
 import pytest
 
-from tasks import contract as c
-from tasks import publications as store
-from tasks import lake, registry, split, synthetic, warehouse
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.stores import publications as store
+from tasks.stores import lake
+from tasks.registry import versions as registry
+from tasks.learning import split
+from tasks.sources import synthetic
+from tasks.stores import warehouse
+from tasks.learning.split import SplitSpec
 
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
 FAST = {"epochs": 2}
@@ -171,7 +175,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     import re
     from pathlib import Path
 
-    from tasks import tracking
+    from tasks.registry import tracking
 
     story = _latest_pipeline_story()
     publish_run = _assert_the_story_is_told(story, Path(first["ingest"]["source"]),
@@ -224,7 +228,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
                and "no champion yet" not in m["reason"] for m in second["models"]), second["models"]
     assert f"publication {pid} already serves" in _latest_pipeline_story()["logs"][publish_run]
     # `lensflow run` asks the stores the same questions before starting Prefect: the same answer
-    from tasks import rerun
+    from tasks.runs import rerun
 
     configs = {c.MODEL_KIND_DOT: BEATS_POPULARITY, c.MODEL_KIND_NN: FAST}
     same = rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), configs)

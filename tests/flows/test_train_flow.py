@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
-from tasks import contract as c
-from tasks import split as sp
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.learning import split as sp
+from tasks.learning.split import SplitSpec
 
 pytestmark = pytest.mark.slow
 # Small batches and factors so a few epochs learn the 6000 synthetic ratings (the defaults suit ML-100k).
@@ -27,7 +27,8 @@ def ingested(prefect_api, home, synthetic_small):
 def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
     from flows.train import train
     from prefect.client.orchestration import get_client
-    from tasks import lake, warehouse
+    from tasks.stores import lake
+    from tasks.stores import warehouse
 
     home = ingested
     spec = SplitSpec("leave_last_k", k=3)
@@ -70,7 +71,7 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
 
 def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     from flows.train import train
-    from tasks import registry
+    from tasks.registry import versions as registry
 
     # the rating model on its own job: promoted on rmse, held against the bias baseline fitted on the same part
     home, spec, cfg, kind = ingested, SplitSpec("random", seed=3), {"epochs": 5}, c.MODEL_KIND_NN

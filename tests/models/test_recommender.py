@@ -10,7 +10,7 @@ from models import config as model_configs
 from models import features as fx
 from models.config import for_kind
 from models.recommender import Recommender
-from tasks import contract as c
+from tasks.core import contract as c
 
 
 def latent_ratings(n_users=60, n_items=80, per_user=40, d=3, seed=0):

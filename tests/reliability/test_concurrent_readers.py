@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tasks import contract as c
+from tasks.core import contract as c
 from tests.reliability import helpers
 
 REPO = helpers.REPO
@@ -29,9 +29,10 @@ READER = r"""
 import json, random, sys, time
 from pathlib import Path
 import duckdb
-from tasks import contract as c
-from tasks import sql, warehouse
-from tasks.settings import Paths
+from tasks.core import contract as c
+from tasks.core import sql
+from tasks.stores import warehouse
+from tasks.core.settings import Paths
 
 paths, stop, mode, seed = Paths(Path(sys.argv[1])), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rng = random.Random(seed)
@@ -98,7 +99,7 @@ READERS = [("attach", 1), ("connect", 2), ("long", 3), ("long", 4)]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A published home and the tiny model the publishes reuse (scoring is the same work each time)."""
-    from tasks import lake
+    from tasks.stores import lake
 
     root = tmp_path_factory.mktemp("readers")
     source = helpers.make_source(root / "src", seed=31, users=200, items=150, ratings=6000)
@@ -174,7 +175,8 @@ def test_readers_never_fail_or_see_a_mix_while_publishes_swap_the_warehouse(worl
 
 def test_long_lived_connection_keeps_its_publication_and_does_not_block_publishes(world):
     """A connection opened before two publishes still answers from its own file, consistently."""
-    from tasks import sql, warehouse
+    from tasks.core import sql
+    from tasks.stores import warehouse
 
     paths, model = world
     before = helpers.check_consistent(paths)["served"]

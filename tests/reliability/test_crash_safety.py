@@ -1,7 +1,7 @@
 """Crash safety: SIGKILL during ingest, training and publish never leaves a broken or mixed warehouse.
 
 Deterministic kill points: a child process runs one plain pipeline step with `LENSFLOW_CRASH_AT=<label>`
-(tasks/faults.py) and dies by SIGKILL exactly there. Then: the warehouse opens, serves one complete
+(tasks/core/faults.py) and dies by SIGKILL exactly there. Then: the warehouse opens, serves one complete
 publication that is a `publications` row with matching row counts, publications/CURRENT names a
 complete snapshot, and a rerun of the step (then a publish) finishes with CURRENT = served id.
 Timed kills: a real `lensflow run` subprocess killed at seeded random moments inside its ingest,
@@ -22,16 +22,17 @@ import time
 
 import pytest
 
-from tasks import contract as c
-from tasks import faults, lake
-from tasks import publications as store
-from tasks.model_ref import ModelRef
+from tasks.core import contract as c
+from tasks.core import faults
+from tasks.stores import lake
+from tasks.stores import publications as store
+from tasks.registry.model_ref import ModelRef
 from tests.reliability import helpers
 
 REPO = helpers.REPO
 RESULTS: list[dict] = []  # one entry per kill, printed at the end of the module (pytest -s to see)
 
-# (step the child runs, label it dies at): every label of tasks/faults.py at least once.
+# (step the child runs, label it dies at): every label of tasks/core/faults.py at least once.
 KILL_POINTS = [
     ("ingest", "lake-before-rename"),
     ("ingest", "lake-after-rename"),
@@ -63,7 +64,7 @@ def base(tmp_path_factory):
     source_a = helpers.make_source(root / "a", seed=21)
     source_b = helpers.make_source(root / "b", seed=22, users=70, items=90, ratings=1800)
     paths = helpers.build_published_home(root / "home", source_a)
-    from tasks import tracking
+    from tasks.registry import tracking
 
     tracking.client(paths)  # the MLflow store exists (its creation is tested on its own below)
     yield paths, source_a, source_b
@@ -88,14 +89,14 @@ def test_every_fault_label_sits_in_the_code_and_is_killed_here():
     import re
 
     calls = re.compile(r'maybe_crash\("([\w-]+)"\)')
-    placed = {m for f in (REPO / "tasks").glob("*.py") if f.name != "faults.py" for m in calls.findall(f.read_text())}
+    placed = {m for f in (REPO / "tasks").rglob("*.py") if f.name != "faults.py" for m in calls.findall(f.read_text())}
     assert placed == set(faults.LABELS)
     assert {label for _, label in KILL_POINTS} == set(faults.LABELS)
 
 
 def undecided_versions(paths) -> list[str]:
     """Registered dot-bias versions without a promotion decision (left by a kill after register)."""
-    from tasks import registry
+    from tasks.registry import versions as registry
 
     if not paths.mlflow_db.is_file():
         return []
@@ -106,7 +107,9 @@ def undecided_versions(paths) -> list[str]:
 
 @pytest.mark.parametrize("step,label", KILL_POINTS, ids=[f"{s}:{lbl}" for s, lbl in KILL_POINTS])
 def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publishes(step, label, base, tmp_path):
-    from tasks import movielens, registry, warehouse
+    from tasks.sources import movielens
+    from tasks.registry import versions as registry
+    from tasks.stores import warehouse
 
     home, source_a, source_b = base
     paths = helpers.copy_home(home, tmp_path / "home")
@@ -165,7 +168,7 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
 
 def test_kill_while_mlflow_creates_its_store_leaves_a_usable_store(base, tmp_path):
     """MLflow's first open runs ~50 schema migrations (seconds); a kill in the middle must not poison the home."""
-    from tasks import tracking
+    from tasks.registry import tracking
 
     home, _, _ = base
     paths = helpers.copy_home(home, tmp_path / "home")
