@@ -43,7 +43,7 @@ from models.config import ItemItem, for_kind  # noqa: E402
 from models.recommender import Recommender, _index  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
 from tasks.sources import movielens
-from tasks.learning import training  # noqa: E402
+from tasks.learning import model_inputs
 
 WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3)
 WINDOWS = (0, 1, 2, 3, 5, 10)
@@ -186,9 +186,9 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(2)
     ratings = pd.read_csv(args.data / "u.data", sep="\t", names=["u", "i", "r", "t"])
-    features = (training.user_features(movielens.parse_users(args.data / "u.user",
+    features = (model_inputs.user_features(movielens.parse_users(args.data / "u.user",
                                                              movielens.parse_occupations(args.data / "u.occupation"))),
-                training.item_features(movielens.parse_items(args.data / "u.item")))
+                model_inputs.item_features(movielens.parse_items(args.data / "u.item")))
     holdouts = [(f"random seed {seed}", lambda seed=seed: random_holdout(ratings, seed, args.holdout))
                 for seed in args.seeds]
     holdouts += [(f"temporal cutoff {q}", lambda q=q: temporal_holdout(ratings, q)) for q in args.cutoffs]

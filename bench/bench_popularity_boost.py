@@ -39,6 +39,7 @@ from tasks.learning import evaluate as ev  # noqa: E402
 from tasks.sources import movielens  # noqa: E402
 from tasks.publishing import publication_metrics as pm  # noqa: E402
 from tasks.learning import split as sp  # noqa: E402
+from tasks.stores import split_store
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = ROOT / "bench" / "results"
@@ -111,7 +112,7 @@ def score_lists(name, items, users, relevant, train, movies, user_frame):
 
 
 def run_seed(seed: int, s, device, verbose=True) -> list[dict]:
-    split = sp.make_split(s.ratings, sp.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
+    split = sp.make_split(s.ratings, split_store.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
                                                   valid_fraction=0.0, seed=seed))
     train, test = split.train, split.test
     users = np.sort(test[c.USER_ID].unique())
@@ -159,7 +160,7 @@ def similar_frame(rec, k: int = 20) -> pd.DataFrame:
 
 def noise(s, device, boosts=(0.25, 1.0), seed: int = 1) -> list[dict]:
     """The same split refitted with another training seed: how far reach figures move with no data change."""
-    split = sp.make_split(s.ratings, sp.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
+    split = sp.make_split(s.ratings, split_store.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
                                                   valid_fraction=0.0, seed=seed))
     train = split.train
     users = np.sort(train[c.USER_ID].unique())

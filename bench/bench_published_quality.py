@@ -178,13 +178,14 @@ def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold
             pub_s = cli(["publish", "--version", "champion"], home)
             champion, _ = published_top(home, users)
         from tasks.registry import versions as registry
+        from tasks.registry import promote
         from tasks.core.settings import Paths
         decisions = {}
         for kind in c.MODEL_KINDS:
             try:
                 ref = registry.resolve(Paths(home), kind, c.ALIAS_CANDIDATE)
                 tags = registry.version_tags(Paths(home), kind, ref.version)
-                decisions[kind] = f"{tags.get(registry.TAG_DECISION)}: {tags.get(registry.TAG_REASON)}"
+                decisions[kind] = f"{tags.get(registry.TAG_DECISION)}: {tags.get(promote.TAG_REASON)}"
             except LookupError:
                 decisions[kind] = "none"
     # EASE and popularity on the same kept ratings (every rating counts as an interaction)

@@ -49,9 +49,10 @@ def main() -> None:
     from models.recommender import Recommender
     from tasks.core import contract as c
     from tasks.registry import versions as r
+    from tasks.registry import promote
     from tasks.registry import tracking as t
     from tasks.core.settings import Paths
-    from tasks.learning.training import model_config
+    from tasks.learning.kind_config import model_config
     imports = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-registry-") as tmp:
@@ -89,7 +90,7 @@ def main() -> None:
                 d = time.perf_counter()
                 version = r.register(paths, run_id, kind)
                 e = time.perf_counter()
-                r.promote_if_better(paths, kind, version, "rmse")
+                promote.promote_if_better(paths, kind, version, "rmse")
                 f, cpu_f = time.perf_counter(), time.process_time()
                 row = {"kind": kind, "round": i, "fit_seconds": round(fit_s, 2), "pictures_alone": round(b - a, 3),
                        "log_training": round(d - b, 3), "register": round(e - d, 3), "promote": round(f - e, 3),

@@ -27,7 +27,7 @@ def _print_json(obj) -> None:
 def _split(a) -> "SplitSpec":  # noqa: F821
     """The split options as a SplitSpec; a value it refuses (a fraction outside (0, 1), k < 1) is a ConfigError."""
     from tasks.core.errors import ConfigError
-    from tasks.learning.split import SplitSpec
+    from tasks.stores.split_store import SplitSpec
 
     kw = {"strategy": a.split, "valid_fraction": a.valid_fraction, "seed": a.seed}
     if a.split == "leave_last_k":
@@ -51,10 +51,10 @@ def refuse_early(paths: Paths, source: str | None = None, configs: dict | None =
 
     if configs:
         from tasks.learning import promotion
-        from tasks.learning import training
+        from tasks.learning import kind_config
 
         for kind, overrides in configs.items():
-            promotion.promotion_metric(training.kind_settings(kind, overrides).config, (metrics or {}).get(kind))
+            promotion.promotion_metric(kind_config.kind_settings(kind, overrides).config, (metrics or {}).get(kind))
     if source:
         acquire.check_source(source, paths)
     elif acquires and not os.environ.get(acquire.SOURCE_ENV):
@@ -168,10 +168,9 @@ def ingest(a, paths: Paths) -> int:
 def train(a, paths: Paths) -> int:
     spec = a.split_id or _split(a)
     refuse_early(paths, configs={a.kind: a.config})
-    from tasks.learning import promotion
-    from tasks.learning import training
+    from tasks.learning import kind_config, promotion
 
-    promotion.promotion_metric(training.model_config(a.kind, a.config), a.promotion_metric, a.top_k)
+    promotion.promotion_metric(kind_config.model_config(a.kind, a.config), a.promotion_metric, a.top_k)
     from flows.train import train as train_flow
 
     logs.to_file(paths, a.verbose)
@@ -203,9 +202,9 @@ def publish(a, paths: Paths) -> int:
 def promote(a, paths: Paths) -> int:
     from dataclasses import asdict
 
-    from tasks.registry import versions as registry
+    from tasks.registry.promote import promote as override   # MLflow is slow to import: only when asked
 
-    _print_json(asdict(registry.promote(paths, a.kind, a.version, a.reason)))
+    _print_json(asdict(override(paths, a.kind, a.version, a.reason)))
     return 0
 
 

@@ -31,9 +31,9 @@ from tasks.core import contract as c
 from tasks.stores import lake
 from tasks.runs import report
 from tasks.core import settings
-from tasks.learning import training
+from tasks.learning import kind_config
 from tasks.core.settings import paths as resolve_paths
-from tasks.learning.split import SplitSpec
+from tasks.stores.split_store import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
 
@@ -95,7 +95,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
         steps.check_scheduler(address)
     kinds = list(kinds or c.MODEL_KINDS)
     configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
-    plans = {kind: training.kind_settings(kind, configs.get(kind)) for kind in kinds}
+    plans = {kind: kind_config.kind_settings(kind, configs.get(kind)) for kind in kinds}
     metrics = promotion_metrics or {}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
 

@@ -12,11 +12,11 @@ from prefect.runtime import flow_run
 from flows import guard, steps
 from flows.artifacts import training_artifacts
 from tasks.core import contract as c
-from tasks.learning import training
+from tasks.learning import kind_config
 from tasks.core.errors import ConfigError
 from tasks.learning import promotion
 from tasks.core.settings import paths as resolve_paths
-from tasks.learning.split import SplitSpec
+from tasks.stores.split_store import SplitSpec
 
 
 def _run_name() -> str:
@@ -24,7 +24,7 @@ def _run_name() -> str:
     p = flow_run.parameters
     kind = p.get("kind") or c.MODEL_KIND_DOT
     try:
-        return f"train-{kind}-{training.model_config(kind, p.get('config')).loss.name}"
+        return f"train-{kind}-{kind_config.model_config(kind, p.get('config')).loss.name}"
     except ConfigError:  # the flow itself refuses the config; the name must not fail first
         return f"train-{kind}"
 

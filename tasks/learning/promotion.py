@@ -79,3 +79,15 @@ def floor_metrics(metric: str, train: pd.DataFrame, test: pd.DataFrame, k: int =
     if is_rating_metric(metric):
         return ev.rating_metrics(BiasBaseline(train), test)
     return ev.evaluate(MostRated(train), train, test, k=k, max_users=max_users)
+
+
+def promotion_floor(split, metric: str, k: int = 10, max_users: int = 0) -> dict[str, float]:
+    """The floor's metrics on the part promotion compares on (valid, else test): popularity for a ranking
+    metric, the bias baseline for a rating one, fitted on what the model was fitted on.
+
+    max_users: the same user sample the model was ranked on (KindSettings.eval_users; 0 = all users)."""
+    if len(split.valid):
+        return floor_metrics(metric, split.train, split.valid, k=k, max_users=max_users)
+    return floor_metrics(metric, pd.concat([split.train, split.valid], ignore_index=True), split.test,
+                         k=k, max_users=max_users)
+

@@ -1,114 +1,26 @@
-"""Training glue: contract DataFrames in, the models API (raw-id arrays and feature dicts) out.
+"""Fitting the models on contract rating frames: a training on a split (fit, then metrics on valid and test)
+and the serving fit on every rating.
 
 Plain functions, tested on tiny frames; the Prefect wrappers live in flows/steps.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from models import config as model_configs
-from models import features as fx
 from models.config import ModelConfig
 from models.recommender import Recommender
 from models.training_loop import pick_device
 from tasks.core import contract as c
-from tasks.learning import evaluate as ev
-from tasks.learning import promotion
-from tasks.core.errors import ConfigError
 from tasks.core import settings
-from tasks.learning.split import Split, unix_seconds
-
-
-@dataclass(frozen=True)
-class KindSettings:
-    """What the pipeline does with one kind: its model config, and how that model is evaluated and served.
-
-    eval_users and serving_epochs change no fitted model, so they stay out of the training fingerprint."""
-
-    config: ModelConfig
-    eval_users: int = 0         # ranking metrics on a fixed sample of this many users; 0 = all
-    serving_epochs: int = 0     # serving fit: 0 = refit from scratch; N = N epochs from the champion's weights
-
-    def __post_init__(self):
-        for name in ("eval_users", "serving_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() \
-                    or value < 0:
-                raise ConfigError(f"model config for {self.config.kind}: {name} must be a whole number >= 0, "
-                                  f"got {value!r}")
-            object.__setattr__(self, name, int(value))
-        if self.serving_epochs and self.config.kind == c.MODEL_KIND_NN and self.config.n_factors == 0:
-            raise ConfigError("model config for embedding_nn: serving_epochs needs a fixed n_factors (0 sizes the "
-                              "NN's embeddings by the number of ids, which grows with the ratings a serving fit adds)")
-
-
-def kind_settings(kind: str, overrides: dict | None = None) -> KindSettings:
-    """A kind's tuned recipe with `--dot-config`/`--nn-config` overrides: model fields, eval_users, serving_epochs.
-
-    A key the kind does not use is a ConfigError naming it (and why: another kind's field, another loss's)."""
-    if kind not in c.MODEL_KINDS:
-        raise ConfigError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
-    if overrides is not None and not isinstance(overrides, dict):
-        raise ConfigError(f"model config for {kind} must be a JSON object, got {overrides!r}")
-    overrides = dict(overrides or {})
-    if overrides.get("kind", kind) != kind:
-        raise ConfigError(f"config override kind={overrides['kind']!r} contradicts kind={kind!r}")
-    overrides.pop("kind", None)
-    plan = {name: overrides.pop(name) for name in ("eval_users", "serving_epochs") if name in overrides}
-    try:
-        config = model_configs.for_kind(kind, **overrides)
-    except (TypeError, ValueError) as e:  # a key or value the config refuses
-        raise ConfigError(f"model config for {kind}: {e}") from e
-    return KindSettings(config, **plan)
-
-
-def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
-    """The tuned recipe of a kind with overrides applied (keys it does not use raise ConfigError)."""
-    return kind_settings(kind, overrides).config
-
-
-def user_features(users: pd.DataFrame) -> dict:
-    """User side features for the models: raw ids, age, gender and occupation (as strings)."""
-    return {
-        fx.USER_ID: users[c.USER_ID].to_numpy(np.int64),
-        fx.AGE: users[c.AGE].to_numpy(np.float64),
-        fx.GENDER: users[c.GENDER].astype(str).to_numpy(),
-        fx.OCCUPATION: users[c.OCCUPATION].astype(str).to_numpy(),
-    }
-
-
-def release_year(movies: pd.DataFrame) -> np.ndarray:
-    """Release year as float [n]; a missing or unparsable release date gives NaN.
-
-    NaN is the documented fill: the models encode it as the mean year plus a "year unknown" flag.
-    """
-    dates = pd.to_datetime(movies[c.RELEASE_DATE], errors="coerce")
-    return dates.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def item_features(movies: pd.DataFrame) -> dict:
-    """Item side features for the models: raw ids, genre flags [n, 19] in GENRE_COLUMNS order, year."""
-    missing = [col for col in c.GENRE_COLUMNS if col not in movies.columns]
-    if missing:
-        raise ValueError(f"movies: missing genre column(s) {missing}")
-    return {
-        fx.ITEM_ID: movies[c.ITEM_ID].to_numpy(np.int64),
-        fx.GENRES: movies[list(c.GENRE_COLUMNS)].to_numpy(dtype=bool),
-        fx.YEAR: release_year(movies),
-    }
-
-
-def _arrays(ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (ratings[c.USER_ID].to_numpy(np.int64), ratings[c.ITEM_ID].to_numpy(np.int64),
-            ratings[c.RATING].to_numpy(np.float32))
+from tasks.learning import evaluate as ev
+from tasks.learning.model_inputs import item_features, rating_arrays, user_features
+from tasks.learning.split import unix_seconds
+from tasks.stores.split_store import Split
 
 
 def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = None,
@@ -120,7 +32,7 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
     `log(row)` is called after each epoch with its history row (the flows log it to the run); init, epochs,
     lr: a model to start from, and the schedule's epochs and peak rate if not config's (Recommender.fit).
     """
-    valid_arrays = _arrays(valid) if valid is not None and len(valid) else None
+    valid_arrays = rating_arrays(valid) if valid is not None and len(valid) else None
     # One bar per model on a terminal (tqdm disables itself when stderr is not a TTY, e.g. in CI).
     with tqdm(total=epochs or config.train.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
         def progress(h: dict) -> None:
@@ -132,7 +44,7 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
             if log is not None:
                 log(h)
 
-        return Recommender.fit(*_arrays(train), config, valid=valid_arrays,
+        return Recommender.fit(*rating_arrays(train), config, valid=valid_arrays,
                                user_features=user_features(users) if users is not None else None,
                                item_features=item_features(movies) if movies is not None else None,
                                device=device, log=progress, init=init, epochs=epochs, lr=lr,
@@ -185,97 +97,6 @@ def summarize(result: TrainResult) -> dict:
             "data_hash": result.data_hash, "reused": False, "split_reused": result.split_reused,
             "device": result.device, "train_seconds": result.seconds, "metrics": metrics,
             "history": result.history}
-
-
-# --- the registry side (tasks.registry.versions; imported lazily: MLflow is slow to import) -------------------
-
-TAG_FINGERPRINT = "training_fingerprint"  # run tag: hash of kind, config, split, data and code
-
-
-def fingerprint(config: ModelConfig, split_id: str, data_hash: str, code_version: str | None = None) -> str:
-    """Id of a training's inputs (the model config, split, data, code): equal fingerprints give the same model."""
-    if code_version is None:
-        from tasks.registry.tracking import code_version as current_code
-
-        code_version = current_code()
-    payload = {"kind": config.kind, "config": model_configs.flat(config), "split_id": split_id,
-               "data_hash": data_hash, "code": code_version}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def find_trained(paths, config: ModelConfig, split_id: str, data_hash: str):
-    """The registered ModelRef of an identical earlier training, or None."""
-    from tasks.registry import versions as registry
-
-    fp = fingerprint(config, split_id, data_hash)
-    return registry.find_by_tag(paths, config.kind, TAG_FINGERPRINT, fp)
-
-
-def record(paths, result: TrainResult, split: Split, movies: pd.DataFrame | None, metric: str | None = None,
-           k: int = 10, run_tags: dict[str, str] | None = None):
-    """Log, register and maybe promote a training (tasks.registry.versions), tagged so find_trained sees it next time.
-
-    metric: what promotion compares (default: the kind's job metric, tasks.learning.promotion). A champion trained on
-    another split or data is re-scored on this split's validation part, so the comparison is always on the
-    same validation data, as is the floor (popularity or the bias baseline). `run_tags` go on the MLflow run.
-    """
-    from tasks.registry import versions as registry
-
-    metric = metric or promotion.PROMOTION_METRICS[result.config.kind]
-    max_users = result.eval_users  # the champion and the floor are ranked on the newcomer's users
-
-    def rescore(champion) -> dict[str, float]:
-        part = split.valid if len(split.valid) else split.test
-        return ev.evaluate(champion, split.train, part, k=k, max_users=max_users)
-
-    tags = {**(run_tags or {}), TAG_FINGERPRINT: fingerprint(result.config, result.split_id, result.data_hash)}
-    return registry.record_training(paths, result, result.data_hash, movies=movies, train=split.train,
-                                    metric=metric, rescore=rescore, tags=tags,
-                                    baseline=promotion_floor(split, metric, k, max_users),
-                                    baseline_name=promotion.floor_name(metric))
-
-
-def promotion_floor(split: Split, metric: str, k: int = 10, max_users: int = 0) -> dict[str, float]:
-    """The floor's metrics on the part promotion compares on (valid, else test): popularity for a ranking
-    metric, the bias baseline for a rating one, fitted on what the model was fitted on.
-
-    max_users: the same user sample the model was ranked on (KindSettings.eval_users; 0 = all users)."""
-    if len(split.valid):
-        return promotion.floor_metrics(metric, split.train, split.valid, k=k, max_users=max_users)
-    return promotion.floor_metrics(metric, pd.concat([split.train, split.valid], ignore_index=True), split.test,
-                                   k=k, max_users=max_users)
-
-
-# --- the serving fit: the evaluated config on every rating ---------------------------------------------
-
-TAG_SERVING_FINGERPRINT = "serving_fingerprint"  # run tag: hash of kind, config, data, code and 'serving'
-
-
-def serving_fingerprint(config: ModelConfig, data_hash: str, code_version: str | None = None,
-                        start_from: str | None = None, serving_epochs: int = 0) -> str:
-    """Id of a serving fit's inputs (config, all ratings of data_hash, code, and with serving_epochs > 0 that count
-    and the MLflow run id of the model it continues): equal ones give the same model."""
-    if code_version is None:
-        from tasks.registry.tracking import code_version as current_code
-
-        code_version = current_code()
-    payload = {"kind": config.kind, "config": model_configs.flat(config), "data_hash": data_hash,
-               "code": code_version, "fit": "serving"}
-    if serving_epochs:
-        if start_from is None:
-            raise ValueError("a warm-started serving fit (serving_epochs > 0) is identified by the run it continues")
-        payload.update(start_from=start_from, serving_epochs=serving_epochs)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def find_serving_fit(paths, config: ModelConfig, data_hash: str, start_from: str | None = None,
-                     serving_epochs: int = 0):
-    """The registered ModelRef of an identical earlier serving fit, or None."""
-    from tasks.registry import versions as registry
-
-    return registry.find_by_tag(paths, config.kind, TAG_SERVING_FINGERPRINT,
-                                serving_fingerprint(config, data_hash, start_from=start_from,
-                                                    serving_epochs=serving_epochs), decided=False)
 
 
 # A warm-started serving fit trains at this share of the config's peak learning rate. Measured at ML-25M size

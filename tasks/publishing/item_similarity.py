@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import sparse
 
 from tasks.core import contract as c
-from tasks.learning.training import release_year
+from tasks.learning.model_inputs import release_year
 
 MIN_CO_RATERS = 3        # a ratings neighbour needs at least this many users who rated both items
 ASYMMETRY = 0.7          # power of the item's own rater norm in the co-rating similarity (0.5: cosine)

@@ -84,7 +84,7 @@ def with_predicted_ratings(recs: pd.DataFrame, rating, users_df: pd.DataFrame | 
     """recs with PREDICTED_RATING after SCORE: the rating model's prediction of each (user, item), clipped to
     the 1-5 scale; users and items it never learnt are predicted from their side features (users_df,
     movies_df). No rating model: the column is null."""
-    from tasks.learning import training   # the contract frames -> the models' feature dicts
+    from tasks.learning import model_inputs
 
     recs = recs.copy()
     if rating is None:
@@ -96,8 +96,8 @@ def with_predicted_ratings(recs: pd.DataFrame, rating, users_df: pd.DataFrame | 
         new_items = None if movies_df is None else \
             movies_df[movies_df[c.ITEM_ID].isin(items[~rating.known_items(items)])]
         pred = rating.predict(users, items,
-                              user_features=None if new_users is None or new_users.empty else training.user_features(new_users),
-                              item_features=None if new_items is None or new_items.empty else training.item_features(new_items))
+                              user_features=None if new_users is None or new_users.empty else model_inputs.user_features(new_users),
+                              item_features=None if new_items is None or new_items.empty else model_inputs.item_features(new_items))
         recs[c.PREDICTED_RATING] = ev.clip_rating(pred)
     columns = list(recs.columns)
     columns.insert(columns.index(c.SCORE) + 1, columns.pop(columns.index(c.PREDICTED_RATING)))

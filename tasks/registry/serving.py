@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.core import contract as c
-from tasks.registry import versions as registry
 from tasks.core.errors import NotFound
-from tasks.registry.model_ref import ModelRef, ServingModel
 from tasks.core.settings import Paths
+from tasks.learning import training
+from tasks.registry import trainings
+from tasks.registry import versions as registry
+from tasks.registry.model_ref import ModelRef, ServingModel
 
 
 def _champion(paths: Paths, kind: str) -> ModelRef | None:
@@ -31,7 +33,7 @@ def serving_fit_of(paths: Paths, kind: str, champion: ModelRef, data_hash: str |
     except LookupError:
         return None
     tags = registry.version_tags(paths, kind, ref.version)
-    if tags.get(registry.TAG_SERVING_EVALUATED) != champion.version:
+    if tags.get(trainings.TAG_SERVING_EVALUATED) != champion.version:
         return None
     return ref if data_hash is None or ref.data_hash == data_hash else None
 
@@ -139,25 +141,23 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
     Registered under `serving` with TAG_SERVING_EVALUATED naming the champion; returns a summary
     (kind, version, evaluated_version, rows, reused, seconds).
     """
-    from tasks.learning import training
-
     champ = _champion(paths, kind)
     if champ is None:
         raise LookupError(f"no champion of {kind} to refit for serving")
     evaluated, _ = registry.load_for_scoring(paths, kind, champ.version, device="cpu")
     config = evaluated.config
     start_from = champ.run_id if serving_epochs else None   # a continued fit depends on the champion too
-    found = training.find_serving_fit(paths, config, data_hash, start_from, serving_epochs)
+    found = trainings.find_serving_fit(paths, config, data_hash, start_from, serving_epochs)
     if found is not None:
-        ref = registry.use_for_serving(paths, kind, found.version, champ)
+        ref = trainings.use_for_serving(paths, kind, found.version, champ)
         return {"kind": kind, "version": ref.version, "evaluated_version": champ.version,
-                "rows": int(registry.version_tags(paths, kind, ref.version).get(registry.TAG_SERVING_ROWS, 0)),
+                "rows": int(registry.version_tags(paths, kind, ref.version).get(trainings.TAG_SERVING_ROWS, 0)),
                 "reused": True, "seconds": 0.0}
     rec, seconds, dev = training.fit_for_serving(ratings, config, users, movies, device=device,
                                                  evaluated=evaluated, serving_epochs=serving_epochs)
-    ref = registry.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
+    ref = trainings.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
                                   train=ratings, movies=movies,
-                                  tags={training.TAG_SERVING_FINGERPRINT: training.serving_fingerprint(
+                                  tags={trainings.TAG_SERVING_FINGERPRINT: trainings.serving_fingerprint(
                                       config, data_hash, start_from=start_from, serving_epochs=serving_epochs)})
     return {"kind": kind, "version": ref.version, "evaluated_version": champ.version, "rows": len(ratings),
             "reused": False, "seconds": seconds}

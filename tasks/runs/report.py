@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from tasks.core import contract as c
 from tasks.learning import promotion
 from tasks.registry import versions as registry
+from tasks.registry import promote
 from tasks.registry import tracking as t
 from tasks.core.errors import NotFound
 from tasks.core.settings import Paths
@@ -49,7 +50,7 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
     run = cl.get_run(ref.run_id)
     metrics = {k: v for k, v in run.data.metrics.items() if v is not None and math.isfinite(v)}
     champion = registry.champion_version(paths, kind)
-    decision, reason = mv.tags.get(registry.TAG_DECISION, ""), mv.tags.get(registry.TAG_REASON, "")
+    decision, reason = mv.tags.get(registry.TAG_DECISION, ""), mv.tags.get(promote.TAG_REASON, "")
     decided_in = run.data.tags.get(t.TAG_FLOW_RUN_NAME) or run.info.run_name or ref.run_id
     if run.info.start_time:
         started = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc)
@@ -65,7 +66,7 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
         "uri": ref.uri, "split_id": ref.split_id, "data_hash": ref.data_hash, "reused": reused,
         "decision": shown_decision, "reason": shown_reason,
         "promotion_decision": decision, "promotion_reason": reason, "decided_in": decided_in,
-        "promotion_metric": mv.tags.get(registry.TAG_METRIC, ""), "loss": run.data.params.get("loss", ""),
+        "promotion_metric": mv.tags.get(promote.TAG_METRIC, ""), "loss": run.data.params.get("loss", ""),
         "champion_version": champion, "device": run.data.tags.get(t.TAG_DEVICE, ""),
         "train_seconds": seconds if seconds is not None else _float(run.data.tags.get(t.TAG_TRAIN_SECONDS)),
         "metrics": metrics, "flow_run": flow_run_name, "mlflow_run_name": run.info.run_name,
@@ -112,7 +113,7 @@ def model_label(m: dict) -> str:
 def _promotion_key(m: dict) -> str:
     """The metric promotion compared for one model, as logged: valid_ndcg_at_10 (test_... without a valid part)."""
     key = t.metric_key(m.get("promotion_metric") or promotion.PROMOTION_METRICS.get(m.get("kind"), "ndcg_at_10"))
-    return key if key.startswith(registry.SPLIT_PREFIXES) else f"valid_{key}"
+    return key if key.startswith(promote.SPLIT_PREFIXES) else f"valid_{key}"
 
 
 def metrics_table(models: list[dict]) -> list[dict]:

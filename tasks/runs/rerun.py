@@ -11,14 +11,15 @@ from __future__ import annotations
 from tasks.sources import acquire
 from tasks.sources import movielens
 from tasks.registry import serving
-from tasks.learning import split
-from tasks.learning import training
+from tasks.stores import split_store
+from tasks.learning import kind_config
+from tasks.registry import trainings
 from tasks.stores import warehouse
 from tasks.core import contract as c
 from tasks.core.settings import Paths
 
 
-def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: dict[str, dict | None]) -> dict | None:
+def unchanged(paths: Paths, source: str | None, spec: split_store.SplitSpec, configs: dict[str, dict | None]) -> dict | None:
     """{"data_hash", "split_id", "trained": {kind: version}, "publication_id"} when a run would change nothing, else None."""
     if warehouse.build_info(paths) is None:
         return None
@@ -26,12 +27,12 @@ def unchanged(paths: Paths, source: str | None, spec: split.SplitSpec, configs: 
     data_hash = movielens.content_hash(folder)
     if not warehouse.up_to_date(paths, data_hash):
         return None
-    sid = split.split_id(spec, data_hash)
-    if split.current(paths) != sid:  # the flow would store the split or point CURRENT at it
+    sid = split_store.split_id(spec, data_hash)
+    if split_store.current(paths) != sid:  # the flow would store the split or point CURRENT at it
         return None
     trained = {}
     for kind, overrides in configs.items():
-        ref = training.find_trained(paths, training.model_config(kind, overrides), sid, data_hash)
+        ref = trainings.find_trained(paths, kind_config.model_config(kind, overrides), sid, data_hash)
         if ref is None:
             return None
         trained[kind] = ref.version

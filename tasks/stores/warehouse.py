@@ -23,7 +23,7 @@ from tasks.core import durable
 from tasks.stores import lake
 from tasks.publishing import publication_metrics
 from tasks.stores import publications
-from tasks.learning import split
+from tasks.stores import split_store
 from tasks.core import sql
 from tasks.core.faults import maybe_crash
 from tasks.core.settings import Paths
@@ -57,11 +57,11 @@ def load_sources(con, paths: Paths) -> None:
 
 def split_tables(con, paths: Paths) -> None:
     """Section: `splits` (every stored split) and `split_ratings` (the CURRENT split), checked."""
-    ids = split.stored_ids(paths)
+    ids = split_store.stored_ids(paths)
     if not ids:
         return  # nothing stored yet: the section creates nothing
-    files = [str(paths.splits / sid / split.SPLIT_FILE) for sid in ids]
-    sid = split.current(paths)
+    files = [str(paths.splits / sid / split_store.SPLIT_FILE) for sid in ids]
+    sid = split_store.current(paths)
     sql.run(con, c.SPLITS, {"files": files, "current": sid or ""})
     check(con, "splits", c.SPLITS)
     if sid is None:

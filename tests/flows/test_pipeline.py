@@ -11,10 +11,12 @@ from tasks.core import contract as c
 from tasks.stores import publications as store
 from tasks.stores import lake
 from tasks.registry import versions as registry
-from tasks.learning import split
+from tasks.registry import promote
+from tasks.registry import trainings
+from tasks.stores import split_store
 from tasks.sources import synthetic
 from tasks.stores import warehouse
-from tasks.learning.split import SplitSpec
+from tasks.stores.split_store import SplitSpec
 
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
 FAST = {"epochs": 2}
@@ -143,10 +145,10 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert [m["kind"] for m in first["models"]] == list(c.MODEL_KINDS)
     assert all(not m["reused"] for m in first["models"])
     dot, nn = first["models"]
-    assert dot["decision"] == registry.PROMOTED, dot
+    assert dot["decision"] == promote.PROMOTED, dot
     assert "test_rmse" not in dot["metrics"] and "test_ndcg_at_10" in dot["metrics"]   # its job: ranking
     # the two-epoch NN does not beat the bias baseline's RMSE: registered, refused with the reason, never champion
-    assert nn["decision"] == registry.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
+    assert nn["decision"] == promote.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
     assert registry.champion_version(home, c.MODEL_KIND_NN) is None
     assert "bias_baseline_valid_rmse" in nn["metrics"]
     # so nothing rates the published rows: the column is null, the run says why, the publication is live
@@ -161,7 +163,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     serving = registry.resolve(home, c.MODEL_KIND_DOT, c.ALIAS_SERVING)
     assert serving.version == fit["version"] and serving.data_hash == first["ingest"]["data_hash"]
     tags = registry.version_tags(home, c.MODEL_KIND_DOT, serving.version)
-    assert tags[registry.TAG_SERVING_EVALUATED] == dot["version"] and tags[registry.TAG_SERVING_ROWS] == str(n_ratings)
+    assert tags[trainings.TAG_SERVING_EVALUATED] == dot["version"] and tags[trainings.TAG_SERVING_ROWS] == str(n_ratings)
     assert registry.champion_version(home, c.MODEL_KIND_DOT) == dot["version"]   # champion stays the evaluated one
     fitted, _ = registry.load_for_scoring(home, c.MODEL_KIND_DOT, c.ALIAS_SERVING)
     assert set(fitted.user_ids) == set(lake.read(home, c.RATINGS)[c.USER_ID])    # every rating's user is known
@@ -199,7 +201,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert first["split"]["reused"] is False and first["split"][c.PART_TRAIN] > 0
     assert {m["split_id"] for m in first["models"]} == {first["split"][c.SPLIT_ID]}
     assert all(m["split_reused"] for m in first["models"]), first["models"]
-    assert split.stored_ids(home) == [first["split"][c.SPLIT_ID]]
+    assert split_store.stored_ids(home) == [first["split"][c.SPLIT_ID]]
     served = {(m["name"], m["version"]) for m in publication["models"]}
     assert (record[c.MODEL_NAME], record[c.MODEL_VERSION]) in served
     # the publication names the serving fit and the evaluated version that justified it
@@ -254,7 +256,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert {pid, new_pid} <= history
     # both kinds are champions on their own jobs, and each gets its serving fit on every rating
     dot3, nn3 = third["models"]
-    assert nn3["decision"] == registry.PROMOTED and "valid_rmse" in nn3["reason"], nn3
+    assert nn3["decision"] == promote.PROMOTED and "valid_rmse" in nn3["reason"], nn3
     assert registry.champion_version(home, c.MODEL_KIND_NN) == nn3["version"]
     assert [(f["kind"], f["reused"]) for f in third["serving"]] == [(c.MODEL_KIND_DOT, False), (c.MODEL_KIND_NN, False)]
     nn_fit = third["serving"][1]

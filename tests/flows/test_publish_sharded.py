@@ -18,7 +18,7 @@ from tasks.publishing import sharding
 from tasks.stores import warehouse
 from tasks.core.errors import ConfigError
 from tasks.core.settings import Paths
-from tasks.learning.split import SplitSpec
+from tasks.stores.split_store import SplitSpec
 
 
 def _recommendations(home) -> pd.DataFrame:

@@ -68,18 +68,21 @@ def train(paths: Paths, seed: int = 42):
     """Split (stored), train a tiny dot-bias model, log/register/promote it in MLflow; returns Recorded."""
     from tasks.stores import lake
     from tasks.learning import split as splits
+    from tasks.stores import split_store
     from tasks.learning import training
+    from tasks.learning import kind_config
+    from tasks.registry import trainings
 
     snap = lake.current(paths)
     ratings = lake.read(paths, c.RATINGS)
-    split = splits.get_or_create(paths, ratings, splits.SplitSpec(seed=seed), snap.data_hash)
-    cfg = training.model_config(c.MODEL_KIND_DOT, TINY_DOT)
-    if training.find_trained(paths, cfg, split.split_id, split.data_hash) is not None:
+    split = splits.get_or_create(paths, ratings, split_store.SplitSpec(seed=seed), snap.data_hash)
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, TINY_DOT)
+    if trainings.find_trained(paths, cfg, split.split_id, split.data_hash) is not None:
         return None
     result = training.train_and_evaluate(split, cfg, lake.read(paths, c.USERS), lake.read(paths, c.MOVIES),
                                          device="cpu")
-    splits.set_current(paths, split.split_id)
-    return training.record(paths, result, split, None, "ndcg_at_10")
+    split_store.set_current(paths, split.split_id)
+    return trainings.record(paths, result, split, None, "ndcg_at_10")
 
 
 def make_source(out: Path, seed: int, users: int = 60, items: int = 80, ratings: int = 1500) -> Path:

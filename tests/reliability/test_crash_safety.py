@@ -108,6 +108,7 @@ def undecided_versions(paths) -> list[str]:
 @pytest.mark.parametrize("step,label", KILL_POINTS, ids=[f"{s}:{lbl}" for s, lbl in KILL_POINTS])
 def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publishes(step, label, base, tmp_path):
     from tasks.sources import movielens
+    from tasks.registry import promote
     from tasks.registry import versions as registry
     from tasks.stores import warehouse
 
@@ -150,7 +151,7 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
         recorded = helpers.train(paths, 7)
         # an undecided version is not reused (that would skip the champion comparison for good): it trains again
         # and is decided (the tiny model does not beat the popularity floor, so the decision may be a refusal)
-        assert recorded is not None and recorded.decision.outcome in (registry.PROMOTED, registry.REFUSED)
+        assert recorded is not None and recorded.decision.outcome in (promote.PROMOTED, promote.REFUSED)
         assert registry.champion_version(paths, c.MODEL_KIND_DOT) == (
             recorded.version if recorded.decision.promoted else None)
         assert undecided_versions(paths) == orphans

@@ -12,7 +12,8 @@ import pytest
 
 from tasks.core import contract as c
 from tasks.learning import split as sp
-from tasks.learning.split import SplitSpec
+from tasks.stores import split_store
+from tasks.stores.split_store import SplitSpec
 from tasks.stores import warehouse
 from tasks.stores.checks import CheckFailed
 
@@ -205,9 +206,9 @@ def test_split_id_is_stable():
     # pinned: changing the canonical form would orphan every stored split
     canonical = ('{"data_hash":"abc123","params":{"seed":42,"test_fraction":0.2,"valid_fraction":0.1},'
                  '"strategy":"random"}')
-    assert sp.split_id(SplitSpec(), "abc123") == "random-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
-    assert sp.split_id(SplitSpec(), "abc123") == "random-e698a87817deab7e"
-    assert sp.split_id(SplitSpec(), "abc123") == sp.split_id(SplitSpec.from_dict({}), "abc123")
+    assert split_store.split_id(SplitSpec(), "abc123") == "random-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert split_store.split_id(SplitSpec(), "abc123") == "random-e698a87817deab7e"
+    assert split_store.split_id(SplitSpec(), "abc123") == split_store.split_id(SplitSpec.from_dict({}), "abc123")
 
 
 @pytest.mark.parametrize("other", [
@@ -215,18 +216,18 @@ def test_split_id_is_stable():
     SplitSpec("user_fraction"), SplitSpec("temporal"), SplitSpec("leave_last_k"),
 ])
 def test_split_id_changes_with_params(other):
-    assert sp.split_id(other, "abc123") != sp.split_id(SplitSpec(), "abc123")
+    assert split_store.split_id(other, "abc123") != split_store.split_id(SplitSpec(), "abc123")
 
 
 def test_split_id_changes_with_data_hash_and_ignores_unused_fields():
-    assert sp.split_id(SplitSpec(), "abc124") != sp.split_id(SplitSpec(), "abc123")
-    assert sp.split_id(SplitSpec(k=5), "h") == sp.split_id(SplitSpec(), "h")                 # k unused by random
-    assert sp.split_id(SplitSpec("temporal", seed=1), "h") == sp.split_id(SplitSpec("temporal", seed=2), "h")
-    assert (sp.split_id(SplitSpec("temporal", cutoff=5, test_fraction=0.3), "h")
-            == sp.split_id(SplitSpec("temporal", cutoff=5), "h"))
-    assert sp.split_id(SplitSpec("temporal", cutoff=5), "h") != sp.split_id(SplitSpec("temporal", cutoff=6), "h")
+    assert split_store.split_id(SplitSpec(), "abc124") != split_store.split_id(SplitSpec(), "abc123")
+    assert split_store.split_id(SplitSpec(k=5), "h") == split_store.split_id(SplitSpec(), "h")                 # k unused by random
+    assert split_store.split_id(SplitSpec("temporal", seed=1), "h") == split_store.split_id(SplitSpec("temporal", seed=2), "h")
+    assert (split_store.split_id(SplitSpec("temporal", cutoff=5, test_fraction=0.3), "h")
+            == split_store.split_id(SplitSpec("temporal", cutoff=5), "h"))
+    assert split_store.split_id(SplitSpec("temporal", cutoff=5), "h") != split_store.split_id(SplitSpec("temporal", cutoff=6), "h")
     with pytest.raises(ValueError, match="data_hash"):
-        sp.split_id(SplitSpec(), "")
+        split_store.split_id(SplitSpec(), "")
 
 
 def test_ratings_hash_ignores_row_order_and_sees_content(synthetic_ratings):
@@ -242,7 +243,7 @@ def test_ratings_hash_ignores_row_order_and_sees_content(synthetic_ratings):
 def test_store_load_round_trip_and_reuse(home, synthetic_ratings):
     spec = SplitSpec("user_fraction", seed=5)
     first = sp.get_or_create(home, synthetic_ratings, spec, "hash1")
-    assert not first.reused and first.split_id == sp.split_id(spec, "hash1")
+    assert not first.reused and first.split_id == split_store.split_id(spec, "hash1")
     folder = home.splits / first.split_id
     assert sorted(p.name for p in folder.iterdir()) == [
         "split.json", "test.parquet", "train.parquet", "valid.parquet"]
@@ -251,7 +252,7 @@ def test_store_load_round_trip_and_reuse(home, synthetic_ratings):
     assert meta["counts"] == first.counts() and meta[c.DATA_HASH] == "hash1"
     assert meta[c.SPLIT_PARAMS] == spec.params() and meta[c.SPLIT_STRATEGY] == "user_fraction"
 
-    loaded = sp.load(home, first.split_id)
+    loaded = split_store.load(home, first.split_id)
     assert loaded.spec == spec and loaded.data_hash == "hash1"
     for part in ("train", "valid", "test"):
         pd.testing.assert_frame_equal(getattr(loaded, part), getattr(first, part))
@@ -262,18 +263,18 @@ def test_store_load_round_trip_and_reuse(home, synthetic_ratings):
     # a new data hash is a new split
     other = sp.get_or_create(home, synthetic_ratings.iloc[:100], spec, "hash2")
     assert not other.reused and sum(other.counts().values()) == 100
-    assert sp.stored_ids(home) == sorted([first.split_id, other.split_id])
+    assert split_store.stored_ids(home) == sorted([first.split_id, other.split_id])
 
 
 def test_load_and_current_pointer(home, synthetic_ratings):
     with pytest.raises(FileNotFoundError, match="no stored split 'random-nope'"):
-        sp.load(home, "random-nope")
-    assert sp.current(home) is None
+        split_store.load(home, "random-nope")
+    assert split_store.current(home) is None
     s = sp.get_or_create(home, synthetic_ratings, SplitSpec(), "h")
     with pytest.raises(FileNotFoundError):
-        sp.set_current(home, "random-nope")
-    sp.set_current(home, s.split_id)
-    assert sp.current(home) == s.split_id
+        split_store.set_current(home, "random-nope")
+    split_store.set_current(home, s.split_id)
+    assert split_store.current(home) == s.split_id
 
 
 # --- warehouse section -------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def test_split_tables_section_builds_and_checks_tables(home, synthetic_ratings, 
 
     a = sp.get_or_create(home, synthetic_ratings, SplitSpec("leave_last_k", k=2), "h")
     b = sp.get_or_create(home, synthetic_ratings, SplitSpec("temporal"), "h")
-    sp.set_current(home, b.split_id)
+    split_store.set_current(home, b.split_id)
     warehouse.split_tables(con, home)
     got = con.sql(f"select {c.SPLIT_ID}, {c.SPLIT_STRATEGY}, {c.TRAIN_ROWS}, {c.VALID_ROWS}, {c.TEST_ROWS}, "
                   f"{c.IS_CURRENT}, {c.SPLIT_PARAMS}::varchar from {c.SPLITS} order by {c.SPLIT_ID}").fetchall()

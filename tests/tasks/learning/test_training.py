@@ -14,7 +14,12 @@ from models.config import flat
 from models import features as fx
 from tasks.core import contract as c
 from tasks.learning import split as sp
+from tasks.stores import split_store
 from tasks.learning import training as tr
+from tasks.learning import kind_config
+from tasks.learning import model_inputs
+from tasks.learning import promotion
+from tasks.registry import trainings
 
 
 def users_frame() -> pd.DataFrame:
@@ -46,7 +51,7 @@ def block_ratings(n_users: int = 40, n_items: int = 30, seed: int = 0) -> pd.Dat
 
 
 def test_user_features_match_the_models_keys():
-    f = tr.user_features(users_frame())
+    f = model_inputs.user_features(users_frame())
     assert set(f) == {fx.USER_ID, fx.AGE, fx.GENDER, fx.OCCUPATION}
     assert f[fx.USER_ID].tolist() == [1, 2, 3] and f[fx.AGE].tolist() == [24.0, 53.0, 33.0]
     assert f[fx.GENDER].tolist() == ["M", "F", "M"] and f[fx.OCCUPATION].tolist()[2] == "writer"
@@ -54,54 +59,54 @@ def test_user_features_match_the_models_keys():
 
 def test_item_features_genre_order_and_missing_year():
     movies = movies_frame()
-    f = tr.item_features(movies)
+    f = model_inputs.item_features(movies)
     assert f[fx.ITEM_ID].tolist() == [1, 2, 3]
     assert f[fx.GENRES].shape == (3, len(c.GENRE_COLUMNS)) and f[fx.GENRES].dtype == bool
     assert f[fx.GENRES][:, 0].tolist() == [True, False, False]        # column 0 is 'unknown', row 0 has it
     assert f[fx.GENRES][:, 6].tolist() == [False, True, False]        # (1 + 6) % 7 == 0
     assert f[fx.YEAR][0] == 1995 and math.isnan(f[fx.YEAR][1]) and f[fx.YEAR][2] == 1977
     with pytest.raises(ValueError, match="genre column"):
-        tr.item_features(movies.drop(columns=[c.GENRE_COLUMNS[3]]))
+        model_inputs.item_features(movies.drop(columns=[c.GENRE_COLUMNS[3]]))
 
 
 def test_item_features_accept_datetime_release_dates():
     movies = movies_frame()
     movies[c.RELEASE_DATE] = pd.to_datetime(movies[c.RELEASE_DATE])
-    assert tr.item_features(movies)[fx.YEAR][2] == 1977
+    assert model_inputs.item_features(movies)[fx.YEAR][2] == 1977
 
 
 def test_model_config_applies_overrides_and_refuses_nonsense():
-    cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 2, "use_side_info": True})
+    cfg = kind_config.model_config(c.MODEL_KIND_NN, {"epochs": 2, "use_side_info": True})
     assert (cfg.kind, cfg.train.epochs, cfg.use_side_info) == (c.MODEL_KIND_NN, 2, True)
     with pytest.raises(ValueError, match="model kind"):
-        tr.model_config("svd")
+        kind_config.model_config("svd")
     with pytest.raises(ValueError, match=r"unknown setting 'epochz' \(did you mean 'epochs'\?\)"):
-        tr.model_config(c.MODEL_KIND_DOT, {"epochz": 3})
+        kind_config.model_config(c.MODEL_KIND_DOT, {"epochz": 3})
     with pytest.raises(ValueError, match="contradicts"):
-        tr.model_config(c.MODEL_KIND_DOT, {"kind": c.MODEL_KIND_NN})
+        kind_config.model_config(c.MODEL_KIND_DOT, {"kind": c.MODEL_KIND_NN})
     with pytest.raises(ValueError, match="'n_negatives' does not apply to embedding_nn"):
-        tr.model_config(c.MODEL_KIND_NN, {"n_negatives": 3})
+        kind_config.model_config(c.MODEL_KIND_NN, {"n_negatives": 3})
 
 
 def test_evaluation_and_serving_settings_live_beside_the_model_config_and_out_of_its_fingerprint():
-    plan = tr.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2, "eval_users": 5, "serving_epochs": 1})
+    plan = kind_config.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2, "eval_users": 5, "serving_epochs": 1})
     assert (plan.eval_users, plan.serving_epochs, plan.config.train.epochs) == (5, 1, 2)
-    assert plan.config == tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
-    assert tr.fingerprint(plan.config, "s", "d", "code") == tr.fingerprint(
-        tr.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2}).config, "s", "d", "code")   # the same fitted model
-    assert tr.fingerprint(plan.config, "s", "d", "code") != tr.fingerprint(
-        tr.model_config(c.MODEL_KIND_DOT, {"epochs": 3}), "s", "d", "code")
+    assert plan.config == kind_config.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    assert trainings.fingerprint(plan.config, "s", "d", "code") == trainings.fingerprint(
+        kind_config.kind_settings(c.MODEL_KIND_DOT, {"epochs": 2}).config, "s", "d", "code")   # the same fitted model
+    assert trainings.fingerprint(plan.config, "s", "d", "code") != trainings.fingerprint(
+        kind_config.model_config(c.MODEL_KIND_DOT, {"epochs": 3}), "s", "d", "code")
     with pytest.raises(ValueError, match="serving_epochs must be a whole number >= 0"):
-        tr.kind_settings(c.MODEL_KIND_DOT, {"serving_epochs": -1})
+        kind_config.kind_settings(c.MODEL_KIND_DOT, {"serving_epochs": -1})
     with pytest.raises(ValueError, match="fixed n_factors"):
-        tr.kind_settings(c.MODEL_KIND_NN, {"n_factors": 0, "serving_epochs": 1})
+        kind_config.kind_settings(c.MODEL_KIND_NN, {"n_factors": 0, "serving_epochs": 1})
     with pytest.raises(ValueError, match="unknown setting 'extra'"):
-        tr.kind_settings(c.MODEL_KIND_DOT, {"extra": {"note": "x"}})   # free notes were never a model setting
+        kind_config.kind_settings(c.MODEL_KIND_DOT, {"extra": {"note": "x"}})   # free notes were never a model setting
 
 
 def test_fit_learns_the_tiny_structure():
     ratings = block_ratings()
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
                                               "lr": 3e-2, "wd": 0.0})
     rec = tr.fit(ratings, cfg, device="cpu")
     pred = rec.predict(ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy())
@@ -113,7 +118,7 @@ def test_fit_learns_the_tiny_structure():
 
 def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
     ratings = block_ratings()
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 30, "n_factors": 4, "batch_size": 64,
                                               "lr": 3e-2, "wd": 0.0})
     with pytest.raises(ValueError, match="needs the evaluated model"):
         tr.fit_for_serving(ratings, cfg, device="cpu", serving_epochs=2)
@@ -127,7 +132,7 @@ def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
         return np.sqrt(np.mean((rec.predict(users, items) - y) ** 2))
 
     # two epochs from the evaluated weights keep what its 30 epochs learnt; two from scratch do not
-    two_from_scratch = tr.fit(ratings, tr.model_config(c.MODEL_KIND_DOT, {**flat(cfg), "epochs": 2}), device="cpu")
+    two_from_scratch = tr.fit(ratings, kind_config.model_config(c.MODEL_KIND_DOT, {**flat(cfg), "epochs": 2}), device="cpu")
     assert rmse(served) < 0.5 * np.sqrt(np.mean((y - y.mean()) ** 2)) and rmse(served) < rmse(two_from_scratch)
     refit, _, _ = tr.fit_for_serving(ratings, cfg, device="cpu")   # serving_epochs 0: from scratch
     assert len(refit.history) == 30
@@ -135,7 +140,7 @@ def test_serving_fit_continues_from_the_evaluated_model_for_serving_epochs():
 
 def test_fit_passes_side_features_to_the_embedding_nn():
     ratings = block_ratings(n_users=3, n_items=3)
-    cfg = tr.model_config(c.MODEL_KIND_NN, {"epochs": 1, "use_side_info": True})
+    cfg = kind_config.model_config(c.MODEL_KIND_NN, {"epochs": 1, "use_side_info": True})
     rec = tr.fit(ratings, cfg, users=users_frame(), movies=movies_frame(), device="cpu")
     assert rec.side["user_rows"].shape[0] == 3 and rec.side["item_rows"].shape[0] == 3
     assert "year" in rec.side["item_meta"]["fields"] and "occupation" in rec.side["user_meta"]["fields"]
@@ -143,8 +148,8 @@ def test_fit_passes_side_features_to_the_embedding_nn():
 
 def test_train_and_evaluate_reports_test_and_valid_metrics():
     ratings = block_ratings()
-    split = sp.make_split(ratings, sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 20, "n_factors": 4, "batch_size": 64,
+    split = sp.make_split(ratings, split_store.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 20, "n_factors": 4, "batch_size": 64,
                                               "lr": 3e-2, "wd": 0.0})
     result = tr.train_and_evaluate(split, cfg, users_frame(), movies_frame(30), k=5, device="cpu")
     assert result.split_id == split.split_id and result.device == "cpu" and result.seconds > 0
@@ -159,17 +164,17 @@ def test_train_and_evaluate_reports_test_and_valid_metrics():
 
 
 def test_train_and_evaluate_without_valid_part():
-    split = sp.make_split(block_ratings(), sp.SplitSpec("leave_last_k", k=2, valid_fraction=0))
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 2})
+    split = sp.make_split(block_ratings(), split_store.SplitSpec("leave_last_k", k=2, valid_fraction=0))
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 2})
     result = tr.train_and_evaluate(split, cfg, k=5, device="cpu")
     assert result.valid_metrics == {} and result.history[0]["valid_loss"] is None
     assert np.isfinite(result.metrics["rmse"])
 
 
 def test_a_ranking_model_gets_no_rating_error_and_a_rating_model_does():
-    split = sp.make_split(block_ratings(), sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
-    ranking = tr.train_and_evaluate(split, tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2, "n_factors": 4}), k=5)
-    rating = tr.train_and_evaluate(split, tr.model_config(c.MODEL_KIND_NN, {"epochs": 2}), k=5)
+    split = sp.make_split(block_ratings(), split_store.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    ranking = tr.train_and_evaluate(split, kind_config.model_config(c.MODEL_KIND_DOT, {"epochs": 2, "n_factors": 4}), k=5)
+    rating = tr.train_and_evaluate(split, kind_config.model_config(c.MODEL_KIND_NN, {"epochs": 2}), k=5)
     assert "rmse" not in ranking.metrics and "ndcg_at_5" in ranking.metrics   # its scores are no ratings
     assert {"rmse", "mae", "ndcg_at_5"} <= set(rating.metrics)
 
@@ -179,31 +184,31 @@ def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
     from tasks.learning import evaluate as ev
 
     for kind in c.MODEL_KINDS:
-        plan = tr.kind_settings(kind, LARGE_CATALOGUE[kind])   # valid as `lensflow run --dot-config/--nn-config`
+        plan = kind_config.kind_settings(kind, LARGE_CATALOGUE[kind])   # valid as `lensflow run --dot-config/--nn-config`
         assert plan.config.train.sparse_grad and plan.eval_users > 0
-    assert tr.kind_settings(c.MODEL_KIND_DOT, LARGE_CATALOGUE[c.MODEL_KIND_DOT]).config.loss.n_negatives > 0
-    split = sp.make_split(block_ratings(), sp.SplitSpec("user_fraction", seed=1), data_hash="tiny")
-    cfg = tr.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
+    assert kind_config.kind_settings(c.MODEL_KIND_DOT, LARGE_CATALOGUE[c.MODEL_KIND_DOT]).config.loss.n_negatives > 0
+    split = sp.make_split(block_ratings(), split_store.SplitSpec("user_fraction", seed=1), data_hash="tiny")
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"epochs": 2})
     result = tr.train_and_evaluate(split, cfg, k=5, device="cpu", eval_users=5)
     users = ev.ranking_users(split.test, 5)
     mine = split.test[split.test[c.USER_ID].isin(users)]
     seen = pd.concat([split.train, split.valid], ignore_index=True)
     assert result.metrics["ndcg_at_5"] == pytest.approx(ev.evaluate(result.recommender, seen, mine, k=5)["ndcg_at_5"])
     # the promotion floor ranks the same number of users as the model
-    floor = tr.promotion_floor(split, "ndcg_at_5", 5, max_users=5)
+    floor = promotion.promotion_floor(split, "ndcg_at_5", 5, max_users=5)
     assert floor["ndcg_at_5"] == pytest.approx(
         ev.baseline_metrics(split.train, split.valid[split.valid[c.USER_ID].isin(ev.ranking_users(split.valid, 5))],
                             k=5)["ndcg_at_5"])
 
 
 def test_a_continued_serving_fit_is_identified_by_the_run_it_continues():
-    plain = tr.model_config(c.MODEL_KIND_DOT, {})
-    assert tr.serving_fingerprint(plain, "d", "code") == tr.serving_fingerprint(plain, "d", "code", start_from="r1")
+    plain = kind_config.model_config(c.MODEL_KIND_DOT, {})
+    assert trainings.serving_fingerprint(plain, "d", "code") == trainings.serving_fingerprint(plain, "d", "code", start_from="r1")
     with pytest.raises(ValueError, match="the run it continues"):
-        tr.serving_fingerprint(plain, "d", "code", serving_epochs=1)
-    assert tr.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != tr.serving_fingerprint(
+        trainings.serving_fingerprint(plain, "d", "code", serving_epochs=1)
+    assert trainings.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != trainings.serving_fingerprint(
         plain, "d", "code", start_from="r2", serving_epochs=1)
-    assert tr.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != tr.serving_fingerprint(
+    assert trainings.serving_fingerprint(plain, "d", "code", start_from="r1", serving_epochs=1) != trainings.serving_fingerprint(
         plain, "d", "code", start_from="r1", serving_epochs=2)
 
 
@@ -211,7 +216,7 @@ def test_the_ranking_fit_orders_each_users_ratings_by_their_time_for_the_item_it
     from models import item_item
 
     ratings = block_ratings()
-    config = tr.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 1})
+    config = kind_config.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 1})
     rec = tr.fit(ratings, config)
     blend = config.item_item
     assert blend.weight > 0 and blend.window >= 1
@@ -238,7 +243,7 @@ def test_the_ranking_default_learns_from_side_features_and_scores_a_new_user_by_
     users = pd.DataFrame({c.USER_ID: np.arange(1, 41, dtype=np.int32), c.AGE: np.where(odd, 20, 60).astype(np.int16),
                           c.GENDER: np.where(odd, "F", "M"), c.OCCUPATION: np.where(odd, "student", "retired"),
                           c.ZIP_CODE: "00000"})
-    config = tr.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 30, "batch_size": 64})
+    config = kind_config.model_config(c.MODEL_KIND_DOT, {"n_factors": 8, "epochs": 30, "batch_size": 64})
     assert config.loss.name == "softmax" and config.use_side_info
     rec = tr.fit(ratings, config, users=users, movies=movies_frame(30), device="cpu")
     assert {"user_rows", "item_rows"} <= set(rec.side)

@@ -227,9 +227,10 @@ def _publish_figures(folder, seed: int) -> dict:
     from tasks.sources import movielens
     from tasks.publishing import score_tables
     from tasks.learning import training as train
+    from tasks.learning import kind_config
 
     s = movielens.read_sources(folder)
-    config = train.model_config(c.MODEL_KIND_DOT, {"epochs": 3, "seed": seed})
+    config = kind_config.model_config(c.MODEL_KIND_DOT, {"epochs": 3, "seed": seed})
     rec = train.fit(s.ratings, config, users=s.users, movies=s.movies)
     recs = score_tables.score_recommendations(rec, s.ratings, s.users[c.USER_ID].to_numpy(), 50, users_df=s.users)
     sims = score_tables.score_similar_items(rec, 20, catalogue=s.movies[c.ITEM_ID].to_numpy(), device="cpu")

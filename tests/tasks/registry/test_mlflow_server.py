@@ -11,6 +11,7 @@ import pytest
 from models.config import for_kind
 from tasks.core import contract as c
 from tasks.registry import versions as r
+from tasks.registry import promote
 from tasks.registry import tracking as t
 from tests.conftest import free_port, wait_healthy
 from tests.tasks.registry.test_tracking import data, empty_mlflow_db, fit, rmse_on  # noqa: F401  (fixtures)
@@ -48,7 +49,7 @@ def test_log_register_promote_and_load_through_a_server(server, home, data):
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-s", "hash-s"), train=train)
     version = r.register(home, run_id, KIND)
-    assert r.promote_if_better(home, KIND, version, "rmse").promoted
+    assert promote.promote_if_better(home, KIND, version, "rmse").promoted
 
     # the server holds it all: the same questions asked over HTTP
     with urllib.request.urlopen(f"{server}/api/2.0/mlflow/registered-models/alias?"

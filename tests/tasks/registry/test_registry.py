@@ -15,6 +15,8 @@ import pytest
 from models.config import for_kind
 from tasks.core import contract as c
 from tasks.registry import versions as r
+from tasks.registry import promote
+from tasks.registry import trainings
 from tasks.registry import tracking as t
 from tests.tasks.registry.test_tracking import (  # noqa: F401  (fixtures)
     data, empty_mlflow_db, fit, mlflow_home, movies_for, rmse_on)
@@ -56,33 +58,33 @@ def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, d
     assert rmse_on(good, valid) < rmse_on(poor, valid) - 0.1  # the two really differ in quality
 
     _, v1 = log_and_register(home, poor, valid)
-    first = r.promote_if_better(home, KIND, v1, "rmse")
+    first = promote.promote_if_better(home, KIND, v1, "rmse")
     assert first.promoted and "no champion yet" in first.reason
     assert aliases(home) == {c.ALIAS_CANDIDATE: v1, c.ALIAS_CHAMPION: v1}
 
     _, v2 = log_and_register(home, good, valid)
-    better = r.promote_if_better(home, KIND, v2, "rmse")
+    better = promote.promote_if_better(home, KIND, v2, "rmse")
     assert better.promoted and better.champion_version == v1
     assert better.value < better.champion_value and "beats champion v1" in better.reason
     assert aliases(home) == {c.ALIAS_CANDIDATE: v2, c.ALIAS_CHAMPION: v2}
 
     _, v3 = log_and_register(home, poor, valid)
-    worse = r.promote_if_better(home, KIND, v3, "rmse")
-    assert not worse.promoted and worse.outcome == r.KEPT and "does not beat" in worse.reason
+    worse = promote.promote_if_better(home, KIND, v3, "rmse")
+    assert not worse.promoted and worse.outcome == promote.KEPT and "does not beat" in worse.reason
     assert aliases(home) == {c.ALIAS_CANDIDATE: v3, c.ALIAS_CHAMPION: v2}
     tags = version_tags(home, v3)
-    assert tags[r.TAG_DECISION] == r.KEPT and tags[r.TAG_REASON] == worse.reason
+    assert tags[r.TAG_DECISION] == promote.KEPT and tags[promote.TAG_REASON] == worse.reason
     mv = t.client(home).get_model_version(c.registered_model_name(KIND), v3)
     assert mv.description.endswith(f"promotion: kept — {worse.reason}")
 
 
 def test_ranking_metrics_are_higher_is_better_and_ties_keep_the_champion(mlflow_home, data, good):
     home, (_, valid) = mlflow_home, data
-    assert r.lower_is_better("rmse") and r.lower_is_better("mae")
-    assert not r.lower_is_better("ndcg@10") and not r.lower_is_better("hit_rate@10")
+    assert promote.lower_is_better("rmse") and promote.lower_is_better("mae")
+    assert not promote.lower_is_better("ndcg@10") and not promote.lower_is_better("hit_rate@10")
     versions = [log_and_register(home, good, valid, metrics={"ndcg@10": v})[1] for v in (0.30, 0.25, 0.30)]
-    decisions = [r.promote_if_better(home, KIND, v, "ndcg@10") for v in versions]
-    assert [d.outcome for d in decisions] == [r.PROMOTED, r.KEPT, r.KEPT]  # lower loses, a tie too
+    decisions = [promote.promote_if_better(home, KIND, v, "ndcg@10") for v in versions]
+    assert [d.outcome for d in decisions] == [promote.PROMOTED, promote.KEPT, promote.KEPT]  # lower loses, a tie too
     assert "higher is better" in decisions[1].reason
     assert aliases(home)[c.ALIAS_CHAMPION] == versions[0]
 
@@ -90,11 +92,11 @@ def test_ranking_metrics_are_higher_is_better_and_ties_keep_the_champion(mlflow_
 def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow_home, data, good, poor):
     home, (_, valid) = mlflow_home, data
     _, v1 = log_and_register(home, poor, valid, split_id="split-old", data_hash="hash-old")
-    r.promote_if_better(home, KIND, v1, "rmse")
+    promote.promote_if_better(home, KIND, v1, "rmse")
     _, v2 = log_and_register(home, good, valid, split_id="split-new", data_hash="hash-new")
 
-    refused = r.promote_if_better(home, KIND, v2, "rmse")
-    assert refused.outcome == r.REFUSED and "not comparable" in refused.reason and "split-old" in refused.reason
+    refused = promote.promote_if_better(home, KIND, v2, "rmse")
+    assert refused.outcome == promote.REFUSED and "not comparable" in refused.reason and "split-old" in refused.reason
     assert aliases(home)[c.ALIAS_CHAMPION] == v1
 
     seen = []
@@ -103,7 +105,7 @@ def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow
         seen.append(champion)
         return {"rmse": rmse_on(champion, valid)}
 
-    rescored = r.promote_if_better(home, KIND, v2, "rmse", rescore=rescore)
+    rescored = promote.promote_if_better(home, KIND, v2, "rmse", rescore=rescore)
     assert len(seen) == 1 and rescored.promoted and "re-scored" in rescored.reason
     assert rescored.champion_value == pytest.approx(rmse_on(poor, valid), rel=1e-5)
     assert aliases(home)[c.ALIAS_CHAMPION] == v2
@@ -112,20 +114,20 @@ def test_other_validation_data_is_refused_unless_the_champion_is_rescored(mlflow
 def test_operators_can_override_with_a_reason(mlflow_home, data, good, poor):
     home, (_, valid) = mlflow_home, data
     _, v1 = log_and_register(home, good, valid)
-    r.promote_if_better(home, KIND, v1, "rmse")
+    promote.promote_if_better(home, KIND, v1, "rmse")
     _, v2 = log_and_register(home, poor, valid)
-    assert not r.promote_if_better(home, KIND, v2, "rmse").promoted
+    assert not promote.promote_if_better(home, KIND, v2, "rmse").promoted
 
     with pytest.raises(ValueError, match="reason"):
-        r.promote(home, KIND, v2, "  ")
+        promote.promote(home, KIND, v2, "  ")
     with pytest.raises(Exception):
-        r.promote(home, KIND, "99", "no such version")
+        promote.promote(home, KIND, "99", "no such version")
     assert aliases(home)[c.ALIAS_CHAMPION] == v1
 
-    d = r.promote(home, KIND, v2, "roll back: v1 misbehaves in production")
-    assert d.promoted and d.outcome == r.MANUAL and d.champion_version == v1
+    d = promote.promote(home, KIND, v2, "roll back: v1 misbehaves in production")
+    assert d.promoted and d.outcome == promote.MANUAL and d.champion_version == v1
     assert aliases(home)[c.ALIAS_CHAMPION] == v2
-    assert version_tags(home, v2)[r.TAG_REASON] == "manual override: roll back: v1 misbehaves in production"
+    assert version_tags(home, v2)[promote.TAG_REASON] == "manual override: roll back: v1 misbehaves in production"
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def registered(tmp_path_factory, empty_mlflow_db, data):
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, "split-9", "hash-9"), movies=movies_for(train), train=train)
     version = r.register(home, run_id, KIND)
-    r.promote_if_better(home, KIND, version, "rmse")
+    promote.promote_if_better(home, KIND, version, "rmse")
     return home, rec, run_id, version
 
 
@@ -304,7 +306,7 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
     result = TrainResult(recommender=good, config=good.config, metrics={"rmse": 0.9, "ndcg_at_10": 0.2},
                          valid_metrics={"rmse": rmse_on(good, valid), "ndcg_at_10": 0.25},
                          history=good.history, seconds=2.5, device="cpu", split_id="split-7")
-    done = r.record_training(home, result, "hash-7", metric="rmse", tags={"training_fingerprint": "fp-1"})
+    done = trainings.record_training(home, result, "hash-7", metric="rmse", tags={"training_fingerprint": "fp-1"})
     assert done.decision.promoted and done.decision.metric == "valid_rmse"
     run = t.client(home).get_run(done.run_id)
     assert run.data.metrics["valid_rmse"] == pytest.approx(rmse_on(good, valid))
@@ -328,15 +330,15 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     def record(rec, tag):
         result = TrainResult(recommender=rec, config=rec.config, metrics={"rmse": rmse_on(rec, valid)},
                              valid_metrics={"rmse": rmse_on(rec, valid)}, history=rec.history, split_id="split-f")
-        return r.record_training(home, result, "hash-f", metric="rmse", baseline=floor, baseline_name="popularity",
+        return trainings.record_training(home, result, "hash-f", metric="rmse", baseline=floor, baseline_name="popularity",
                                  tags={"which": tag})
 
     refused = record(poor, "poor")
-    assert refused.decision.outcome == r.REFUSED and not refused.decision.promoted
+    assert refused.decision.outcome == promote.REFUSED and not refused.decision.promoted
     assert r.champion_version(home, KIND) is None             # even with no champion at all
     tags = version_tags(home, refused.version)
-    assert tags[r.TAG_DECISION] == r.REFUSED and "popularity baseline" in tags[r.TAG_REASON]
-    assert float(tags[r.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
+    assert tags[r.TAG_DECISION] == promote.REFUSED and "popularity baseline" in tags[promote.TAG_REASON]
+    assert float(tags[promote.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
     run = t.client(home).get_run(refused.run_id)
     assert run.data.metrics["popularity_valid_rmse"] == pytest.approx(floor["rmse"])
     assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
@@ -349,9 +351,9 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
 def test_the_floor_refuses_a_tie_and_ranking_metrics_compare_higher_is_better(mlflow_home, data, good):
     home, (_, valid) = mlflow_home, data
     _, v1 = log_and_register(home, good, valid, metrics={"ndcg_at_10": 0.30})
-    tie = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.30)
-    assert tie.outcome == r.REFUSED and "does not beat the popularity baseline 0.3000" in tie.reason
-    above = r.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.29)
+    tie = promote.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.30)
+    assert tie.outcome == promote.REFUSED and "does not beat the popularity baseline 0.3000" in tie.reason
+    above = promote.promote_if_better(home, KIND, v1, "ndcg_at_10", baseline=0.29)
     assert above.promoted and above.baseline_value == pytest.approx(0.29)
 
 
@@ -362,7 +364,7 @@ def test_a_training_flow_run_is_found_by_its_id_whether_it_trained_or_reused(mlf
     run_id = t.log_training(home, good, good.config, {"rmse": rmse_on(good, valid)}, good.history,
                             t.Lineage(KIND, "split-1", "hash-1"), tags={t.TAG_FLOW_RUN_ID: trained_by})
     version = r.register(home, run_id, KIND)
-    r.promote_if_better(home, KIND, version, "rmse")
+    promote.promote_if_better(home, KIND, version, "rmse")
     ref, reused = r.training_of_flow_run(home, KIND, trained_by)
     assert (ref.version, ref.run_id, reused) == (version, run_id, False)
     assert r.training_of_flow_run(home, KIND, reusers[0]) is None      # nothing names it yet

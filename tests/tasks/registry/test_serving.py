@@ -8,9 +8,11 @@ import pandas as pd
 from models.config import for_kind
 from tasks.core import contract as c
 from tasks.registry import versions as r
+from tasks.registry import promote
 from tasks.registry import serving
 from tasks.registry import tracking as t
 from tasks.learning import training as tr
+from tasks.registry import trainings
 from tests.tasks.registry.test_tracking import (  # noqa: F401  (fixtures)
     data, empty_mlflow_db, fit, mlflow_home, movies_for, rmse_on)
 
@@ -25,7 +27,7 @@ def _champion(home, train, valid, split_id):
     run_id = t.log_training(home, rec, rec.config, {"rmse": rmse_on(rec, valid)}, rec.history,
                             t.Lineage(KIND, split_id, "hash-split"), movies=movies_for(train), train=train)
     version = r.register(home, run_id, KIND)
-    r.promote(home, KIND, version, f"test: champion trained on {split_id}")
+    promote.promote(home, KIND, version, f"test: champion trained on {split_id}")
     return rec, run_id, version
 
 
@@ -38,9 +40,9 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
                                 serving_epochs=SERVING_EPOCHS)
     assert first["evaluated_version"] == v1 and not first["reused"] and first["rows"] == len(every)
     tags = r.version_tags(home, KIND, first["version"])
-    assert tags[tr.TAG_SERVING_FINGERPRINT] == tr.serving_fingerprint(WARM, "hash-all", start_from=run_id,
+    assert tags[trainings.TAG_SERVING_FINGERPRINT] == trainings.serving_fingerprint(WARM, "hash-all", start_from=run_id,
                                                                          serving_epochs=SERVING_EPOCHS)
-    assert tags[r.TAG_SERVING_EVALUATED] == v1 and r.resolve(home, KIND, c.ALIAS_SERVING).version == first["version"]
+    assert tags[trainings.TAG_SERVING_EVALUATED] == v1 and r.resolve(home, KIND, c.ALIAS_SERVING).version == first["version"]
     served, _ = r.load_for_scoring(home, KIND, c.ALIAS_SERVING, device="cpu")
     assert len(served.history) == SERVING_EPOCHS and set(served.user_ids) == set(every[c.USER_ID])
     # it started from the registered champion's weights: one epoch at a tenth of the rate stays nearer them
@@ -64,8 +66,8 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     third = serving.fit_serving(home, KIND, every, None, None, "hash-all", device="cpu",
                                 serving_epochs=SERVING_EPOCHS)
     assert third["evaluated_version"] == v2 and not third["reused"] and third["version"] not in (first["version"], v2)
-    assert (r.version_tags(home, KIND, third["version"])[tr.TAG_SERVING_FINGERPRINT]
-            == tr.serving_fingerprint(WARM, "hash-all", start_from=run_2, serving_epochs=SERVING_EPOCHS))
+    assert (r.version_tags(home, KIND, third["version"])[trainings.TAG_SERVING_FINGERPRINT]
+            == trainings.serving_fingerprint(WARM, "hash-all", start_from=run_2, serving_epochs=SERVING_EPOCHS))
 
 
 def test_a_version_asked_for_by_number_that_no_kind_has_is_named_with_the_versions_there_are(mlflow_home, data):

@@ -163,7 +163,7 @@ def test_a_failed_logging_marks_the_run_failed(mlflow_home, dot_model):
 
 def test_embedding_nn_gets_curves_and_pca_but_no_bias_table(data, tmp_path):
     train, valid = data
-    rec = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))
+    rec = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1, biases=False))
     written = {p.name for p in t.write_pictures(tmp_path, rec, rec.history, movies_for(train), train)}
     assert written == {"loss_curves.png", "item_embeddings_pca.png"}
 
