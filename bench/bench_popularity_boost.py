@@ -38,6 +38,7 @@ from tasks.core import contract as c  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
 from tasks.sources import movielens  # noqa: E402
 from tasks.publishing import publication_metrics as pm  # noqa: E402
+from tasks.publishing import narrowing
 from tasks.learning import split as sp  # noqa: E402
 from tasks.stores import split_store
 
@@ -178,7 +179,7 @@ def noise(s, device, boosts=(0.25, 1.0), seed: int = 1) -> list[dict]:
     out = []
     for b in boosts:
         a, z = figures[(42, b)], figures[(43, b)]
-        for metric, _, mode, _ in pm.RULES:
+        for metric, _, mode, _ in narrowing.RULES:
             change = (z[metric] - a[metric]) / a[metric] if mode == "relative" else z[metric] - a[metric]
             out.append({"boost": b, "metric": metric, "seed_42": a[metric], "seed_43": z[metric],
                         "change": change, "mode": mode})

@@ -27,6 +27,8 @@ import pandas as pd
 
 from tasks.stores import checks
 from tasks.publishing import publication_metrics as health
+from tasks.publishing import narrowing
+from tasks.stores import metrics_history
 from tasks.core import contract as c
 from tasks.stores import publications as store
 from tasks.publishing import score_tables
@@ -124,11 +126,11 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
     t = time.perf_counter()
     def go_live():
         if figures is not None:
-            health.write(paths, publication_id, figures)
+            metrics_history.write(paths, publication_id, figures)
         try:
             return warehouse.rebuild(paths)
         except BaseException:
-            health.discard(paths, publication_id)
+            metrics_history.discard(paths, publication_id)
             raise
 
     store.promote(paths, staged, publication_id, then=go_live, retain=retain)
@@ -139,7 +141,7 @@ def publish_tables(paths: Paths, publication_id: str, recommendations: pd.DataFr
 def publish(paths: Paths, roles: Roles, ratings_df: pd.DataFrame, movies_df: pd.DataFrame,
             users_df: pd.DataFrame, *, n: int = 50, k: int = 20, retain: int = 5, split_id: str | None = None,
             data_hash: str | None = None, device=None, scored: pd.DataFrame | None = None,
-            thresholds: health.Thresholds | None = None, refuse_narrowing: bool = False) -> PublicationResult:
+            thresholds: narrowing.Thresholds | None = None, refuse_narrowing: bool = False) -> PublicationResult:
     """Score top-n per user and top-k similar items, write a checked snapshot and make it live.
 
     roles: the served models and their jobs (tasks.registry.serving.roles); the ranking model's run metrics go in the
@@ -172,8 +174,8 @@ def publish(paths: Paths, roles: Roles, ratings_df: pd.DataFrame, movies_df: pd.
     boost = serving.recommender.config.popularity_boost if serving.kind == c.MODEL_KIND_DOT else None
     figures = health.measure(recs, sims, ratings_df, movies_df, users_df, popularity_boost=boost)
     live = store.current(paths)
-    previous = health.read(paths, live)
-    warnings = health.check_narrowing(figures, previous, thresholds, refuse=refuse_narrowing, previous_id=live)
+    previous = metrics_history.read(paths, live)
+    warnings = narrowing.check_narrowing(figures, previous, thresholds, refuse=refuse_narrowing, previous_id=live)
     seconds["measure"] = time.perf_counter() - t
     record = {
         c.PUBLICATION_ID: publication_id,

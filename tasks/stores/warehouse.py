@@ -21,7 +21,7 @@ from tasks.stores import checks
 from tasks.core import contract as c
 from tasks.core import durable
 from tasks.stores import lake
-from tasks.publishing import publication_metrics
+from tasks.stores import metrics_history
 from tasks.stores import publications
 from tasks.stores import split_store
 from tasks.core import sql
@@ -98,7 +98,7 @@ def publication_tables(con, paths: Paths) -> None:
                                   c.DATA_HASH: data_hash})
     sql.run(con, c.USER_RECOMMENDATIONS)
     sql.run(con, c.ITEM_NEIGHBORS)
-    publication_metrics.warehouse_section(con, paths)
+    metrics_history.warehouse_section(con, paths)
     # The rules that depend only on the published rows; the rated-item and catalogue rules ran on the
     # staged snapshot against the ratings it was scored from. A stale publication was filtered against
     # today's ratings: its rated-item rule runs again.

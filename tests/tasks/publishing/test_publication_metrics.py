@@ -12,6 +12,8 @@ import pytest
 
 from tasks.core import contract as c
 from tasks.publishing import publication_metrics as pm
+from tasks.publishing import narrowing
+from tasks.stores import metrics_history
 from tasks.core import sql
 
 SRC_MODEL, SRC_SIDE, SRC_POP = c.SOURCE_MODEL, c.SOURCE_SIDE_INFO, c.SOURCE_POPULARITY
@@ -90,7 +92,7 @@ def test_metric_names_are_unique_lowercase_snake_case():
     names = list(pm.METRICS) + [pm.POPULARITY_BOOST]
     assert len(set(names)) == len(names)
     assert all(n == n.lower() and n.replace("_", "").isalnum() for n in names)
-    assert {rule[0] for rule in pm.RULES} <= set(pm.METRICS)
+    assert {rule[0] for rule in narrowing.RULES} <= set(pm.METRICS)
 
 
 def test_measure_does_not_depend_on_row_order():
@@ -148,7 +150,7 @@ BASE = {pm.COVERAGE_AT_10: 0.30, pm.COVERAGE_AT_N: 0.60, pm.SIMILAR_COVERAGE: 0.
 
 
 def test_compare_flags_each_rule_just_past_its_threshold_and_not_just_before():
-    t = pm.Thresholds()
+    t = narrowing.Thresholds()
     cases = [  # (metric, value just inside, value just past)
         (pm.COVERAGE_AT_10, 0.30 * 0.91, 0.30 * 0.89),
         (pm.COVERAGE_AT_N, 0.60 * 0.91, 0.60 * 0.89),
@@ -160,49 +162,49 @@ def test_compare_flags_each_rule_just_past_its_threshold_and_not_just_before():
         (pm.POPULARITY_LIFT_AT_10, 4.0 * 1.09, 4.0 * 1.11),
     ]
     for metric, inside, past in cases:
-        assert pm.compare({**BASE, metric: inside}, BASE, t) == [], metric
-        (w,) = pm.compare({**BASE, metric: past}, BASE, t)
+        assert narrowing.compare({**BASE, metric: inside}, BASE, t) == [], metric
+        (w,) = narrowing.compare({**BASE, metric: past}, BASE, t)
         assert (w.metric, w.previous, w.current) == (metric, BASE[metric], past)
         assert metric in w.message
 
 
 def test_compare_relative_change_and_message():
-    (w,) = pm.compare({**BASE, pm.COVERAGE_AT_10: 0.24}, BASE)
+    (w,) = narrowing.compare({**BASE, pm.COVERAGE_AT_10: 0.24}, BASE)
     assert w.mode == "relative" and w.change == pytest.approx(-0.2) and w.threshold == 0.10
     assert "-20.0%" in w.message
 
 
 def test_widening_and_missing_figures_are_not_flagged():
     wider = {**BASE, pm.COVERAGE_AT_10: 0.6, pm.GINI_AT_10: 0.5, pm.POPULARITY_LIFT_AT_10: 1.0}
-    assert pm.compare(wider, BASE) == []
-    assert pm.compare(BASE, None) == []
-    assert pm.compare({pm.GINI_AT_10: math.nan}, {pm.GINI_AT_10: 0.1}) == []
-    assert pm.compare({pm.COVERAGE_AT_10: 0.5}, {}) == []
-    assert pm.compare({pm.POPULARITY_LIFT_AT_10: 3.0}, {pm.POPULARITY_LIFT_AT_10: 0.0}) == []
+    assert narrowing.compare(wider, BASE) == []
+    assert narrowing.compare(BASE, None) == []
+    assert narrowing.compare({pm.GINI_AT_10: math.nan}, {pm.GINI_AT_10: 0.1}) == []
+    assert narrowing.compare({pm.COVERAGE_AT_10: 0.5}, {}) == []
+    assert narrowing.compare({pm.POPULARITY_LIFT_AT_10: 3.0}, {pm.POPULARITY_LIFT_AT_10: 0.0}) == []
 
 
 def test_thresholds_are_settable_and_validated():
-    loose = pm.Thresholds.from_dict({"gini_rise": 0.5})
-    assert pm.compare({**BASE, pm.GINI_AT_10: 0.99}, BASE, loose) == []
-    assert pm.Thresholds.from_dict(None) == pm.Thresholds()
+    loose = narrowing.Thresholds.from_dict({"gini_rise": 0.5})
+    assert narrowing.compare({**BASE, pm.GINI_AT_10: 0.99}, BASE, loose) == []
+    assert narrowing.Thresholds.from_dict(None) == narrowing.Thresholds()
     with pytest.raises(ValueError, match="unknown field"):
-        pm.Thresholds.from_dict({"gini": 0.1})
+        narrowing.Thresholds.from_dict({"gini": 0.1})
     with pytest.raises(ValueError, match="gini_rise"):
-        pm.Thresholds(gini_rise=0)
+        narrowing.Thresholds(gini_rise=0)
 
 
 def test_check_narrowing_warns_or_refuses():
     narrowed = {**BASE, pm.GINI_AT_10: 0.99}
-    assert [w.metric for w in pm.check_narrowing(narrowed, BASE)] == [pm.GINI_AT_10]
-    assert pm.check_narrowing(BASE, BASE, refuse=True) == []
-    with pytest.raises(pm.NarrowingError, match="gini_at_10.*stays live") as err:
-        pm.check_narrowing(narrowed, BASE, refuse=True, previous_id="pub-1")
+    assert [w.metric for w in narrowing.check_narrowing(narrowed, BASE)] == [pm.GINI_AT_10]
+    assert narrowing.check_narrowing(BASE, BASE, refuse=True) == []
+    with pytest.raises(narrowing.NarrowingError, match="gini_at_10.*stays live") as err:
+        narrowing.check_narrowing(narrowed, BASE, refuse=True, previous_id="pub-1")
     assert [w.metric for w in err.value.warnings] == [pm.GINI_AT_10]
 
 
 def test_summary_markdown_lists_warnings_and_every_figure():
     narrowed = {**BASE, pm.GINI_AT_10: 0.99}
-    text = pm.summary_markdown(narrowed, BASE, pm.compare(narrowed, BASE))
+    text = narrowing.summary_markdown(narrowed, BASE, narrowing.compare(narrowed, BASE))
     assert text.startswith("**Narrowing flagged**")
     assert "| gini_at_10 ⚠ | 0.99 | 0.9 | +0.09 |" in text
     assert all(f"| {name}" in text for name in BASE)
@@ -250,48 +252,48 @@ def synthetic_figures(synthetic_small, tmp_path_factory):
 
 def test_concentrated_ratings_are_flagged(synthetic_figures):
     before, after = synthetic_figures["before"], synthetic_figures["concentrated"]
-    flagged = {w.metric for w in pm.compare(after, before)}
+    flagged = {w.metric for w in narrowing.compare(after, before)}
     assert {pm.COVERAGE_AT_10, pm.GINI_AT_10, pm.TOP1PCT_SHARE_AT_10} <= flagged
-    with pytest.raises(pm.NarrowingError):
-        pm.check_narrowing(after, before, refuse=True)
+    with pytest.raises(narrowing.NarrowingError):
+        narrowing.check_narrowing(after, before, refuse=True)
 
 
 def test_unchanged_data_refit_with_another_seed_is_not_flagged(synthetic_figures):
-    assert pm.compare(synthetic_figures["unchanged"], synthetic_figures["before"]) == []
-    assert pm.compare(synthetic_figures["before"], synthetic_figures["before"]) == []
+    assert narrowing.compare(synthetic_figures["unchanged"], synthetic_figures["before"]) == []
+    assert narrowing.compare(synthetic_figures["before"], synthetic_figures["before"]) == []
 
 
 # --- history files ---------------------------------------------------------------------------------------
 def test_history_files_round_trip_append_only(home):
     figures = {pm.COVERAGE_AT_10: 0.25, pm.GINI_AT_10: math.nan}
-    path = pm.write(home, "20260101T000000000Z-aaaaaa", figures)
+    path = metrics_history.write(home, "20260101T000000000Z-aaaaaa", figures)
     assert path == home.publications / "metrics" / "20260101T000000000Z-aaaaaa.json"
     assert '"value": null' in path.read_text()
-    back = pm.read(home, "20260101T000000000Z-aaaaaa")
+    back = metrics_history.read(home, "20260101T000000000Z-aaaaaa")
     assert back[pm.COVERAGE_AT_10] == 0.25 and math.isnan(back[pm.GINI_AT_10])
-    assert pm.write(home, "20260101T000000000Z-aaaaaa", figures) == path  # same figures: no-op
+    assert metrics_history.write(home, "20260101T000000000Z-aaaaaa", figures) == path  # same figures: no-op
     with pytest.raises(FileExistsError, match="already recorded"):
-        pm.write(home, "20260101T000000000Z-aaaaaa", {pm.COVERAGE_AT_10: 0.5})
-    assert pm.read(home, "missing") is None and pm.read(home, None) is None
+        metrics_history.write(home, "20260101T000000000Z-aaaaaa", {pm.COVERAGE_AT_10: 0.5})
+    assert metrics_history.read(home, "missing") is None and metrics_history.read(home, None) is None
     assert not list(path.parent.glob(".*"))  # no temporary left behind
 
 
 def test_history_lists_every_publication_oldest_first_and_discard_removes_one(home):
-    pm.write(home, "20260102T000000000Z-bbbbbb", {pm.COVERAGE_AT_10: 0.2})
-    pm.write(home, "20260101T000000000Z-aaaaaa", {pm.COVERAGE_AT_10: 0.3, pm.GINI_AT_10: 0.9})
-    frame = pm.history(home)
+    metrics_history.write(home, "20260102T000000000Z-bbbbbb", {pm.COVERAGE_AT_10: 0.2})
+    metrics_history.write(home, "20260101T000000000Z-aaaaaa", {pm.COVERAGE_AT_10: 0.3, pm.GINI_AT_10: 0.9})
+    frame = metrics_history.history(home)
     assert list(frame.columns) == list(c.PUBLICATION_METRICS_COLUMNS)
     assert frame[c.PUBLICATION_ID].tolist() == ["20260101T000000000Z-aaaaaa"] * 2 + ["20260102T000000000Z-bbbbbb"]
-    pm.discard(home, "20260102T000000000Z-bbbbbb")
-    assert [p.stem for p in pm.files(home)] == ["20260101T000000000Z-aaaaaa"]
+    metrics_history.discard(home, "20260102T000000000Z-bbbbbb")
+    assert [p.stem for p in metrics_history.files(home)] == ["20260101T000000000Z-aaaaaa"]
 
 
 def test_a_broken_history_file_names_its_line(home):
-    path = pm.metrics_path(home, "p1")
+    path = metrics_history.metrics_path(home, "p1")
     path.parent.mkdir(parents=True)
     path.write_text('{"publication_id": "p1", "metric": "gini_at_10", "value": 0.5}\nnot json\n')
     with pytest.raises(ValueError, match=r"p1.json line 2"):
-        pm.read(home, "p1")
+        metrics_history.read(home, "p1")
 
 
 # --- the warehouse table and the consumer query -------------------------------------------------------------
@@ -302,13 +304,13 @@ def _warehouse(home, tmp_path, live: str):
     """A DuckDB file with publication_metrics (from the history files) and the live recommendations table."""
     values = {PUBS[0]: (0.30, 0.90), PUBS[1]: (0.20, 0.95), PUBS[2]: (0.25, 0.93)}
     for pid, (cov, gini) in values.items():
-        pm.write(home, pid, {pm.COVERAGE_AT_10: cov, pm.GINI_AT_10: gini})
+        metrics_history.write(home, pid, {pm.COVERAGE_AT_10: cov, pm.GINI_AT_10: gini})
     recs = _recs().assign(**{c.MODEL_NAME: "m", c.MODEL_VERSION: "1", c.PUBLICATION_ID: live})
     parquet = tmp_path / "recommendations.parquet"
     # a snapshot as published before predicted_rating existed: the warehouse reads that column as null
     recs[[col for col in c.RECOMMENDATIONS_COLUMNS if col != c.PREDICTED_RATING]].to_parquet(parquet, index=False)
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    pm.warehouse_section(con, home)
+    metrics_history.warehouse_section(con, home)
     sql.run(con, c.RECOMMENDATIONS, {"path": str(parquet)})
     assert con.execute(f"select count(*) from recommendations where {c.PREDICTED_RATING} is null").fetchall() == [(len(recs),)]
     return con
@@ -352,5 +354,5 @@ def test_query_health_follows_the_live_publication_and_a_chosen_one(home, tmp_pa
 
 def test_no_history_creates_no_table(home):
     con = duckdb.connect()
-    pm.warehouse_section(con, home)
+    metrics_history.warehouse_section(con, home)
     assert con.execute("select count(*) from information_schema.tables").fetchone()[0] == 0

@@ -173,7 +173,8 @@ def test_uncorrupted_frames_pass_every_check(live, tmp_path):
 
 def test_a_narrowing_publication_is_refused_when_asked_and_the_previous_stays_live(live):
     """Ratings concentrated on a few items narrow the lists: flagged always, refused with refuse_narrowing."""
-    from tasks.publishing import publication_metrics as pm
+    from tasks.publishing import narrowing
+    from tasks.stores import metrics_history
     from tasks.registry.model_ref import ServingModel
     from tests.tasks.publishing.test_publish import train_tiny
 
@@ -182,12 +183,12 @@ def test_a_narrowing_publication_is_refused_when_asked_and_the_previous_stays_li
     popular = w.ratings[c.ITEM_ID].value_counts().index[:8].to_numpy()
     narrow = w.ratings[w.ratings[c.ITEM_ID].isin(popular)]           # a model that only knows 8 items
     model = ServingModel(train_tiny(narrow), w.meta)
-    with pytest.raises(pm.NarrowingError, match="coverage_at_10") as err:
+    with pytest.raises(narrowing.NarrowingError, match="coverage_at_10") as err:
         pub.publish(w.paths, roles([model]), w.ratings, w.movies, w.users, n=N, k=K, refuse_narrowing=True)
     assert err.value.previous_id == live_before and str(live_before) in str(err.value)
     assert store.current(w.paths) == live_before
     assert [p.name for p in store.retained(w.paths)] == [first.publication_id]
-    assert pm.read(w.paths, live_before) is not None and len(pm.files(w.paths)) == 1
+    assert metrics_history.read(w.paths, live_before) is not None and len(metrics_history.files(w.paths)) == 1
     served = {r[c.PUBLICATION_ID] for r in query(w.paths, "query_live_publication")}
     assert served == {first.publication_id}
 
