@@ -51,6 +51,8 @@ def main() -> None:
     from tasks.registry import versions as r
     from tasks.registry import promote
     from tasks.registry import tracking as t
+    from tasks.registry import mlflow_store
+    from tasks.registry import plots
     from tasks.core.settings import Paths
     from tasks.learning.kind_config import model_config
     imports = time.perf_counter() - t0
@@ -64,7 +66,7 @@ def main() -> None:
         paths = Paths(work / "home")
 
         t1 = time.perf_counter()
-        t.experiment_id(paths)  # creates + migrates the SQLite store: once per data home
+        mlflow_store.experiment_id(paths)  # creates + migrates the SQLite store: once per data home
         store_init = time.perf_counter() - t1
         print(json.dumps({"measure": "process imports (mlflow, torch, prefect, tasks)", "seconds": round(imports, 2)}))
         print(json.dumps({"measure": "create + migrate empty SQLite store (once per home)",
@@ -83,7 +85,7 @@ def main() -> None:
             for i in range(args.repeats + 1):  # the first round warms matplotlib and MLflow's code paths
                 a = time.perf_counter()
                 with tempfile.TemporaryDirectory() as pics:
-                    t.write_pictures(Path(pics), rec, rec.history, movies, train)
+                    plots.write_pictures(Path(pics), rec, rec.history, movies, train)
                 b, cpu_b = time.perf_counter(), time.process_time()
                 run_id = t.log_training(paths, rec, config, {"rmse": rmse + 0.01 * i}, rec.history, lineage,
                                         movies=movies, train=train)

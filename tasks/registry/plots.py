@@ -228,3 +228,47 @@ def _save(fig, path: Path) -> Path:
 __all__: Sequence[str] = ("history_frame", "loss_curves", "pca", "pca_2d", "pick_labels", "spread_labels",
                           "embedding_pca", "popularity_correlation", "bias_meaning", "bias_table", "bias_chart",
                           "bias_markdown")
+
+
+def write_pictures(folder: Path, recommender, history, movies: pd.DataFrame | None,
+                   train: pd.DataFrame | None) -> list[Path]:
+    """Loss curves, the item-embedding PCA and the item-bias table/chart (when the model has biases).
+
+    Each picture is titled with the model and its loss; the bias chart says what a bias means under
+    that loss (a rating offset under MSE, popularity under softmax) and shows each item's rating count.
+    """
+    config = getattr(recommender, "config", None)
+    kind, loss = getattr(config, "kind", ""), getattr(getattr(config, "loss", None), "name", "")
+    model = f"{kind} ({loss})" if kind and loss else kind
+    written = [loss_curves(history, folder / "loss_curves.png", model=model, loss=loss)]
+    titles = dict(zip(movies[c.ITEM_ID].astype(int), movies[c.TITLE])) if movies is not None else {}
+    counts = train[c.ITEM_ID].value_counts().to_dict() if train is not None else {}
+    item_ids, matrix = recommender.item_embeddings()
+    item_ids, matrix = np.asarray(item_ids), np.asarray(matrix)
+    if len(item_ids) >= 2:
+        written.append(embedding_pca(item_ids, matrix, titles, counts, folder / "item_embeddings_pca.png",
+                                           model=model))
+    biases = item_biases(recommender)
+    if biases is not None:
+        table = bias_table(*biases, titles, counts)
+        table.to_csv(folder / "item_bias.csv", index=False)
+        (folder / "item_bias.md").write_text(bias_markdown(table))
+        n_rated = np.array([counts.get(int(i), 0) for i in biases[0]])
+        rho = popularity_correlation(biases[1], n_rated) if counts else None
+        written += [folder / "item_bias.csv", folder / "item_bias.md",
+                    bias_chart(table, folder / "item_bias.png", loss=loss or "mse", model=model,
+                                     correlation=rho)]
+    return written
+
+
+def item_biases(recommender) -> tuple[np.ndarray, np.ndarray] | None:
+    """(item_ids, learned item bias) for models that have one (dot_bias), else None."""
+    getter = getattr(recommender, "item_biases", None)
+    if getter is not None:
+        got = getter()
+        return None if got is None else (np.asarray(got[0]), np.asarray(got[1], dtype=np.float64))
+    # DotProductBias keeps item biases in an embedding whose row 0 is the "unknown" item
+    bias = getattr(getattr(recommender, "model", None), "item_bias", None)
+    if bias is None:
+        return None
+    return np.asarray(recommender.item_ids), bias.weight[1:, 0].detach().float().cpu().numpy().astype(np.float64)

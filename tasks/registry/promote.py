@@ -11,7 +11,7 @@ from tasks.core import contract as c
 from tasks.core.errors import ConfigError
 from tasks.core.settings import Paths
 from tasks.learning import promotion
-from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tasks.registry.versions import TAG_DECISION, champion_version, load_for_scoring, resolve, version_metric
 
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
@@ -50,7 +50,7 @@ def lower_is_better(metric: str) -> bool:
 
 def bare_metric(metric: str) -> str:
     """'valid_ndcg_at_10' -> 'ndcg_at_10': the metric without its split-part prefix."""
-    key = t.metric_key(metric).lower()
+    key = mlflow_store.metric_key(metric).lower()
     for prefix in SPLIT_PREFIXES:
         if key.startswith(prefix):
             return key[len(prefix):]
@@ -70,7 +70,7 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str | None 
     """
     metric = metric or "valid_" + promotion.PROMOTION_METRICS[kind]
     floor = baseline_name or promotion.floor_name(bare_metric(metric))
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     name = c.registered_model_name(kind)
     version = str(version)
     new = cl.get_model_version(name, version)
@@ -101,8 +101,8 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str | None 
         basis = f"same split {new.tags.get(c.SPLIT_ID)} and data {new.tags.get(c.DATA_HASH)}"
     elif rescore is not None:
         recommender, _ = load_for_scoring(paths, kind, champ)
-        scores = {t.metric_key(k).lower(): v for k, v in dict(rescore(recommender)).items()}
-        champ_value = scores.get(t.metric_key(metric).lower(), scores.get(bare_metric(metric)))
+        scores = {mlflow_store.metric_key(k).lower(): v for k, v in dict(rescore(recommender)).items()}
+        champ_value = scores.get(mlflow_store.metric_key(metric).lower(), scores.get(bare_metric(metric)))
         champ_value = float(champ_value) if champ_value is not None and math.isfinite(champ_value) else None
         basis = f"champion re-scored on split {new.tags.get(c.SPLIT_ID)} / data {new.tags.get(c.DATA_HASH)}"
     else:
@@ -125,7 +125,7 @@ def promote(paths: Paths, kind: str, version: str, reason: str) -> Decision:
         raise ConfigError("promote needs a reason (--reason \"...\"): it is recorded on the version")
     name = c.registered_model_name(kind)
     resolve(paths, kind, str(version))  # NotFound for an unknown version
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     d = Decision(name, str(version), True, MANUAL, f"manual override: {reason.strip()}",
                  champion_version=champion_version(paths, kind))
     _record(cl, d)

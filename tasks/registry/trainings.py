@@ -19,6 +19,7 @@ from tasks.learning import evaluate as ev
 from tasks.learning import promotion
 from tasks.learning.training import TrainResult
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tasks.registry.model_ref import ModelRef
 from tasks.registry.promote import Decision, bare_metric, promote_if_better
 from tasks.registry.versions import find_by_tag, register, resolve
@@ -156,7 +157,7 @@ def record_serving(paths: Paths, recommender, evaluated: ModelRef, data_hash: st
 
 def use_for_serving(paths: Paths, kind: str, version: str, evaluated: ModelRef) -> ModelRef:
     """Point `serving` at an existing serving fit, its evaluated-version tag at `evaluated` (a reused fit)."""
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     name = c.registered_model_name(kind)
     cl.set_model_version_tag(name, str(version), TAG_SERVING_EVALUATED, str(evaluated.version))
     cl.set_registered_model_alias(name, c.ALIAS_SERVING, str(version))

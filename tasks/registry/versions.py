@@ -16,6 +16,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from tasks.core import contract as c
 from tasks.core import durable
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
+from tasks.registry import pyfunc_logging
 from tasks.core.errors import NotFound
 from tasks.registry.model_ref import ModelRef
 from tasks.core import settings
@@ -27,7 +29,7 @@ TAG_DECISION = "promotion.decision"   # set on a version by tasks/registry/promo
 def register(paths: Paths, run_id: str, kind: str | None = None, *, alias: str = c.ALIAS_CANDIDATE,
              tags: Mapping[str, str] | None = None) -> str:
     """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `alias` (`candidate`)."""
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     run = cl.get_run(run_id)
     tags = run.data.tags
     kind = kind or tags.get(t.TAG_KIND)
@@ -45,7 +47,7 @@ def register(paths: Paths, run_id: str, kind: str | None = None, *, alias: str =
     lineage = {k: tags[k] for k in t.LINEAGE_TAGS if k in tags}
     # MLflow's SQL registry looks the logged model up through the *global* tracking URI (a TODO in
     # mlflow/store/model_registry/sqlalchemy_store.py), so scope it to ours for this one call.
-    with t.using_tracking_uri(paths.mlflow_tracking_uri):
+    with mlflow_store.using_tracking_uri(paths.mlflow_tracking_uri):
         mv = cl.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
                                      tags={**lineage, **dict(tags or {}), "run_id": run_id},
                                      description=f"trained in run {run_id} on split {lineage.get(c.SPLIT_ID)}")
@@ -58,8 +60,8 @@ def find_by_tag(paths: Paths, kind: str, tag: str, value: str, *, decided: bool 
 
     decided: only versions with a promotion decision (trainings); serving fits are never promoted.
     """
-    cl = t.client(paths)
-    exp = cl.get_experiment_by_name(t.EXPERIMENT)
+    cl = mlflow_store.client(paths)
+    exp = cl.get_experiment_by_name(mlflow_store.EXPERIMENT)
     if exp is None:
         return None
     runs = cl.search_runs([exp.experiment_id], filter_string=f"tags.{_quote(tag)} = '{_quote(value)}' "
@@ -88,7 +90,7 @@ def mark_reused(paths: Paths, kind: str, version: str, flow_run_id: str, flow_ru
     """
     from datetime import datetime, timezone
 
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     name = c.registered_model_name(kind)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cl.set_model_version_tag(name, str(version), f"{TAG_REUSED_BY}.{_quote(flow_run_id)}",
@@ -113,7 +115,7 @@ def training_of_flow_run(paths: Paths, kind: str, flow_run_id: str) -> tuple[Mod
         return trained, False
     name = c.registered_model_name(kind)
     try:
-        found = t.client(paths).search_model_versions(
+        found = mlflow_store.client(paths).search_model_versions(
             f"name = '{_quote(name)}' and tags.`{TAG_REUSED_BY}.{_quote(flow_run_id)}` LIKE '%'")
     except MlflowException:  # no such registered model yet
         return None
@@ -131,29 +133,29 @@ def _quote(value: str) -> str:
 
 def run_metrics(paths: Paths, run_id: str) -> dict[str, float]:
     """Final metrics of a run (finite values only)."""
-    data = t.client(paths).get_run(run_id).data.metrics
+    data = mlflow_store.client(paths).get_run(run_id).data.metrics
     return {k: float(v) for k, v in data.items() if v is not None and math.isfinite(v)}
 
 
 def version_metric(paths: Paths, name: str, version: str, metric: str) -> float | None:
     """The metric logged by the run behind a version (None when absent or not finite)."""
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     mv = cl.get_model_version(name, version)
-    value = cl.get_run(mv.run_id).data.metrics.get(t.metric_key(metric))
+    value = cl.get_run(mv.run_id).data.metrics.get(mlflow_store.metric_key(metric))
     return value if value is not None and math.isfinite(value) else None
 
 
 def champion_version(paths: Paths, kind: str) -> str | None:
     """The version the `champion` alias points at, or None."""
     try:
-        return str(t.client(paths).get_model_version_by_alias(c.registered_model_name(kind), c.ALIAS_CHAMPION).version)
+        return str(mlflow_store.client(paths).get_model_version_by_alias(c.registered_model_name(kind), c.ALIAS_CHAMPION).version)
     except MlflowException:
         return None
 
 
 def resolve(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> ModelRef:
     """A version by alias ('champion', 'candidate') or number, with its lineage."""
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     name = c.registered_model_name(kind)
     ref = str(alias_or_version)
     try:
@@ -180,14 +182,14 @@ def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, dev
     from models.recommender import Recommender
 
     ref = resolve(paths, kind, alias)
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     mv = cl.get_model_version(ref.name, ref.version)
     # the SQLite registry does not hand model_id back; the source is models:/<model_id>
     model_id = mv.model_id or mv.source.rsplit("/", 1)[-1]
     location = cl.get_logged_model(model_id).artifact_location
     with durable.scratch_dir(paths, "lensflow-load-") as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{location.rstrip('/')}/artifacts/{t.RECOMMENDER_FILE}", dst_path=tmp,
+            artifact_uri=f"{location.rstrip('/')}/artifacts/{pyfunc_logging.RECOMMENDER_FILE}", dst_path=tmp,
             tracking_uri=paths.mlflow_tracking_uri)
         return Recommender.load(Path(local), device=settings.device(device)), ref
 
@@ -217,4 +219,4 @@ def server_command(paths: Paths, port: int = 5000, host: str = "127.0.0.1", work
 
 def version_tags(paths: Paths, kind: str, version: str) -> dict[str, str]:
     """The tags of one registered version."""
-    return dict(t.client(paths).get_model_version(c.registered_model_name(kind), str(version)).tags or {})
+    return dict(mlflow_store.client(paths).get_model_version(c.registered_model_name(kind), str(version)).tags or {})

@@ -12,6 +12,7 @@ from tasks.learning import promotion
 from tasks.registry import versions as registry
 from tasks.registry import promote
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tasks.core.errors import NotFound
 from tasks.core.settings import Paths
 
@@ -45,7 +46,7 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
     old "no champion yet" is never shown as news; `promotion_decision`/`promotion_reason` keep the record.
     """
     ref = registry.resolve(paths, kind, str(version))
-    cl = t.client(paths)
+    cl = mlflow_store.client(paths)
     mv = cl.get_model_version(ref.name, ref.version)
     run = cl.get_run(ref.run_id)
     metrics = {k: v for k, v in run.data.metrics.items() if v is not None and math.isfinite(v)}
@@ -70,7 +71,7 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
         "champion_version": champion, "device": run.data.tags.get(t.TAG_DEVICE, ""),
         "train_seconds": seconds if seconds is not None else _float(run.data.tags.get(t.TAG_TRAIN_SECONDS)),
         "metrics": metrics, "flow_run": flow_run_name, "mlflow_run_name": run.info.run_name,
-        "mlflow_url": t.run_url(paths.mlflow_tracking_uri, run.info.experiment_id, ref.run_id),
+        "mlflow_url": mlflow_store.run_url(paths.mlflow_tracking_uri, run.info.experiment_id, ref.run_id),
     }
 
 
@@ -85,7 +86,7 @@ def training_of_flow_run(paths: Paths, kind: str, flow_run_id: str, flow_run_nam
     if found is None:
         raise NotFound(f"training flow run {flow_run_name or flow_run_id} ({flow_run_id}) completed but left no "
                        f"{kind} run or version in MLflow store {paths.mlflow_tracking_uri}: point every worker's "
-                       f"{t.ENV_TRACKING_URI} at the same tracking server")
+                       f"{mlflow_store.ENV_TRACKING_URI} at the same tracking server")
     ref, reused = found
     return {**training_summary(paths, kind, ref.version, reused=reused, flow_run_name=flow_run_name),
             "flow_run_id": str(flow_run_id)}
@@ -112,7 +113,7 @@ def model_label(m: dict) -> str:
 
 def _promotion_key(m: dict) -> str:
     """The metric promotion compared for one model, as logged: valid_ndcg_at_10 (test_... without a valid part)."""
-    key = t.metric_key(m.get("promotion_metric") or promotion.PROMOTION_METRICS.get(m.get("kind"), "ndcg_at_10"))
+    key = mlflow_store.metric_key(m.get("promotion_metric") or promotion.PROMOTION_METRICS.get(m.get("kind"), "ndcg_at_10"))
     return key if key.startswith(promote.SPLIT_PREFIXES) else f"valid_{key}"
 
 

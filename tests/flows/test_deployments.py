@@ -25,6 +25,7 @@ from prefect.workers.process import ProcessWorker
 from tasks.core import contract as c
 from tasks.registry import versions as registry
 from tasks.registry import tracking
+from tasks.registry import mlflow_store
 from tasks.stores import warehouse
 from tasks.core.settings import Paths
 from tests.conftest import free_port, wait_healthy
@@ -88,7 +89,7 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
                                   "HOME": str(tmp_path / name), "PREFECT_HOME": str(tmp_path / name / "prefect"),
                                   "MLFLOW_TRACKING_URI": tracking_uri, "LENSFLOW_DATA_URI": shared.as_uri()})
     # This process asks the MLflow server too (as any host would); a dead server fails fast, not after retries.
-    monkeypatch.setenv(tracking.ENV_TRACKING_URI, tracking_uri)
+    monkeypatch.setenv(mlflow_store.ENV_TRACKING_URI, tracking_uri)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     procs: list[subprocess.Popen] = []
 
@@ -152,7 +153,7 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
             "logs": {"flow_run_id": {"any_": [pipeline_run]}}, "sort": "TIMESTAMP_DESC", "limit": 200})]
 
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+        experiment = client.get_experiment_by_name(mlflow_store.EXPERIMENT).experiment_id
         assert sorted(fr["parameters"]["kind"] for fr in trainings) == sorted(c.MODEL_KINDS), trainings
         for fr in trainings:
             assert fr["state_type"] == "COMPLETED" and fr["work_pool_name"] == "gpu", fr

@@ -178,6 +178,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     from pathlib import Path
 
     from tasks.registry import tracking
+    from tasks.registry import mlflow_store
 
     story = _latest_pipeline_story()
     publish_run = _assert_the_story_is_told(story, Path(first["ingest"]["source"]),
@@ -188,7 +189,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert "lensflow-dot_bias v1: promoted — no champion yet" in story["logs"]["train-dot_bias-softmax"]
     assert "predicted_rating is null in this publication" in story["logs"][story["root"].name]
     assert f"published {pid}: {n_rows:,} recommendations" in story["logs"][publish_run]
-    cl = tracking.client(home)
+    cl = mlflow_store.client(home)
     for m in first["models"]:
         run = cl.get_run(m["run_id"])
         assert run.data.tags[tracking.TAG_FLOW_RUN_ID] == str(story["subflows"][f"train-{m['kind']}-{m['loss']}"].id)

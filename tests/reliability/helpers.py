@@ -231,10 +231,10 @@ def main(argv: list[str]) -> int:
     elif step == "train":
         print(train(home, int(argv[2]) if len(argv) > 2 else 42))
     elif step == "mlflow-store":  # open (create and migrate) the MLflow store; the parent kills us meanwhile
-        from tasks.registry import tracking
+        from tasks.registry import mlflow_store
 
         print("ready", flush=True)
-        tracking.client(home)
+        mlflow_store.client(home)
         print("created", flush=True)
     else:
         raise SystemExit(f"unknown step {step!r}")

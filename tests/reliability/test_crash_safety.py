@@ -64,9 +64,9 @@ def base(tmp_path_factory):
     source_a = helpers.make_source(root / "a", seed=21)
     source_b = helpers.make_source(root / "b", seed=22, users=70, items=90, ratings=1800)
     paths = helpers.build_published_home(root / "home", source_a)
-    from tasks.registry import tracking
+    from tasks.registry import mlflow_store
 
-    tracking.client(paths)  # the MLflow store exists (its creation is tested on its own below)
+    mlflow_store.client(paths)  # the MLflow store exists (its creation is tested on its own below)
     yield paths, source_a, source_b
     if RESULTS:  # the figures docs/reliability.md quotes (pytest -s shows them; the env var keeps them)
         print("\ncrash-safety results:\n" + "\n".join(json.dumps(r) for r in RESULTS))
@@ -96,11 +96,12 @@ def test_every_fault_label_sits_in_the_code_and_is_killed_here():
 
 def undecided_versions(paths) -> list[str]:
     """Registered dot-bias versions without a promotion decision (left by a kill after register)."""
+    from tasks.registry import mlflow_store
     from tasks.registry import versions as registry
 
     if not paths.mlflow_db.is_file():
         return []
-    cl = registry.t.client(paths)
+    cl = mlflow_store.client(paths)
     versions = cl.search_model_versions(f"name = '{c.registered_model_name(c.MODEL_KIND_DOT)}'")
     return sorted(v.version for v in versions if registry.TAG_DECISION not in v.tags)
 
@@ -169,7 +170,7 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
 
 def test_kill_while_mlflow_creates_its_store_leaves_a_usable_store(base, tmp_path):
     """MLflow's first open runs ~50 schema migrations (seconds); a kill in the middle must not poison the home."""
-    from tasks.registry import tracking
+    from tasks.registry import mlflow_store
 
     home, _, _ = base
     paths = helpers.copy_home(home, tmp_path / "home")
@@ -184,9 +185,9 @@ def test_kill_while_mlflow_creates_its_store_leaves_a_usable_store(base, tmp_pat
         time.sleep(delays[-1])
         proc.kill()
         proc.wait(timeout=60)
-    cl = tracking.client(paths)                            # opens (or creates) the store and migrates it
-    assert tracking.experiment_id(paths) == tracking.experiment_id(paths, mlflow_client=cl)
-    assert [e.name for e in cl.search_experiments() if e.name == tracking.EXPERIMENT] == [tracking.EXPERIMENT]
+    cl = mlflow_store.client(paths)                            # opens (or creates) the store and migrates it
+    assert mlflow_store.experiment_id(paths) == mlflow_store.experiment_id(paths, mlflow_client=cl)
+    assert [e.name for e in cl.search_experiments() if e.name == mlflow_store.EXPERIMENT] == [mlflow_store.EXPERIMENT]
     RESULTS.append({"kill": "mlflow-store-creation", "delays_s": delays, "store_usable_after": True,
                     "leftovers": sorted(p.name for p in paths.mlflow_db.parent.glob(".*tmp-*"))})
 

@@ -13,6 +13,7 @@ from tasks.core import contract as c
 from tasks.registry import versions as r
 from tasks.registry import promote
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tests.conftest import free_port, wait_healthy
 from tests.tasks.registry.test_tracking import data, empty_mlflow_db, fit, rmse_on  # noqa: F401  (fixtures)
 
@@ -30,7 +31,7 @@ def server(home, empty_mlflow_db, monkeypatch):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url + "/health", proc, timeout=120)
-        monkeypatch.setenv(t.ENV_TRACKING_URI, url)  # as a team would: everyone points at the server
+        monkeypatch.setenv(mlflow_store.ENV_TRACKING_URI, url)  # as a team would: everyone points at the server
         yield url
     finally:
         proc.terminate()
@@ -55,7 +56,7 @@ def test_log_register_promote_and_load_through_a_server(server, home, data):
     with urllib.request.urlopen(f"{server}/api/2.0/mlflow/registered-models/alias?"
                                 f"name={c.registered_model_name(KIND)}&alias={c.ALIAS_CHAMPION}") as resp:
         assert f'"version": "{version}"' in resp.read().decode().replace('":"', '": "')
-    cl = t.client(home)
+    cl = mlflow_store.client(home)
     assert cl.get_run(run_id).data.metrics["rmse"] == pytest.approx(rmse_on(rec, valid))
     assert {"plots/loss_curves.png", "plots/item_embeddings_pca.png"} <= {
         a.path for a in cl.list_artifacts(run_id, "plots")}

@@ -18,6 +18,7 @@ from tasks.registry import versions as r
 from tasks.registry import promote
 from tasks.registry import trainings
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tests.tasks.registry.test_tracking import (  # noqa: F401  (fixtures)
     data, empty_mlflow_db, fit, mlflow_home, movies_for, rmse_on)
 
@@ -45,12 +46,12 @@ def log_and_register(home, rec, valid, *, split_id="split-1", data_hash="hash-1"
 
 
 def aliases(home) -> dict[str, str]:
-    found = t.client(home).get_registered_model(c.registered_model_name(KIND)).aliases
+    found = mlflow_store.client(home).get_registered_model(c.registered_model_name(KIND)).aliases
     return {alias: str(version) for alias, version in found.items()}
 
 
 def version_tags(home, version) -> dict[str, str]:
-    return t.client(home).get_model_version(c.registered_model_name(KIND), version).tags
+    return mlflow_store.client(home).get_model_version(c.registered_model_name(KIND), version).tags
 
 
 def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, data, good, poor):
@@ -74,7 +75,7 @@ def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, d
     assert aliases(home) == {c.ALIAS_CANDIDATE: v3, c.ALIAS_CHAMPION: v2}
     tags = version_tags(home, v3)
     assert tags[r.TAG_DECISION] == promote.KEPT and tags[promote.TAG_REASON] == worse.reason
-    mv = t.client(home).get_model_version(c.registered_model_name(KIND), v3)
+    mv = mlflow_store.client(home).get_model_version(c.registered_model_name(KIND), v3)
     assert mv.description.endswith(f"promotion: kept — {worse.reason}")
 
 
@@ -156,7 +157,7 @@ def test_lineage_and_load_for_scoring(registered, data):
     name = c.registered_model_name(KIND)
     assert ref == r.ModelRef(name, version, f"models:/{name}/{version}", run_id, "split-9", "hash-9")
     assert r.resolve(home, KIND, version) == r.resolve(home, KIND, c.ALIAS_CANDIDATE) == ref
-    run = t.client(home).get_run(ref.run_id)  # version -> run -> config
+    run = mlflow_store.client(home).get_run(ref.run_id)  # version -> run -> config
     assert run.data.params["n_factors"] == "8" and run.data.tags[c.SPLIT_ID] == "split-9"
     u, i = valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy()
     np.testing.assert_array_equal(loaded.predict(u, i), rec.predict(u, i))
@@ -177,7 +178,7 @@ def _in_fresh_process(home, tmp_path, body: str) -> dict:
         json.dump(out, open("out.json", "w"))
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
+    env[mlflow_store.ENV_TRACKING_URI] = home.mlflow_tracking_uri
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -227,7 +228,7 @@ def test_mlflow_models_serve_answers_recommend_requests_over_http(registered, da
     train, _ = data
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env[t.ENV_TRACKING_URI] = home.mlflow_tracking_uri
+    env[mlflow_store.ENV_TRACKING_URI] = home.mlflow_tracking_uri
     bin_dir = os.path.dirname(sys.executable)   # as the docs say: the venv's bin first on PATH (uvicorn)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     mlflow_bin = os.path.join(bin_dir, "mlflow")
@@ -308,7 +309,7 @@ def test_record_training_logs_registers_and_promotes_on_validation_metrics(mlflo
                          history=good.history, seconds=2.5, device="cpu", split_id="split-7")
     done = trainings.record_training(home, result, "hash-7", metric="rmse", tags={"training_fingerprint": "fp-1"})
     assert done.decision.promoted and done.decision.metric == "valid_rmse"
-    run = t.client(home).get_run(done.run_id)
+    run = mlflow_store.client(home).get_run(done.run_id)
     assert run.data.metrics["valid_rmse"] == pytest.approx(rmse_on(good, valid))
     assert run.data.metrics["test_ndcg_at_10"] == pytest.approx(0.2)
     assert run.data.tags["training_fingerprint"] == "fp-1"
@@ -339,7 +340,7 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     tags = version_tags(home, refused.version)
     assert tags[r.TAG_DECISION] == promote.REFUSED and "popularity baseline" in tags[promote.TAG_REASON]
     assert float(tags[promote.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
-    run = t.client(home).get_run(refused.run_id)
+    run = mlflow_store.client(home).get_run(refused.run_id)
     assert run.data.metrics["popularity_valid_rmse"] == pytest.approx(floor["rmse"])
     assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
 
@@ -390,5 +391,5 @@ def test_a_training_the_pipeline_cannot_find_fails_with_one_line_naming_the_trac
     with pytest.raises(NotFound) as err:
         report.training_of_flow_run(mlflow_home, KIND, "0a1b2c3d-0000-4000-8000-000000000009", "train-dot_bias-x")
     message = str(err.value)
-    assert "\n" not in message and "train-dot_bias-x" in message and t.ENV_TRACKING_URI in message
+    assert "\n" not in message and "train-dot_bias-x" in message and mlflow_store.ENV_TRACKING_URI in message
     assert mlflow_home.mlflow_tracking_uri in message

@@ -18,6 +18,7 @@ from models.recommender import Recommender
 from tasks.core import contract as c
 from tasks.registry import plots
 from tasks.registry import tracking as t
+from tasks.registry import mlflow_store
 from tasks.core.settings import Paths
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,7 +66,7 @@ def empty_store() -> Path:
     """A freshly migrated, empty MLflow SQLite store, made once per test process and shared by the
     registry tests that import this module: creating one costs 3-10 s here, copying it ~1 ms."""
     p = Paths(Path(tempfile.mkdtemp(prefix="lensflow-mlflow-template-")))
-    t.client(p).search_experiments()  # runs MLflow's schema migrations
+    mlflow_store.client(p).search_experiments()  # runs MLflow's schema migrations
     return p.mlflow_db
 
 
@@ -110,7 +111,7 @@ def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, d
     run = cl.get_run(run_id)
     assert run.info.status == "FINISHED"
     exp = cl.get_experiment(run.info.experiment_id)
-    assert exp.name == t.EXPERIMENT and exp.artifact_location == home.mlflow_artifacts.as_uri()
+    assert exp.name == mlflow_store.EXPERIMENT and exp.artifact_location == home.mlflow_artifacts.as_uri()
     # the config as parameters: exactly the settings its model uses (no item-item or softmax keys on an mse model)
     assert run.data.params["n_factors"] == "8" and run.data.params["kind"] == c.MODEL_KIND_DOT
     assert {"kind", *flat(config)} <= set(run.data.params)
@@ -156,20 +157,20 @@ def test_a_failed_logging_marks_the_run_failed(mlflow_home, dot_model):
     with pytest.raises(OSError, match="disk full"):
         t.log_training(home, Broken(), dot_model.config, {"rmse": 1.0}, dot_model.history,
                        t.Lineage(c.MODEL_KIND_DOT, "s", "h"))
-    cl = t.client(home)
-    runs = cl.search_runs([t.experiment_id(home)])
+    cl = mlflow_store.client(home)
+    runs = cl.search_runs([mlflow_store.experiment_id(home)])
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
 def test_embedding_nn_gets_curves_and_pca_but_no_bias_table(data, tmp_path):
     train, valid = data
     rec = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1, biases=False))
-    written = {p.name for p in t.write_pictures(tmp_path, rec, rec.history, movies_for(train), train)}
+    written = {p.name for p in plots.write_pictures(tmp_path, rec, rec.history, movies_for(train), train)}
     assert written == {"loss_curves.png", "item_embeddings_pca.png"}
 
 
 def test_metric_keys_and_flat_params():
-    assert t.metric_key("ndcg@10") == "ndcg_10" and t.metric_key("valid_loss") == "valid_loss"
+    assert mlflow_store.metric_key("ndcg@10") == "ndcg_10" and mlflow_store.metric_key("valid_loss") == "valid_loss"
     flat = t.flat_params({"a": 1, "b": {"c": (1, 2), "d": {}}, "e@f": None})
     assert flat == {"a": "1", "b.c": "(1, 2)", "b.d": "{}", "e_f": "None"}
 
@@ -214,7 +215,7 @@ def test_two_trainings_logged_from_threads_stay_in_their_store(mlflow_home, dot_
 
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(log_and_register, range(2)))
-    cl = t.client(mlflow_home)
+    cl = mlflow_store.client(mlflow_home)
     assert {cl.get_run(run_id).info.status for run_id, _ in done} == {"FINISHED"}
     assert sorted(v for _, v in done) == ["1", "2"]
     assert mlflow.get_tracking_uri() == uri_before
@@ -230,7 +231,7 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
         runs[rec.config.loss.name] = t.log_training(home, rec, rec.config, {"rmse": 1.0}, rec.history,
                                                t.Lineage(c.MODEL_KIND_DOT, "s", "h"), movies=movies_for(train),
                                                train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
-    cl = t.client(home)
+    cl = mlflow_store.client(home)
     mse, softmax = cl.get_run(runs["mse"]), cl.get_run(runs["softmax"])
     assert {"train_mse", "valid_mse", "epoch_seconds"} <= set(mse.data.metrics)
     assert {"train_softmax_ce", "valid_softmax_ce", "epoch_seconds"} <= set(softmax.data.metrics)
@@ -245,21 +246,21 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
     assert softmax.info.end_time - softmax.info.start_time >= 1000 * sum(h["seconds"] for h in ranking.history)
     # the Prefect flow run passed down as a tag; the experiment says what it holds
     assert softmax.data.tags[t.TAG_FLOW_RUN_ID] == "flow-run-1"
-    assert cl.get_experiment(softmax.info.experiment_id).tags[t.TAG_NOTE] == t.EXPERIMENT_DESCRIPTION
+    assert cl.get_experiment(softmax.info.experiment_id).tags[mlflow_store.TAG_NOTE] == mlflow_store.EXPERIMENT_DESCRIPTION
     # the logged model is named for what it is and declares its outputs
     model_id = softmax.data.tags[t.TAG_MODEL_ID]
     assert cl.get_logged_model(model_id).name == "lensflow-dot_bias-softmax"
-    with t.using_tracking_uri(home.mlflow_tracking_uri):
+    with mlflow_store.using_tracking_uri(home.mlflow_tracking_uri):
         outputs = mlflow.models.get_model_info(f"models:/{model_id}").signature.outputs
     assert outputs.input_names() == [c.RATING, c.USER_ID, c.RANK, c.ITEM_ID, c.SCORE]
 
 
 def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
-    cl = t.client(mlflow_home)
-    made = cl.create_experiment(t.EXPERIMENT, artifact_location=mlflow_home.mlflow_artifacts.as_uri())
-    assert t.TAG_NOTE not in cl.get_experiment(made).tags
-    assert t.experiment_id(mlflow_home) == made
-    assert cl.get_experiment(made).tags[t.TAG_NOTE] == t.EXPERIMENT_DESCRIPTION
+    cl = mlflow_store.client(mlflow_home)
+    made = cl.create_experiment(mlflow_store.EXPERIMENT, artifact_location=mlflow_home.mlflow_artifacts.as_uri())
+    assert mlflow_store.TAG_NOTE not in cl.get_experiment(made).tags
+    assert mlflow_store.experiment_id(mlflow_home) == made
+    assert cl.get_experiment(made).tags[mlflow_store.TAG_NOTE] == mlflow_store.EXPERIMENT_DESCRIPTION
 
 
 def test_step_metrics_of_an_old_history_without_times_use_now():
