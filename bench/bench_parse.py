@@ -34,10 +34,15 @@ def _time(fn, repeat: int) -> dict:
 
 
 def _baseline(rev: str):
-    """tasks/sources/movielens.py at git revision rev, imported as a separate module."""
+    """The MovieLens parser at git revision rev (tasks/sources/movielens.py; tasks/movielens.py before the
+    tasks/ groups), imported as a separate module."""
     import importlib.util
-    text = subprocess.run(["git", "show", f"{rev}:tasks/sources/movielens.py"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
+    for where in ("tasks/sources/movielens.py", "tasks/movielens.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
+    text = shown.stdout
     path = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "baseline_movielens.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("baseline_movielens", path)
@@ -49,13 +54,14 @@ def _baseline(rev: str):
 def compare(folder: str, repeat: int, rev: str) -> dict:
     """Median/min of parse_ratings and read_sources, baseline and current interleaved run by run."""
     from tasks.sources import movielens
+    from tasks.sources import input_rules
     old, path = _baseline(rev), Path(folder)
     runs: dict[str, list[float]] = {}
     for m in (old, movielens):
         m.read_sources(path)                   # warm-up
     for _ in range(repeat):
         for label, m in ((rev, old), ("current", movielens)):
-            for name, fn in (("parse_ratings", lambda: m.parse_ratings(path / movielens.RATINGS_FILE)),
+            for name, fn in (("parse_ratings", lambda: m.parse_ratings(path / input_rules.RATINGS_FILE)),
                              ("read_sources", lambda: m.read_sources(path))):
                 t = time.perf_counter()
                 fn()
@@ -65,11 +71,11 @@ def compare(folder: str, repeat: int, rev: str) -> dict:
 
 
 def measure(folder: str, repeat: int) -> dict:
-    from tasks.sources import movielens
+    from tasks.sources import input_rules, movielens
     path = Path(folder)
-    out = {"folder": folder, "u.data_bytes": (path / movielens.RATINGS_FILE).stat().st_size,
-           "ratings": len(movielens.parse_ratings(path / movielens.RATINGS_FILE))}
-    out["parse_ratings"] = _time(lambda: movielens.parse_ratings(path / movielens.RATINGS_FILE), repeat)
+    out = {"folder": folder, "u.data_bytes": (path / input_rules.RATINGS_FILE).stat().st_size,
+           "ratings": len(movielens.parse_ratings(path / input_rules.RATINGS_FILE))}
+    out["parse_ratings"] = _time(lambda: movielens.parse_ratings(path / input_rules.RATINGS_FILE), repeat)
     out["content_hash"] = _time(lambda: movielens.content_hash(path), repeat)
     out["read_sources"] = _time(lambda: movielens.read_sources(path), repeat)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -25,6 +25,7 @@ from tasks.sources import acquire
 from tasks.core import durable
 from tasks.stores import lake
 from tasks.sources import movielens
+from tasks.sources import input_rules
 from tasks.core import sql
 from tasks.stores import warehouse
 from tasks.core import contract as c
@@ -323,7 +324,7 @@ def test_hostile_large_file_is_refused_with_bounded_work(name, good, tmp_path):
         lines = (source / DATA).read_bytes().split(b"\n")[:600]
         head = b"\n".join(lines) + b"\n"
         line = len(lines) + 1
-        assert len(head) > movielens.MAX_LINE_BYTES
+        assert len(head) > input_rules.MAX_LINE_BYTES
     _sparse(bad / file, size, head)
     got = _run_child(bad)
     assert got["error"] is not None and got["error"][:3] == [file, line, rule], got
@@ -353,7 +354,7 @@ def test_unreadable_file_is_refused(good, tmp_path):
 
 def test_over_long_line_is_refused(good, tmp_path):
     source, paths, before = good
-    bad = broken_copy(source, tmp_path, edit_field(ITEM, 5, 1, b"T" * (movielens.MAX_LINE_BYTES + 1)))
+    bad = broken_copy(source, tmp_path, edit_field(ITEM, 5, 1, b"T" * (input_rules.MAX_LINE_BYTES + 1)))
     expect_refused(paths, before, lambda: helpers.ingest(paths, bad), ITEM, "line-length", 5)
 
 
