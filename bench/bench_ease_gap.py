@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
-from models.config import for_kind  # noqa: E402
+from models.recipes import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
 

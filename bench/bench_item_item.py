@@ -39,8 +39,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
 from models import item_item  # noqa: E402
-from models.config import ItemItem, for_kind  # noqa: E402
-from models.recommender import Recommender, _index  # noqa: E402
+from models.config import ItemItem
+from models.recipes import for_kind  # noqa: E402
+from models.recommender import Recommender  # noqa: E402
+from models.vocabulary import index  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
 from tasks.sources import movielens
 from tasks.learning import model_inputs
@@ -101,7 +103,7 @@ def one_holdout(ratings: pd.DataFrame, features: tuple[dict, dict], name: str, k
     out: dict = {"holdout": name, "users": len(users), "ease_ndcg": round(ease, 4), "fit_s": {}, "ratios": {},
                  "coverage": {}}
     user_ids, item_ids = np.unique(ku), np.unique(ki)                 # the vocabularies Recommender.fit makes
-    ui, ii = _index(user_ids, ku), _index(item_ids, ki) - 1
+    ui, ii = index(user_ids, ku), index(item_ids, ki) - 1
     parts = {}                                                        # the term depends on the kept ratings only
     for window in WINDOWS:
         for constants in CONSTANTS:

@@ -5,7 +5,7 @@
 
 Protocol: per-user random holdout (tasks/learning/split.py `user_fraction`, 20 % of each user's ratings, no
 validation part), every held-out item relevant, training items excluded. The pipeline's ranking model
-(dot_bias softmax defaults, models/config.py) is fitted ONCE per split seed; `popularity_boost` only
+(dot_bias softmax defaults, models/recipes.py) is fitted ONCE per split seed; `popularity_boost` only
 changes `recommend`, so every boost is scored on that one fit. Two more levers on the same fit: a
 penalty γ·log(1 + training rating count) subtracted from the boost-1 scores, and a greedy exposure cap
 (no item in more than a share of users' top-10). Reach figures are tasks/publication_metrics.measure on
@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT)]
 
 import dataclasses  # noqa: E402
 
-from models.config import ModelConfig, flat, for_kind  # noqa: E402
+from models.config import ModelConfig, flat
+from models.recipes import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
 from tasks.core import contract as c  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
@@ -55,7 +56,7 @@ CHOICE_RULE = ("among the settings whose mean NDCG@10 on the tuning seeds is at 
 REACH = (pm.COVERAGE_AT_10, pm.GINI_AT_10, pm.TOP1PCT_SHARE_AT_10, pm.TOP_ITEM_REACH_AT_10,
          pm.REC_POPULARITY_MEAN_AT_10, pm.POPULARITY_LIFT_AT_10)
 def ranking_config(**overrides) -> ModelConfig:
-    """What the pipeline trains for the top-N lists: the ranking model's recipe (models/config.py RANKING)."""
+    """What the pipeline trains for the top-N lists: the ranking model's recipe (models/recipes.py RANKING)."""
     return for_kind("dot_bias", **overrides)
 
 

@@ -26,7 +26,7 @@ REAL = REPO.parent / "shared" / "data" / "ml-100k"
 
 def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs: int | None = None) -> list[dict]:
     """Ingest, train both models, publish with each as the recommendations model; returns the timings."""
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
     from tasks.core import contract as c
     from tasks.stores import lake

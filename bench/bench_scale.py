@@ -7,7 +7,7 @@ Generates synthetic MovieLens files (`tasks.sources.synthetic`, ML-25M's shape b
 59,047 items, 25,000,095 ratings; users and items scale with --ratings unless given; `--taste 1.5` so
 a model can beat popularity and the serving fit runs), then runs the real pipeline as a user does,
 `python -m flows run --source DIR --home HOME --dot-config JSON --nn-config JSON`, in a subprocess,
-with the explicit large-catalogue settings `models.config.LARGE_CATALOGUE` unless --dot-config /
+with the explicit large-catalogue settings `models.recipes.LARGE_CATALOGUE` unless --dot-config /
 --nn-config replace them. While it runs, the resident memory of the whole process tree is sampled
 (every --interval s); afterwards each Prefect flow and task run's start and end come from the run's
 own Prefect database (<home>/prefect), and each step's peak is the highest sample inside its
@@ -202,7 +202,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    from models.config import LARGE_CATALOGUE
+    from models.recipes import LARGE_CATALOGUE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratings", type=int, default=ML25M["ratings"])

@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.config import LARGE_CATALOGUE  # noqa: E402
+from models.recipes import LARGE_CATALOGUE  # noqa: E402
 from tasks.learning import evaluate as ev  # noqa: E402
 from tasks.learning import training  # noqa: E402
 from tasks.learning import kind_config

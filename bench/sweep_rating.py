@@ -52,7 +52,7 @@ def _fit(job: dict) -> dict:
     """Fit one config on one split; returns the job with RMSE, seconds and (if asked) predictions."""
     import torch
     import bench_models as bm
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
     from tasks.core import contract as c
     from tasks.learning import evaluate as ev

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models import config as model_configs
+from models import recipes
 from models.config import ModelConfig
 from tasks.core import contract as c
 from tasks.core.errors import ConfigError
@@ -47,7 +47,7 @@ def kind_settings(kind: str, overrides: dict | None = None) -> KindSettings:
     overrides.pop("kind", None)
     plan = {name: overrides.pop(name) for name in ("eval_users", "serving_epochs") if name in overrides}
     try:
-        config = model_configs.for_kind(kind, **overrides)
+        config = recipes.for_kind(kind, **overrides)
     except (TypeError, ValueError) as e:  # a key or value the config refuses
         raise ConfigError(f"model config for {kind}: {e}") from e
     return KindSettings(config, **plan)

@@ -40,7 +40,7 @@ def ingest(paths: Paths, source) -> str:
 
 def tiny_model(ratings):
     """A dot-bias model trained in about a second on CPU."""
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
 
     config = for_kind(c.MODEL_KIND_DOT, **TINY_DOT)

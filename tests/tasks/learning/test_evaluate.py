@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import for_kind
+from models.recipes import for_kind
 from models.recommender import Recommender
 from tasks.core import contract as c
 from tasks.learning import evaluate as ev

@@ -180,7 +180,7 @@ def test_a_ranking_model_gets_no_rating_error_and_a_rating_model_does():
 
 
 def test_large_catalogue_settings_resolve_and_eval_users_ranks_a_sample():
-    from models.config import LARGE_CATALOGUE
+    from models.recipes import LARGE_CATALOGUE
     from tasks.learning import evaluate as ev
 
     for kind in c.MODEL_KINDS:

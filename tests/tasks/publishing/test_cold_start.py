@@ -119,7 +119,7 @@ def test_co_rating_similarity_leans_towards_the_neighbour_more_people_went_on_to
 
 
 def test_an_unrated_item_enters_the_lists_its_metadata_earns():
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
 
     # users 1-3 like Sci-Fi (items 1-4), users 4-6 like Westerns (items 5-8); item 9 is a new Sci-Fi release

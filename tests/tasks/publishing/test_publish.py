@@ -37,7 +37,7 @@ class World:
 
 def train_tiny(ratings: pd.DataFrame, kind: str = c.MODEL_KIND_DOT, users: pd.DataFrame | None = None, **kw):
     """A small model trained in about a second on CPU."""
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
 
     config = for_kind(kind, n_factors=8, epochs=3, **kw)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import for_kind
+from models.recipes import for_kind
 from tasks.core import contract as c
 from tasks.registry import versions as r
 from tasks.registry import promote

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.config import for_kind
+from models.recipes import for_kind
 from tasks.core import contract as c
 from tasks.registry import versions as r
 from tasks.registry import promote

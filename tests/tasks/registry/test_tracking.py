@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.config import ModelConfig, flat, for_kind
+from models.config import ModelConfig, flat
+from models.recipes import for_kind
 from models.recommender import Recommender
 from tasks.core import contract as c
 from tasks.registry import plots
