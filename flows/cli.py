@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 
+from tasks.core import contract as c
 from tasks.core import settings
 from tasks.core.errors import ConfigError
 
@@ -131,8 +132,6 @@ def _shards(p: argparse.ArgumentParser) -> None:
 
 
 def _kinds(value: str) -> list[str]:
-    from tasks.core import contract as c
-
     kinds = [k.strip() for k in value.split(",") if k.strip()]
     bad = [k for k in kinds if k not in c.MODEL_KINDS]
     if bad or not kinds:
@@ -188,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train, evaluate and register one model kind on the current lake")
     _common(p)
-    p.add_argument("--kind", default="dot_bias", choices=("dot_bias", "embedding_nn"))
+    p.add_argument("--kind", default=c.MODEL_KIND_DOT, choices=c.MODEL_KINDS)
     _split_options(p)
     p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
@@ -202,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
-    p.add_argument("--model", default=None, choices=("dot_bias", "embedding_nn"),
+    p.add_argument("--model", default=None, choices=c.MODEL_KINDS,
                    help="model kind for recommendations (default: best champion)")
     p.add_argument("--version", default="serving", help="alias or version number (default: serving = each champion's "
                    "serving fit on every rating where one exists, else the champion)")
@@ -215,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="operator override: make a version the champion")
     _common(p)
-    p.add_argument("kind", choices=("dot_bias", "embedding_nn"))
+    p.add_argument("kind", choices=c.MODEL_KINDS)
     p.add_argument("version")
     p.add_argument("--reason", required=True, help="recorded on the version")
 

@@ -124,7 +124,7 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     scored = None
     if shards > 1:
         scored = _score_sharded(paths, roles.ranking, ratings, users, movies, n, shards, address, snap.data_hash)
-    result = steps.publish_tables(paths, roles, ratings, movies, users, n=n, k=k, retain=retain,
+    result = steps.publish(paths, roles, ratings, movies, users, n=n, k=k, retain=retain,
                                   split_id=roles.ranking.ref.split_id, data_hash=snap.data_hash, scored=scored,
                                   refuse_narrowing=refuse_narrowing)
     for warning in result.warnings:

@@ -212,7 +212,7 @@ check_scheduler = step(scheduler.check, "check-dask-scheduler", "check-dask-sche
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
 score_cold = step(sharding.score_cold, "score-unlearnt-users", "score-unlearnt-users")
 # No retries: scoring is not I/O, and a failed check must not be retried into a publish.
-publish_tables = step(publishing.publish, "score-check-publish")
+publish = step(publishing.publish, "score-check-publish")
 
 # --- serving fit (the evaluated config on every rating) --------------------------------------------
 serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve")

@@ -13,7 +13,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-DOT, NN = "dot_bias", "embedding_nn"   # same spelling as tasks.core.contract.MODEL_KINDS
+DOT, NN = "dot_bias", "embedding_nn"   # as tasks.core.contract.MODEL_KINDS (tests/models/test_recommender.py
+                                       # test_config_kinds_match_the_contract checks it)
 KINDS = (DOT, NN)
 INF = float("inf")
 

@@ -102,9 +102,6 @@ STALE = "stale"  # publications: scored on other data than the warehouse serves 
 USER_RECOMMENDATIONS = "user_recommendations"  # view: recommendations + movie titles and genres
 ITEM_NEIGHBORS = "item_neighbors"              # view: similar_items + both titles
 
-PUBLISHED_TABLES = (RECOMMENDATIONS, SIMILAR_ITEMS, PUBLICATIONS)
-PUBLISHED_VIEWS = (USER_RECOMMENDATIONS, ITEM_NEIGHBORS)
-
 # --- model names in the MLflow registry ------------------------------------------------------
 MODEL_KIND_DOT = "dot_bias"
 MODEL_KIND_NN = "embedding_nn"
@@ -127,14 +124,9 @@ WAREHOUSE_BUILD = "warehouse_build"   # one row: which build of the DuckDB file 
 BUILD_ID = "build_id"
 BUILT_AT = "built_at"
 BUILD_SECTIONS = "sections"
-WAREHOUSE_BUILD_COLUMNS = (BUILD_ID, BUILT_AT, DATA_HASH, BUILD_SECTIONS)
 
 # --- publish: title tables and publication files (added by publish) ---------------------------
 SIMILAR_TITLE = "similar_title"    # item_neighbors: title of the similar movie
-USER_RECOMMENDATIONS_COLUMNS = (USER_ID, RANK, ITEM_ID, TITLE, GENRES_LIST, SCORE, PREDICTED_RATING, SOURCE,
-                                MODEL_NAME, MODEL_VERSION, PUBLICATION_ID)
-ITEM_NEIGHBORS_COLUMNS = (ITEM_ID, TITLE, RANK, SIMILAR_ITEM_ID, SIMILAR_TITLE, SIMILARITY, SOURCE, MODEL_NAME,
-                          MODEL_VERSION, PUBLICATION_ID)
 # recommendations.source: how the row was scored
 SOURCE_MODEL = "model"            # the model, for a user it has learnt
 SOURCE_SIDE_INFO = "side_info"    # a user without ratings, from age, gender and occupation (tasks/publishing/cold_start.py)

@@ -131,8 +131,6 @@ DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")   # Dask's comm protocols that
 
 def parse_dask_address(address: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a Dask scheduler address `tcp://host:8786` (a bare `host:8786` is tcp)."""
-    from tasks.core.errors import ConfigError
-
     text = str(address).strip()
     scheme, sep, rest = text.partition("://")
     if not sep:

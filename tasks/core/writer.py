@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from tasks.core import durable
-from tasks.core.errors import DataLocationBusy
+from tasks.core.errors import ConfigError, DataLocationBusy
 from tasks.core.settings import Paths
 
 LOCK_NAME = ".lensflow-writer.lock"
@@ -40,8 +40,6 @@ def wait_seconds(default: float) -> float:
     try:
         return float(raw) if raw else default
     except ValueError:
-        from tasks.core.errors import ConfigError
-
         raise ConfigError(f"{WAIT_ENV}={raw!r}: give the seconds to wait for the data location, e.g. 600") from None
 
 

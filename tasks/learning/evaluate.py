@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.core import contract as c
+from tasks.learning.popularity import MostRated
 
 # ---- rating error ---------------------------------------------------------------------------
 def rmse(y_true, y_pred) -> float:
@@ -126,8 +127,6 @@ def gini(recommended, n_catalogue: int) -> float:
 def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, k: int = 10, max_users: int = 0) -> dict[str, float]:
     """`evaluate` of plain most-rated popularity fitted on `train` (tasks.learning.popularity.MostRated): ranking
     metrics of recommending the most-rated unseen items, rating metrics of each item's mean training rating."""
-    from tasks.learning.popularity import MostRated
-
     return evaluate(MostRated(train), train, test, k=k, max_users=max_users)
 
 

@@ -17,6 +17,7 @@ from tasks.publishing import cold_start
 from tasks.publishing import item_similarity
 from tasks.core import settings
 from tasks.learning import evaluate as ev
+from tasks.learning import model_inputs
 
 SOURCE_MODEL, SOURCE_SIDE_INFO, SOURCE_POPULARITY, SOURCE_METADATA = (
     c.SOURCE_MODEL, c.SOURCE_SIDE_INFO, c.SOURCE_POPULARITY, c.SOURCE_METADATA)
@@ -84,8 +85,6 @@ def with_predicted_ratings(recs: pd.DataFrame, rating, users_df: pd.DataFrame | 
     """recs with PREDICTED_RATING after SCORE: the rating model's prediction of each (user, item), clipped to
     the 1-5 scale; users and items it never learnt are predicted from their side features (users_df,
     movies_df). No rating model: the column is null."""
-    from tasks.learning import model_inputs
-
     recs = recs.copy()
     if rating is None:
         recs[c.PREDICTED_RATING] = pd.Series(np.nan, index=recs.index, dtype="float32")

@@ -53,10 +53,6 @@ class DownloadFailed(SourceUnavailable):
     """The download failed on network trouble after its own retries (the one transient acquisition error)."""
 
 
-# What a caller may retry: trouble on the network. Bad input (InputError) and a missing local source
-# stay bad however often they are read.
-TRANSIENT_ERRORS = (DownloadFailed, ChecksumMismatch)
-
 
 def sha1_of(path: Path) -> str:
     """SHA-1 hex digest of a file (streamed by hashlib.file_digest)."""

@@ -9,7 +9,7 @@ A few table-specific rules (the split tables, genre completeness, row counts) ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.core import contract as c
 from tasks.core import sql

@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core import contract as c
-from tasks.core.durable import fsync_dir, write_text_atomic  # noqa: F401 (re-exported)
+from tasks.core.durable import fsync_dir, write_text_atomic
 from tasks.core.faults import maybe_crash
 from tasks.core.settings import Paths
+from tasks.sources.movielens import SCHEMAS, to_arrow
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
@@ -55,7 +56,6 @@ class LakeSnapshot:
 def _to_arrow(name: str, table) -> pa.Table:
     if isinstance(table, pa.Table):
         return table
-    from tasks.sources.movielens import SCHEMAS, to_arrow
     return to_arrow(name, table) if name in SCHEMAS else pa.Table.from_pandas(table, preserve_index=False)
 
 

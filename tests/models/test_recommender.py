@@ -64,6 +64,13 @@ def test_feature_keys_match_the_contract():
     assert set(c.MODEL_KINDS) == {"dot_bias", "embedding_nn"} == {for_kind(k).kind for k in c.MODEL_KINDS}
 
 
+def test_config_kinds_match_the_contract():
+    from models import config as model_config
+
+    assert (model_config.DOT, model_config.NN) == (c.MODEL_KIND_DOT, c.MODEL_KIND_NN)
+    assert model_config.KINDS == c.MODEL_KINDS and set(model_config.CONFIGS) == set(c.MODEL_KINDS)
+
+
 @pytest.mark.parametrize("kind, loss", KINDS_AND_LOSSES)
 def test_training_reduces_loss_and_history_is_complete(data, kind, loss):
     train, valid = data

@@ -11,10 +11,12 @@ with and without readers and reported (printed and saved), never asserted: timin
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +67,7 @@ def one_query(con):
 
 
 first = True
+want, told = Path(str(stop) + ".want"), False   # the test names the last publication there; say once it is seen
 while True:
     last = stop.exists()
     try:
@@ -72,6 +75,9 @@ while True:
             con, used = connect(), 0
         one_query(con)
         stats["queries"] += 1
+        if not told and want.exists() and want.read_text().strip() in stats["seen"]:
+            print("saw", want.read_text().strip(), flush=True)
+            told = True
         used += 1
         if mode != "long" or used >= LONG_QUERIES:
             con.close()
@@ -137,7 +143,12 @@ def test_readers_never_fail_or_see_a_mix_while_publishes_swap_the_warehouse(worl
         started = time.perf_counter()
         busy = publish_series(paths, model, N_PUBLISHES)
         busy_wall = time.perf_counter() - started
-        time.sleep(0.5)                                         # let every reader see the last publication
+        want = Path(str(stop) + ".want")                        # every reconnecting reader sees the last publication
+        want.with_suffix(".tmp").write_text(busy[-1][0])
+        os.replace(want.with_suffix(".tmp"), want)
+        for p, (mode, _) in zip(procs, READERS):
+            if mode != "long":
+                assert p.stdout.readline().strip() == f"saw {busy[-1][0]}", p.stderr.read()[-3000:]
         stop.touch()
         reports = []
         for p in procs:

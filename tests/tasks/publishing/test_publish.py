@@ -331,7 +331,7 @@ def test_publish_task_runs_in_a_flow(prefect_api, world, published):
 
     @flow
     def publish_flow():
-        return steps.publish_tables(world.paths, serving(world), world.ratings, world.movies,
+        return steps.publish(world.paths, serving(world), world.ratings, world.movies,
                                     world.users, n=3, k=2)
 
     res = publish_flow()
