@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
-from models.config import for_kind  # noqa: E402
+from models.recipes import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
 
 DOT_VARIANTS = {  # one change each from the ranking recipe, without its item-item blend
     "dot": {}, "dot n_factors=512": {"n_factors": 512}, "dot l2=0.015": {"l2": 0.015}, "dot l2=0.05": {"l2": 0.05},

@@ -29,7 +29,7 @@ def peak_rss_mb() -> float:
 
 
 def phase_generate(out: str, users: int, items: int, ratings: int) -> dict:
-    from tasks import synthetic
+    from tasks.sources import synthetic
     t = time.perf_counter()
     synthetic.generate(out, users, items, ratings, seed=0)
     size = sum(p.stat().st_size for p in Path(out).iterdir())
@@ -38,8 +38,10 @@ def phase_generate(out: str, users: int, items: int, ratings: int) -> dict:
 
 
 def phase_ingest(source: str, home: str) -> dict:
-    from tasks import lake, movielens, warehouse
-    from tasks.settings import Paths
+    from tasks.stores import lake
+    from tasks.sources import movielens
+    from tasks.stores import warehouse
+    from tasks.core.settings import Paths
     paths = Paths(Path(home))
     steps = {}
     t0 = t = time.perf_counter()
@@ -60,7 +62,7 @@ def phase_ingest(source: str, home: str) -> dict:
 
 
 def phase_flow(source: str, home: str) -> dict:
-    from tasks.settings import apply_environment
+    from tasks.core.settings import apply_environment
     apply_environment(home)
     Path(home).mkdir(parents=True, exist_ok=True)
     import os

@@ -39,10 +39,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
 from ease import fit_ease  # noqa: E402
 from models import item_item  # noqa: E402
-from models.config import ItemItem, for_kind  # noqa: E402
-from models.recommender import Recommender, _index  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import movielens, training  # noqa: E402
+from models.config import ItemItem
+from models.recipes import for_kind  # noqa: E402
+from models.recommender import Recommender  # noqa: E402
+from models.vocabulary import index  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.sources import movielens
+from tasks.learning import model_inputs
 
 WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3)
 WINDOWS = (0, 1, 2, 3, 5, 10)
@@ -100,7 +103,7 @@ def one_holdout(ratings: pd.DataFrame, features: tuple[dict, dict], name: str, k
     out: dict = {"holdout": name, "users": len(users), "ease_ndcg": round(ease, 4), "fit_s": {}, "ratios": {},
                  "coverage": {}}
     user_ids, item_ids = np.unique(ku), np.unique(ki)                 # the vocabularies Recommender.fit makes
-    ui, ii = _index(user_ids, ku), _index(item_ids, ki) - 1
+    ui, ii = index(user_ids, ku), index(item_ids, ki) - 1
     parts = {}                                                        # the term depends on the kept ratings only
     for window in WINDOWS:
         for constants in CONSTANTS:
@@ -185,9 +188,9 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(2)
     ratings = pd.read_csv(args.data / "u.data", sep="\t", names=["u", "i", "r", "t"])
-    features = (training.user_features(movielens.parse_users(args.data / "u.user",
+    features = (model_inputs.user_features(movielens.parse_users(args.data / "u.user",
                                                              movielens.parse_occupations(args.data / "u.occupation"))),
-                training.item_features(movielens.parse_items(args.data / "u.item")))
+                model_inputs.item_features(movielens.parse_items(args.data / "u.item")))
     holdouts = [(f"random seed {seed}", lambda seed=seed: random_holdout(ratings, seed, args.holdout))
                 for seed in args.seeds]
     holdouts += [(f"temporal cutoff {q}", lambda q=q: temporal_holdout(ratings, q)) for q in args.cutoffs]

@@ -26,10 +26,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from ease import fit_ease, recommend_ease  # noqa: E402
 
 from models import features as fx  # noqa: E402
-from models.config import FAST_RATING, for_kind  # noqa: E402
+from models.recipes import FAST_RATING, for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
-from tasks import contract as c  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 K = 10

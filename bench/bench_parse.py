@@ -3,7 +3,7 @@
 Run: python bench/bench_parse.py [--real PATH] [--synthetic DIR] [--repeat 7] [--against REV]
 Each folder is timed in its own subprocess (peak RSS is that process's ru_maxrss); prints one JSON line
 per folder with the median and min of `repeat` runs after one warm-up run (files in the page cache).
---against REV also times tasks/movielens.py as it was at git revision REV, interleaved run by run with
+--against REV also times tasks/sources/movielens.py as it was at git revision REV, interleaved run by run with
 the current one (a fair before/after on a machine whose load changes).
 """
 
@@ -34,10 +34,15 @@ def _time(fn, repeat: int) -> dict:
 
 
 def _baseline(rev: str):
-    """tasks/movielens.py at git revision rev, imported as a separate module."""
+    """The MovieLens parser at git revision rev (tasks/sources/movielens.py; tasks/movielens.py before the
+    tasks/ groups), imported as a separate module."""
     import importlib.util
-    text = subprocess.run(["git", "show", f"{rev}:tasks/movielens.py"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
+    for where in ("tasks/sources/movielens.py", "tasks/movielens.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
+    text = shown.stdout
     path = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "baseline_movielens.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("baseline_movielens", path)
@@ -48,14 +53,15 @@ def _baseline(rev: str):
 
 def compare(folder: str, repeat: int, rev: str) -> dict:
     """Median/min of parse_ratings and read_sources, baseline and current interleaved run by run."""
-    from tasks import movielens
+    from tasks.sources import movielens
+    from tasks.sources import input_rules
     old, path = _baseline(rev), Path(folder)
     runs: dict[str, list[float]] = {}
     for m in (old, movielens):
         m.read_sources(path)                   # warm-up
     for _ in range(repeat):
         for label, m in ((rev, old), ("current", movielens)):
-            for name, fn in (("parse_ratings", lambda: m.parse_ratings(path / movielens.RATINGS_FILE)),
+            for name, fn in (("parse_ratings", lambda: m.parse_ratings(path / input_rules.RATINGS_FILE)),
                              ("read_sources", lambda: m.read_sources(path))):
                 t = time.perf_counter()
                 fn()
@@ -65,11 +71,11 @@ def compare(folder: str, repeat: int, rev: str) -> dict:
 
 
 def measure(folder: str, repeat: int) -> dict:
-    from tasks import movielens
+    from tasks.sources import input_rules, movielens
     path = Path(folder)
-    out = {"folder": folder, "u.data_bytes": (path / movielens.RATINGS_FILE).stat().st_size,
-           "ratings": len(movielens.parse_ratings(path / movielens.RATINGS_FILE))}
-    out["parse_ratings"] = _time(lambda: movielens.parse_ratings(path / movielens.RATINGS_FILE), repeat)
+    out = {"folder": folder, "u.data_bytes": (path / input_rules.RATINGS_FILE).stat().st_size,
+           "ratings": len(movielens.parse_ratings(path / input_rules.RATINGS_FILE))}
+    out["parse_ratings"] = _time(lambda: movielens.parse_ratings(path / input_rules.RATINGS_FILE), repeat)
     out["content_hash"] = _time(lambda: movielens.content_hash(path), repeat)
     out["read_sources"] = _time(lambda: movielens.read_sources(path), repeat)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -79,9 +85,9 @@ def measure(folder: str, repeat: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
-    ap.add_argument("--synthetic", action="append", default=[], help="a generated folder (tasks.synthetic)")
+    ap.add_argument("--synthetic", action="append", default=[], help="a generated folder (tasks.sources.synthetic)")
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--against", help="git revision whose tasks/movielens.py to compare with")
+    ap.add_argument("--against", help="git revision whose tasks/sources/movielens.py to compare with")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:

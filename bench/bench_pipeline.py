@@ -38,14 +38,19 @@ def timed_cli(home: Path, data: Path) -> float:
 
 def plain_compute(home: Path, data: Path) -> dict[str, float]:
     """The pipeline's work as plain function calls: no Prefect, no MLflow."""
-    from tasks import acquire, lake, movielens, warehouse
-    from tasks import contract as c
-    from tasks import publish as pub
-    from tasks import serving
-    from tasks.model_ref import ModelRef, ServingModel
-    from tasks import split as splits
-    from tasks import training as training
-    from tasks.settings import Paths
+    from tasks.sources import acquire
+    from tasks.stores import lake
+    from tasks.sources import movielens
+    from tasks.stores import warehouse
+    from tasks.core import contract as c
+    from tasks.publishing import publish as pub
+    from tasks.registry import serving
+    from tasks.registry.model_ref import ModelRef, ServingModel
+    from tasks.learning import split as splits
+    from tasks.stores import split_store
+    from tasks.learning import training
+    from tasks.learning import kind_config
+    from tasks.core.settings import Paths
 
     paths = Paths(home)
     s: dict[str, float] = {}
@@ -57,13 +62,13 @@ def plain_compute(home: Path, data: Path) -> dict[str, float]:
     warehouse.rebuild(paths)
     s["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
-    split = splits.get_or_create(paths, tables.ratings, splits.SplitSpec(), data_hash)
-    splits.set_current(paths, split.split_id)
+    split = splits.get_or_create(paths, tables.ratings, split_store.SplitSpec(), data_hash)
+    split_store.set_current(paths, split.split_id)
     s["split"] = time.perf_counter() - t
     models = []
     for kind in c.MODEL_KINDS:
         t = time.perf_counter()
-        result = training.train_and_evaluate(split, training.model_config(kind), tables.users, tables.movies)
+        result = training.train_and_evaluate(split, kind_config.model_config(kind), tables.users, tables.movies)
         s[f"train_{kind}"] = time.perf_counter() - t
         models.append(ServingModel(result.recommender, ModelRef(c.registered_model_name(kind), "0")))
     t = time.perf_counter()

@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_popularity_boost.py [--data /work/shared/data/ml-100k] [--seeds 1,2,3,4]
         [--tune 1,2] [--noise/--no-noise] [--speed/--no-speed]
 
-Protocol: per-user random holdout (tasks/split.py `user_fraction`, 20 % of each user's ratings, no
+Protocol: per-user random holdout (tasks/learning/split.py `user_fraction`, 20 % of each user's ratings, no
 validation part), every held-out item relevant, training items excluded. The pipeline's ranking model
-(dot_bias softmax defaults, models/config.py) is fitted ONCE per split seed; `popularity_boost` only
+(dot_bias softmax defaults, models/recipes.py) is fitted ONCE per split seed; `popularity_boost` only
 changes `recommend`, so every boost is scored on that one fit. Two more levers on the same fit: a
 penalty γ·log(1 + training rating count) subtracted from the boost-1 scores, and a greedy exposure cap
 (no item in more than a share of users' top-10). Reach figures are tasks/publication_metrics.measure on
@@ -32,13 +32,16 @@ sys.path[:0] = [str(ROOT)]
 
 import dataclasses  # noqa: E402
 
-from models.config import ModelConfig, flat, for_kind  # noqa: E402
+from models.config import ModelConfig, flat
+from models.recipes import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
-from tasks import contract as c  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import movielens  # noqa: E402
-from tasks import publication_metrics as pm  # noqa: E402
-from tasks import split as sp  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.sources import movielens  # noqa: E402
+from tasks.publishing import publication_metrics as pm  # noqa: E402
+from tasks.publishing import narrowing
+from tasks.learning import split as sp  # noqa: E402
+from tasks.stores import split_store
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = ROOT / "bench" / "results"
@@ -53,7 +56,7 @@ CHOICE_RULE = ("among the settings whose mean NDCG@10 on the tuning seeds is at 
 REACH = (pm.COVERAGE_AT_10, pm.GINI_AT_10, pm.TOP1PCT_SHARE_AT_10, pm.TOP_ITEM_REACH_AT_10,
          pm.REC_POPULARITY_MEAN_AT_10, pm.POPULARITY_LIFT_AT_10)
 def ranking_config(**overrides) -> ModelConfig:
-    """What the pipeline trains for the top-N lists: the ranking model's recipe (models/config.py RANKING)."""
+    """What the pipeline trains for the top-N lists: the ranking model's recipe (models/recipes.py RANKING)."""
     return for_kind("dot_bias", **overrides)
 
 
@@ -111,7 +114,7 @@ def score_lists(name, items, users, relevant, train, movies, user_frame):
 
 
 def run_seed(seed: int, s, device, verbose=True) -> list[dict]:
-    split = sp.make_split(s.ratings, sp.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
+    split = sp.make_split(s.ratings, split_store.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
                                                   valid_fraction=0.0, seed=seed))
     train, test = split.train, split.test
     users = np.sort(test[c.USER_ID].unique())
@@ -159,7 +162,7 @@ def similar_frame(rec, k: int = 20) -> pd.DataFrame:
 
 def noise(s, device, boosts=(0.25, 1.0), seed: int = 1) -> list[dict]:
     """The same split refitted with another training seed: how far reach figures move with no data change."""
-    split = sp.make_split(s.ratings, sp.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
+    split = sp.make_split(s.ratings, split_store.SplitSpec("user_fraction", test_fraction=TEST_FRACTION,
                                                   valid_fraction=0.0, seed=seed))
     train = split.train
     users = np.sort(train[c.USER_ID].unique())
@@ -177,7 +180,7 @@ def noise(s, device, boosts=(0.25, 1.0), seed: int = 1) -> list[dict]:
     out = []
     for b in boosts:
         a, z = figures[(42, b)], figures[(43, b)]
-        for metric, _, mode, _ in pm.RULES:
+        for metric, _, mode, _ in narrowing.RULES:
             change = (z[metric] - a[metric]) / a[metric] if mode == "relative" else z[metric] - a[metric]
             out.append({"boost": b, "metric": metric, "seed_42": a[metric], "seed_43": z[metric],
                         "change": change, "mode": mode})

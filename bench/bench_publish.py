@@ -26,14 +26,16 @@ REAL = REPO.parent / "shared" / "data" / "ml-100k"
 
 def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs: int | None = None) -> list[dict]:
     """Ingest, train both models, publish with each as the recommendations model; returns the timings."""
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
-    from tasks import contract as c
-    from tasks import lake, movielens, synthetic
-    from tasks import publish as pub
-    from tasks.model_ref import ModelRef, ServingModel
-    from tasks.serving import roles
-    from tasks.settings import Paths
+    from tasks.core import contract as c
+    from tasks.stores import lake
+    from tasks.sources import movielens
+    from tasks.sources import synthetic
+    from tasks.publishing import publish as pub
+    from tasks.registry.model_ref import ModelRef, ServingModel
+    from tasks.registry.serving import roles
+    from tasks.core.settings import Paths
 
     paths = Paths(home)
     if data is None:

@@ -11,7 +11,7 @@ ratings: judged on their `side_info` lists against plain most-rated) and `--hold
 ratings; `temporal` is the daily run at time T (the 80 % quantile of the rating times) judged on what is
 rated after T (users with nothing before T are the cold ones). Per seed the remaining ratings go to a
 MovieLens folder outside the repository (the other files copied as they are) and
-`python -m flows run --source DIR --home HOME` runs the real pipeline. Scored with tasks.evaluate over the
+`python -m flows run --source DIR --home HOME` runs the real pipeline. Scored with tasks.learning.evaluate over the
 users with held-out ratings (NDCG@10, recall@10; coverage = distinct recommended items / items in u.item):
 the published `recommendations` top-10 for warm users (against EASE and popularity) and for cold users
 (against most-rated), and item-kNN built from the published `similar_items` (summed similarity over the
@@ -43,9 +43,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
 K = 10
 
 from ease import fit_ease, recommend_ease  # noqa: E402
-from tasks import contract as c  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks.popularity import MostRated  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.learning.popularity import MostRated  # noqa: E402
 
 
 def tuning_inputs_refused(script: str, data: Path, seeds) -> str | None:
@@ -77,8 +77,8 @@ def scores(recs: np.ndarray, users: np.ndarray, held: pd.DataFrame, n_catalogue:
 
 def published_top(home: Path, users: np.ndarray) -> np.ndarray:
     """The live `recommendations` top-10 per user, [n_users, 10], -1 where a user has fewer rows."""
-    from tasks import warehouse
-    from tasks.settings import Paths
+    from tasks.stores import warehouse
+    from tasks.core.settings import Paths
 
     con = warehouse.connect_readonly(Paths(home))
     try:
@@ -126,8 +126,8 @@ def split_protocol(ratings: pd.DataFrame, protocol: str, seed: int, share: float
 
 
 def published_neighbours(home: Path) -> pd.DataFrame:
-    from tasks import warehouse
-    from tasks.settings import Paths
+    from tasks.stores import warehouse
+    from tasks.core.settings import Paths
 
     con = warehouse.connect_readonly(Paths(home))
     try:
@@ -161,9 +161,9 @@ def published_ratings(home: Path, kept: pd.DataFrame, held: pd.DataFrame, cold: 
     """The rating model as consumers get it: its serving fit (read from the run's registry) on every held-out
     rating, warm and cold users apart, beside the bias baseline fitted on the same kept ratings; and the
     published `predicted_rating` itself on the held-out pairs that made a user's published list."""
-    from tasks import registry
-    from tasks.baselines import BiasBaseline
-    from tasks.settings import Paths
+    from tasks.core.settings import Paths
+    from tasks.learning.baselines import BiasBaseline
+    from tasks.registry import versions as registry
 
     frame = lambda df: df.rename(columns={"u": c.USER_ID, "i": c.ITEM_ID, "r": c.RATING})   # noqa: E731
     baseline = BiasBaseline(frame(kept))
@@ -213,14 +213,15 @@ def one_seed(data: Path, seed: int, share: float, protocol: str = "random", cold
         if compare_champion:
             pub_s = cli(["publish", "--version", "champion"], home)
             champion, _ = published_top(home, users)
-        from tasks import registry
-        from tasks.settings import Paths
+        from tasks.registry import versions as registry
+        from tasks.registry import promote
+        from tasks.core.settings import Paths
         decisions = {}
         for kind in c.MODEL_KINDS:
             try:
                 ref = registry.resolve(Paths(home), kind, c.ALIAS_CANDIDATE)
                 tags = registry.version_tags(Paths(home), kind, ref.version)
-                decisions[kind] = f"{tags.get(registry.TAG_DECISION)}: {tags.get(registry.TAG_REASON)}"
+                decisions[kind] = f"{tags.get(registry.TAG_DECISION)}: {tags.get(promote.TAG_REASON)}"
             except LookupError:
                 decisions[kind] = "none"
     # EASE and popularity on the same kept ratings (every rating counts as an interaction)

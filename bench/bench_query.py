@@ -37,8 +37,8 @@ def reader(warehouse: Path, n_queries: int, seed: int, threads: int = 0) -> list
     import duckdb
     import numpy as np
 
-    from tasks import contract as c
-    from tasks import sql
+    from tasks.core import contract as c
+    from tasks.core import sql
 
     rng = np.random.default_rng(seed)
     # threads=1 suits point lookups: no worker hand-off per query (matters most on a busy machine)
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
 
             home = Path(tmp) / "home"
             build(home, epochs=1)
-        from tasks.settings import Paths
+        from tasks.core.settings import Paths
 
         warehouse = Paths(home.resolve()).warehouse
         for threads in (1, 0):  # one child per DuckDB thread setting (a process can't mix them per file)

@@ -5,7 +5,7 @@
 
 Needs only torch, numpy and pandas (no Prefect/MLflow/DuckDB). Results: bench/results/rating.md.
 Each split holds out 20 % of every user's ratings at random (the same rule as bench_models.per_user_split).
-Models: the NN rating recipe (`models.config.for_kind("embedding_nn")`, plus --nn-config overrides), the dot-bias
+Models: the NN rating recipe (`models.recipes.for_kind("embedding_nn")`, plus --nn-config overrides), the dot-bias
 MSE default, and a classic baseline (global mean + regularised user and item biases). Fit seconds are the whole
 `Recommender.fit` (side-feature encoding included), without per-epoch validation.
 Cold check (--cold-users N > 0): N held-out users per split are scored as unknown ids from their side features
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from models import features as fx  # noqa: E402
-from models.config import flat, for_kind  # noqa: E402
+from models.config import flat
+from models.recipes import for_kind  # noqa: E402
 from models.recommender import Recommender  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"

@@ -28,7 +28,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
 
 def load_ratings(folder: Path, work: Path):
     """(ratings, movies) frames: the real ML-100k when present, else a synthetic set of its size."""
-    from tasks import movielens, synthetic
+    from tasks.sources import movielens
+    from tasks.sources import synthetic
 
     if not (folder / "u.data").is_file():
         folder = synthetic.generate(work / "synthetic", n_users=943, n_items=1682, n_ratings=100_000, seed=0)
@@ -46,11 +47,14 @@ def main() -> None:
     import numpy as np
 
     from models.recommender import Recommender
-    from tasks import contract as c
-    from tasks import registry as r
-    from tasks import tracking as t
-    from tasks.settings import Paths
-    from tasks.training import model_config
+    from tasks.core import contract as c
+    from tasks.registry import versions as r
+    from tasks.registry import promote
+    from tasks.registry import tracking as t
+    from tasks.registry import mlflow_store
+    from tasks.registry import plots
+    from tasks.core.settings import Paths
+    from tasks.learning.kind_config import model_config
     imports = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-registry-") as tmp:
@@ -62,7 +66,7 @@ def main() -> None:
         paths = Paths(work / "home")
 
         t1 = time.perf_counter()
-        t.experiment_id(paths)  # creates + migrates the SQLite store: once per data home
+        mlflow_store.experiment_id(paths)  # creates + migrates the SQLite store: once per data home
         store_init = time.perf_counter() - t1
         print(json.dumps({"measure": "process imports (mlflow, torch, prefect, tasks)", "seconds": round(imports, 2)}))
         print(json.dumps({"measure": "create + migrate empty SQLite store (once per home)",
@@ -81,14 +85,14 @@ def main() -> None:
             for i in range(args.repeats + 1):  # the first round warms matplotlib and MLflow's code paths
                 a = time.perf_counter()
                 with tempfile.TemporaryDirectory() as pics:
-                    t.write_pictures(Path(pics), rec, rec.history, movies, train)
+                    plots.write_pictures(Path(pics), rec, rec.history, movies, train)
                 b, cpu_b = time.perf_counter(), time.process_time()
                 run_id = t.log_training(paths, rec, config, {"rmse": rmse + 0.01 * i}, rec.history, lineage,
                                         movies=movies, train=train)
                 d = time.perf_counter()
                 version = r.register(paths, run_id, kind)
                 e = time.perf_counter()
-                r.promote_if_better(paths, kind, version, "rmse")
+                promote.promote_if_better(paths, kind, version, "rmse")
                 f, cpu_f = time.perf_counter(), time.process_time()
                 row = {"kind": kind, "round": i, "fit_seconds": round(fit_s, 2), "pictures_alone": round(b - a, 3),
                        "log_training": round(d - b, 3), "register": round(e - d, 3), "promote": round(f - e, 3),

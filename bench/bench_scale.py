@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_scale.py [--ratings 25000095] [--data DIR] [--home DIR]
         [--out bench/results/scale.json] [--md bench/results/scale.md]
 
-Generates synthetic MovieLens files (`tasks.synthetic`, ML-25M's shape by default: 162,541 users,
+Generates synthetic MovieLens files (`tasks.sources.synthetic`, ML-25M's shape by default: 162,541 users,
 59,047 items, 25,000,095 ratings; users and items scale with --ratings unless given; `--taste 1.5` so
 a model can beat popularity and the serving fit runs), then runs the real pipeline as a user does,
 `python -m flows run --source DIR --home HOME --dot-config JSON --nn-config JSON`, in a subprocess,
-with the explicit large-catalogue settings `models.config.LARGE_CATALOGUE` unless --dot-config /
+with the explicit large-catalogue settings `models.recipes.LARGE_CATALOGUE` unless --dot-config /
 --nn-config replace them. While it runs, the resident memory of the whole process tree is sampled
 (every --interval s); afterwards each Prefect flow and task run's start and end come from the run's
 own Prefect database (<home>/prefect), and each step's peak is the highest sample inside its
@@ -202,7 +202,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    from models.config import LARGE_CATALOGUE
+    from models.recipes import LARGE_CATALOGUE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratings", type=int, default=ML25M["ratings"])
@@ -230,7 +230,7 @@ def main() -> None:
     mach = machine()
     with tempfile.TemporaryDirectory(prefix="lensflow-scale-") as tmp:
         data = a.data or Path(tmp) / "synthetic"
-        gen_cmd = [py, "-m", "tasks.synthetic", "--out", str(data), "--users", str(users), "--items", str(items),
+        gen_cmd = [py, "-m", "tasks.sources.synthetic", "--out", str(data), "--users", str(users), "--items", str(items),
                    "--ratings", str(a.ratings), "--seed", str(a.seed), "--taste", str(a.taste)]
         if (data / "u.data").is_file():
             gen = {"rc": 0, "wall_s": float("nan"), "peak_gb": float("nan"), "reused": True}
@@ -239,7 +239,7 @@ def main() -> None:
             if g["rc"]:
                 sys.exit((Path(tmp) / "generate.log").read_text()[-3000:])
             gen = {"rc": 0, "wall_s": g["wall_s"], "peak_gb": g["sampler"].peak() / GB, "reused": False}
-        gen["command"] = "python -m tasks.synthetic " + " ".join(gen_cmd[3:]).replace(str(data), "DIR")
+        gen["command"] = "python -m tasks.sources.synthetic " + " ".join(gen_cmd[3:]).replace(str(data), "DIR")
         home = a.home or Path(tmp) / "home"
         cmd = [py, "-m", "flows", "run", "--source", str(data), "--home", str(home),
                "--dot-config", a.dot_config, "--nn-config", a.nn_config, *a.extra.split()]

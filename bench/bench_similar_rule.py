@@ -6,7 +6,7 @@ a = 0.5, m = 1), on real ML-100k per-user random holdouts and global temporal cu
     .venv/bin/python bench/bench_similar_rule.py [--data ../shared/data/ml-100k] [--seeds 10 11]
         [--cutoffs 0.7 0.75] [--out bench/results/similar_rule.json]
 
-tasks/item_similarity.py uses α = 1, a = 0.7 (ASYMMETRY) and m = 3: the rule with the best worst case over
+tasks/publishing/item_similarity.py uses α = 1, a = 0.7 (ASYMMETRY) and m = 3: the rule with the best worst case over
 these four tuning holdouts. Random seeds hold out 20 % of every user's ratings (bench_published_quality.py's
 report seeds are 0-2, so seeds below 10 are refused); a cutoff q judges the ratings after the q quantile of
 the rating times on the users who rated both before and after it (the report cutoff is 0.8). Prints one JSON
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_published_quality import DEFAULT_DATA, holdout, tuning_inputs_refused  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
 
 ALPHAS = (0.0, 0.5, 0.75, 1.0)              # rater weight 1 / n_u^α
 ASYMMETRIES = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8)

@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tasks import contract as c  # noqa: E402
-from tasks import split as sp  # noqa: E402
-from tasks.settings import Paths  # noqa: E402
+from tasks.core import contract as c  # noqa: E402
+from tasks.learning import split as sp  # noqa: E402
+from tasks.stores import split_store
+from tasks.core.settings import Paths  # noqa: E402
 
 
 def ratings(n: int, n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
@@ -52,8 +53,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     data_hash = sp.ratings_hash(df)
     print(json.dumps({**base, "step": "ratings_hash", "seconds": round(time.perf_counter() - t0, 2)}), flush=True)
-    specs = [sp.SplitSpec("random"), sp.SplitSpec("user_fraction"), sp.SplitSpec("temporal"),
-             sp.SplitSpec("leave_last_k", k=5)]
+    specs = [split_store.SplitSpec("random"), split_store.SplitSpec("user_fraction"), split_store.SplitSpec("temporal"),
+             split_store.SplitSpec("leave_last_k", k=5)]
     for spec in specs:
         t0 = time.perf_counter()
         split = sp.make_split(df, spec, data_hash)
@@ -64,9 +65,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             paths = Paths(Path(tmp))
             t0 = time.perf_counter()
-            sp.store(paths, split, data_hash)
+            split_store.store(paths, split, data_hash)
             t1 = time.perf_counter()
-            sp.load(paths, split.split_id)
+            split_store.load(paths, split.split_id)
             t2 = time.perf_counter()
             print(json.dumps({**base, "step": "store+load", "strategy": split.spec.strategy,
                               "store_seconds": round(t1 - t0, 2), "load_seconds": round(t2 - t1, 2)}), flush=True)

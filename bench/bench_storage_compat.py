@@ -3,7 +3,7 @@
 python bench/bench_storage_compat.py --home DIR [--rounds 100]
 DIR is a data home with a live publication (e.g. from bench/bench_publish.py --home DIR). Copies its
 warehouse into both storage formats (COPY FROM DATABASE), then times query_top10_for_user and
-query_similar_items_for_item through tasks.sql on one read-only connection per file (DuckDB threads=1),
+query_similar_items_for_item through tasks.core.sql on one read-only connection per file (DuckDB threads=1),
 the two files and two queries interleaved in shuffled blocks of 10 random ids so machine load hits
 all of them alike. Prints one JSON line per (storage, query) with p25/p50/p90 in milliseconds.
 """
@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     import duckdb
     import numpy as np
 
-    from tasks import contract as c
-    from tasks import sql
-    from tasks.settings import Paths
+    from tasks.core import contract as c
+    from tasks.core import sql
+    from tasks.core.settings import Paths
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, required=True)

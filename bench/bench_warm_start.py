@@ -23,9 +23,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.config import LARGE_CATALOGUE  # noqa: E402
-from tasks import evaluate as ev  # noqa: E402
-from tasks import training  # noqa: E402
+from models.recipes import LARGE_CATALOGUE  # noqa: E402
+from tasks.learning import evaluate as ev  # noqa: E402
+from tasks.learning import training  # noqa: E402
+from tasks.learning import kind_config
 
 KEEP = ("ndcg_at_10", "recall_at_10", "coverage_at_10")
 
@@ -44,7 +45,7 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     train, valid, test = (pd.read_parquet(a.split / f"{n}.parquet") for n in ("train", "valid", "test"))
     kept = pd.concat([train, valid], ignore_index=True)
-    plan = training.kind_settings("dot_bias", {**LARGE_CATALOGUE["dot_bias"], "serving_epochs": 0})
+    plan = kind_config.kind_settings("dot_bias", {**LARGE_CATALOGUE["dot_bias"], "serving_epochs": 0})
     cfg = plan.config
 
     def report(name, rec, seconds):

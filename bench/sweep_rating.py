@@ -52,10 +52,10 @@ def _fit(job: dict) -> dict:
     """Fit one config on one split; returns the job with RMSE, seconds and (if asked) predictions."""
     import torch
     import bench_models as bm
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
-    from tasks import contract as c
-    from tasks import evaluate as ev
+    from tasks.core import contract as c
+    from tasks.learning import evaluate as ev
     over = dict(job["cfg"])
     kind = over.pop("kind", "dot_bias")
     cfg = for_kind(kind, **({"loss": "mse"} if kind == "dot_bias" else {}), **over)   # rating recipes
@@ -135,8 +135,8 @@ def phase1(args, sink) -> dict[str, list[dict]]:
 
 def phase2(args, sink, dots: list[dict], nn: dict):
     import bench_models as bm
-    from tasks import contract as c
-    from tasks import evaluate as ev
+    from tasks.core import contract as c
+    from tasks.learning import evaluate as ev
     import pandas as pd
     ratings = pd.read_csv(args.data / "u.data", sep="\t", names=[c.USER_ID, c.ITEM_ID, c.RATING, c.RATED_AT])
     truth = {s: bm.random_split(ratings, 0.2, s)[1][c.RATING].to_numpy() for s in args.splits}

@@ -1,5 +1,5 @@
 """Prefect flows: wiring only. Importing this package points Prefect at the data home (environment only)."""
 
-from tasks.settings import prepare_environment
+from tasks.core.settings import prepare_environment
 
 prepare_environment()

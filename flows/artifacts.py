@@ -1,19 +1,19 @@
-"""Prefect artifacts that make a pipeline run readable in the UI (the content comes from tasks.report)."""
+"""Prefect artifacts that make a pipeline run readable in the UI (the content comes from tasks.runs.report)."""
 
 from __future__ import annotations
 
 import flows.prefect_home  # noqa: F401  (first: Prefect needs its home's parents to exist)
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks import publication_metrics as health
-from tasks import report
+from tasks.publishing import narrowing
+from tasks.runs import report
 
 
 def publish_health_artifact(published: dict) -> None:
     """The publication's own reach and bias against the previous live one, warnings first."""
     if published.get("skipped"):
         return
-    text = health.summary_markdown(published["health"], published.get("previous_health"), [])
+    text = narrowing.summary_markdown(published["health"], published.get("previous_health"), [])
     warnings = published.get("warnings") or []
     head = ["# Publication health", "", f"publication `{published['publication_id']}`", ""]
     if warnings:

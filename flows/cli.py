@@ -13,8 +13,9 @@ import re
 import signal
 import sys
 
-from tasks import settings
-from tasks.errors import ConfigError
+from tasks.core import contract as c
+from tasks.core import settings
+from tasks.core.errors import ConfigError
 
 
 FLOW_COMMANDS = ("run", "ingest", "train", "publish")
@@ -113,7 +114,7 @@ def _device(p: argparse.ArgumentParser) -> None:
 
 
 def _dask_address(value: str) -> str:
-    from tasks.errors import ConfigError
+    from tasks.core.errors import ConfigError
 
     try:
         settings.parse_dask_address(value)
@@ -131,8 +132,6 @@ def _shards(p: argparse.ArgumentParser) -> None:
 
 
 def _kinds(value: str) -> list[str]:
-    from tasks import contract as c
-
     kinds = [k.strip() for k in value.split(",") if k.strip()]
     bad = [k for k in kinds if k not in c.MODEL_KINDS]
     if bad or not kinds:
@@ -188,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train, evaluate and register one model kind on the current lake")
     _common(p)
-    p.add_argument("--kind", default="dot_bias", choices=("dot_bias", "embedding_nn"))
+    p.add_argument("--kind", default=c.MODEL_KIND_DOT, choices=c.MODEL_KINDS)
     _split_options(p)
     p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
@@ -202,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="publish recommendations and similar items from registered models")
     _common(p)
-    p.add_argument("--model", default=None, choices=("dot_bias", "embedding_nn"),
+    p.add_argument("--model", default=None, choices=c.MODEL_KINDS,
                    help="model kind for recommendations (default: best champion)")
     p.add_argument("--version", default="serving", help="alias or version number (default: serving = each champion's "
                    "serving fit on every rating where one exists, else the champion)")
@@ -215,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="operator override: make a version the champion")
     _common(p)
-    p.add_argument("kind", choices=("dot_bias", "embedding_nn"))
+    p.add_argument("kind", choices=c.MODEL_KINDS)
     p.add_argument("version")
     p.add_argument("--reason", required=True, help="recorded on the version")
 
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv_given, argv = argv, sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["synth"]:  # its own options (argparse cannot pass --flags through a subparser)
-        from tasks import synthetic
+        from tasks.sources import synthetic
 
         return synthetic.main(argv[1:], prog="lensflow synth", parser=OneLineParser) or 0
     a = build_parser().parse_args(argv)
@@ -274,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         with guard.command(a, paths):   # servers reached, then one writer per data location
             return getattr(commands, a.command.replace("-", "_"))(a, paths) or 0
     except Exception as exc:  # noqa: BLE001 - user errors become one line; bugs keep their traceback
-        from tasks import environment
+        from tasks.core import environment
 
         fault = environment.classify(exc, paths)   # a full disk or a server gone, however it was wrapped
         exc, code = (fault, EXIT_CODES[type(fault).__name__]) if fault is not None else (exc, exit_code(exc))

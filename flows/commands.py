@@ -7,7 +7,7 @@ import os
 import sys
 
 from flows import logs
-from tasks.settings import Paths
+from tasks.core.settings import Paths
 
 QUERIES = {  # CLI question -> (sql file, parameters it needs)
     "top10": ("query_top10_for_user", ("user_id",)),
@@ -26,8 +26,8 @@ def _print_json(obj) -> None:
 
 def _split(a) -> "SplitSpec":  # noqa: F821
     """The split options as a SplitSpec; a value it refuses (a fraction outside (0, 1), k < 1) is a ConfigError."""
-    from tasks.errors import ConfigError
-    from tasks.split import SplitSpec
+    from tasks.core.errors import ConfigError
+    from tasks.stores.split_store import SplitSpec
 
     kw = {"strategy": a.split, "valid_fraction": a.valid_fraction, "seed": a.seed}
     if a.split == "leave_last_k":
@@ -47,13 +47,14 @@ def refuse_early(paths: Paths, source: str | None = None, configs: dict | None =
     """Permanent mistakes fail before any flow starts: a bad config, a --source that is no MovieLens copy, no
     way to get the default download. The local checks come first, so a typo is never a download's wait.
     (A download made here is cached: the flow's acquire step reuses it.)"""
-    from tasks import acquire
+    from tasks.sources import acquire
 
     if configs:
-        from tasks import promotion, training
+        from tasks.learning import promotion
+        from tasks.learning import kind_config
 
         for kind, overrides in configs.items():
-            promotion.promotion_metric(training.kind_settings(kind, overrides).config, (metrics or {}).get(kind))
+            promotion.promotion_metric(kind_config.kind_settings(kind, overrides).config, (metrics or {}).get(kind))
     if source:
         acquire.check_source(source, paths)
     elif acquires and not os.environ.get(acquire.SOURCE_ENV):
@@ -63,27 +64,27 @@ def refuse_early(paths: Paths, source: str | None = None, configs: dict | None =
 def dask_scheduler(a) -> str | None:
     """The Dask scheduler for --shards (the option, else $LENSFLOW_DASK_ADDRESS), reached now: a bad or
     unreachable one fails in seconds, before any flow starts."""
-    from tasks import settings
-    from tasks.errors import ConfigError
+    from tasks.core import settings
+    from tasks.core.errors import ConfigError
 
     if a.dask_address and a.shards < 2:
         raise ConfigError("--dask-address runs shards: give --shards 2 or more")
     address = settings.dask_address(a.dask_address) if a.shards > 1 else None
     if address:
-        from tasks import scheduler
+        from tasks.publishing import scheduler
 
         scheduler.check(address)
     return address
 
 
 def run(a, paths: Paths) -> int:
-    from tasks import contract as c
+    from tasks.core import contract as c
 
     kinds = a.kinds or list(c.MODEL_KINDS)
     configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
     spec = _split(a)
     address = dask_scheduler(a)
-    from tasks import promotion
+    from tasks.learning import promotion
 
     metrics = promotion.promotion_metrics(promotion.parse(a.promotion_metric))   # a wrong kind or metric: one line
     refuse_early(paths, a.source, configs, acquires=True, metrics=metrics)
@@ -100,7 +101,7 @@ def run(a, paths: Paths) -> int:
                            shards=a.shards, dask_address=address)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
-    from tasks import report
+    from tasks.runs import report
 
     for m in summary["models"]:
         shown = {f"test_{k}": round(m["metrics"][f"test_{k}"], 4) for k in report.job_metrics(m["kind"])
@@ -130,8 +131,9 @@ def run(a, paths: Paths) -> int:
 
 
 def unchanged_summary(paths: Paths, source, spec, configs: dict) -> dict | None:
-    """The pipeline's summary when a run would change nothing (tasks/rerun.py), without starting Prefect."""
-    from tasks import report, rerun
+    """The pipeline's summary when a run would change nothing (tasks/runs/rerun.py), without starting Prefect."""
+    from tasks.runs import report
+    from tasks.runs import rerun
 
     found = rerun.unchanged(paths, source, spec, configs)
     if found is None:
@@ -144,7 +146,7 @@ def unchanged_summary(paths: Paths, source, spec, configs: dict) -> dict | None:
 
 def health_line(figures: dict) -> str:
     """The publication's reach and bias in one line (docs/publication_health.md defines each figure)."""
-    from tasks import publication_metrics as pm
+    from tasks.publishing import publication_metrics as pm
 
     get = figures.get
     return (f"health: top-10 lists cover {get(pm.COVERAGE_AT_10, float('nan')):.1%} of {int(get(pm.N_ITEMS, 0)):,} "
@@ -166,9 +168,9 @@ def ingest(a, paths: Paths) -> int:
 def train(a, paths: Paths) -> int:
     spec = a.split_id or _split(a)
     refuse_early(paths, configs={a.kind: a.config})
-    from tasks import promotion, training
+    from tasks.learning import kind_config, promotion
 
-    promotion.promotion_metric(training.model_config(a.kind, a.config), a.promotion_metric, a.top_k)
+    promotion.promotion_metric(kind_config.model_config(a.kind, a.config), a.promotion_metric, a.top_k)
     from flows.train import train as train_flow
 
     logs.to_file(paths, a.verbose)
@@ -180,8 +182,8 @@ def train(a, paths: Paths) -> int:
 
 
 def publish(a, paths: Paths) -> int:
-    from tasks import contract as c
-    from tasks import serving
+    from tasks.core import contract as c
+    from tasks.registry import serving
 
     address = dask_scheduler(a)
     if a.version not in (c.ALIAS_SERVING, c.ALIAS_CHAMPION):
@@ -200,18 +202,19 @@ def publish(a, paths: Paths) -> int:
 def promote(a, paths: Paths) -> int:
     from dataclasses import asdict
 
-    from tasks import registry
+    from tasks.registry.promote import promote as override   # MLflow is slow to import: only when asked
 
-    _print_json(asdict(registry.promote(paths, a.kind, a.version, a.reason)))
+    _print_json(asdict(override(paths, a.kind, a.version, a.reason)))
     return 0
 
 
 def query(a, paths: Paths) -> int:
     import duckdb
 
-    from tasks import contract as c
-    from tasks import sql, warehouse
-    from tasks.errors import ConfigError, NotFound
+    from tasks.core import contract as c
+    from tasks.core import sql
+    from tasks.stores import warehouse
+    from tasks.core.errors import ConfigError, NotFound
 
     needs = ("sql",) if a.question == "sql" else QUERIES[a.question][1]
     flags = {"sql": ("--sql", a.sql), c.USER_ID: ("--user", a.user), c.ITEM_ID: ("--item", a.item)}
@@ -267,8 +270,8 @@ def mlflow_ui(a, paths: Paths) -> int:
     import errno
     import socket
 
-    from tasks import registry
-    from tasks.errors import CannotListen
+    from tasks.registry import versions as registry
+    from tasks.core.errors import CannotListen
 
     # The server would log the taken port and exit 0; a caller must see that nothing started.
     with socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET) as probe:

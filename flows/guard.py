@@ -1,5 +1,5 @@
 """Around every run that changes the data: the servers it needs are reached first, and it holds the data
-location's writer lock (tasks/writer.py) from before its first step to its end.
+location's writer lock (tasks/core/writer.py) from before its first step to its end.
 
 Two ways in. `command(a, paths)` is the CLI's: a writing subcommand checks the MLflow tracking server and the
 Prefect API named in the environment (one line and exit 6 when one does not answer), then takes the lock; a
@@ -20,8 +20,9 @@ import sys
 import types
 from contextlib import contextmanager, nullcontext
 
-from tasks import environment, writer
-from tasks.settings import Paths
+from tasks.core import environment
+from tasks.core import writer
+from tasks.core.settings import Paths
 
 WRITERS = ("run", "ingest", "train", "publish", "promote")   # CLI commands that change the data or registry
 WRITER_LIMIT = "lensflow-data-writer"                        # Prefect global concurrency limit (optional)
@@ -65,7 +66,7 @@ def _as_writer(fn, signature: inspect.Signature, args, kwargs):
     from prefect import get_run_logger
     from prefect.context import FlowRunContext
 
-    from tasks.settings import paths as resolve_paths
+    from tasks.core.settings import paths as resolve_paths
 
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx else None

@@ -11,8 +11,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows import guard, steps
-from tasks import lake, report, warehouse
-from tasks.settings import paths as resolve_paths
+from tasks.stores import lake
+from tasks.runs import report
+from tasks.stores import warehouse
+from tasks.core.settings import paths as resolve_paths
 
 
 def _run_name() -> str:

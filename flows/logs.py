@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks.settings import Paths
+from tasks.core.settings import Paths
 
 
 class QuietFileHandler(logging.FileHandler):

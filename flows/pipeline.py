@@ -27,10 +27,13 @@ from flows.artifacts import publish_run_artifacts
 from flows.ingest import ingest
 from flows.publish import publish
 from flows.train import train
-from tasks import contract as c
-from tasks import lake, report, settings, training
-from tasks.settings import paths as resolve_paths
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.stores import lake
+from tasks.runs import report
+from tasks.core import settings
+from tasks.learning import kind_config
+from tasks.core.settings import paths as resolve_paths
+from tasks.stores.split_store import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
 
@@ -83,7 +86,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
              refuse_narrowing: bool = False, shards: int = 1, dask_address: str | None = None) -> dict:
     """Ingest, split, train and register both models, publish from the champions; returns a summary.
 
-    Each kind is promoted on its own job's metric (tasks.promotion) unless promotion_metrics names another
+    Each kind is promoted on its own job's metric (tasks.learning.promotion) unless promotion_metrics names another
     for it ({"embedding_nn": "mae"}). shards, dask_address: publish's sharded scoring (flows/publish.py); a named Dask scheduler is checked
     before the ingest, so a bad one fails before any work.
     """
@@ -92,7 +95,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
         steps.check_scheduler(address)
     kinds = list(kinds or c.MODEL_KINDS)
     configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
-    plans = {kind: training.kind_settings(kind, configs.get(kind)) for kind in kinds}
+    plans = {kind: kind_config.kind_settings(kind, configs.get(kind)) for kind in kinds}
     metrics = promotion_metrics or {}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
 

@@ -3,6 +3,6 @@ its parents, and without it its temporary API never starts (a flow called from P
 startup timeout, then failed). So the data home's `prefect/` folder is made here, with its parents. The CLI's
 read-only commands never import this module, so they still write nothing."""
 
-from tasks.settings import prepare_prefect_home
+from tasks.core.settings import prepare_prefect_home
 
 prepare_prefect_home()

@@ -17,13 +17,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import guard, steps
 from flows.artifacts import publish_health_artifact
-from tasks import contract as c
-from tasks import publish as publishing
-from tasks import report, settings, sharding
-from tasks.errors import ConfigError, DataLocationBusy
-from tasks.model_ref import ServingModel
-from tasks.settings import Paths
-from tasks.settings import paths as resolve_paths
+from tasks.core import contract as c
+from tasks.publishing import publish as publishing
+from tasks.runs import report
+from tasks.core import settings
+from tasks.publishing import sharding
+from tasks.core.errors import ConfigError, DataLocationBusy
+from tasks.registry.model_ref import ServingModel
+from tasks.core.settings import Paths
+from tasks.core.settings import paths as resolve_paths
 
 
 def _shards_run_name() -> str:
@@ -122,7 +124,7 @@ def publish(home: str | None = None, kinds: list[str] | None = None, version: st
     scored = None
     if shards > 1:
         scored = _score_sharded(paths, roles.ranking, ratings, users, movies, n, shards, address, snap.data_hash)
-    result = steps.publish_tables(paths, roles, ratings, movies, users, n=n, k=k, retain=retain,
+    result = steps.publish(paths, roles, ratings, movies, users, n=n, k=k, retain=retain,
                                   split_id=roles.ranking.ref.split_id, data_hash=snap.data_hash, scored=scored,
                                   refuse_narrowing=refuse_narrowing)
     for warning in result.warnings:

@@ -21,16 +21,30 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from tasks import contract as c
-from tasks import acquire, durable, faults, lake, movielens, report, scheduler, serving, sharding, split, tracking, training
-from tasks import publish as publishing
-from tasks import warehouse
-from tasks.errors import InputError, SourceUnavailable
+from tasks.core import contract as c
+from tasks.sources import acquire
+from tasks.core import durable
+from tasks.core import faults
+from tasks.stores import lake
+from tasks.sources import movielens
+from tasks.runs import report
+from tasks.publishing import scheduler
+from tasks.registry import serving
+from tasks.publishing import sharding
+from tasks.learning import split
+from tasks.stores import split_store
+from tasks.registry import tracking
+from tasks.learning import training
+from tasks.learning import kind_config
+from tasks.registry import trainings
+from tasks.publishing import publish as publishing
+from tasks.stores import warehouse
+from tasks.core.errors import InputError, SourceUnavailable
 
 
 def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **options):
     """A Prefect task around a plain function: no cache, no persisted result, retries only if asked.
-    ($LENSFLOW_PAUSE_AT=<name>:<file> holds the run just before the step: tasks/faults.py, for the tests.)"""
+    ($LENSFLOW_PAUSE_AT=<name>:<file> holds the run just before the step: tasks/core/faults.py, for the tests.)"""
     fn = _pausable(fn, name)
     return task(fn, name=name, task_run_name=run_name or name, retries=retries, cache_policy=NO_CACHE,
                 persist_result=False, **options)
@@ -63,7 +77,7 @@ def _transient(task_, task_run, state) -> bool:
     return isinstance(exc, acquire.ChecksumMismatch) or not isinstance(exc, PERMANENT)
 
 
-def _split_logged(paths, ratings, spec, data_hash) -> split.Split:
+def _split_logged(paths, ratings, spec, data_hash) -> split_store.Split:
     """get_or_create, logging whether the stored split was reused."""
     chosen = split.get_or_create(paths, ratings, spec, data_hash)
     get_run_logger().info("split %s %s: %s", chosen.split_id, "reused" if chosen.reused else "created",
@@ -76,8 +90,8 @@ def _split_once(paths, spec, data_hash) -> dict:
 
     Returns its id and whether it was already stored; the live ratings are read only when it was not.
     """
-    sid = split.split_id(spec, data_hash)
-    if split.is_stored(paths, sid):
+    sid = split_store.split_id(spec, data_hash)
+    if split_store.is_stored(paths, sid):
         get_run_logger().info("split %s reused", sid)
         return {c.SPLIT_ID: sid, "reused": True}
     chosen = _split_logged(paths, lake.read(paths, c.RATINGS), spec, data_hash)
@@ -119,7 +133,7 @@ def flow_run_tags() -> dict[str, str]:
         if run_id else {}
 
 
-def _fit_logged(split, plan: training.KindSettings, users=None, movies=None, k: int = 10) -> training.TrainResult:
+def _fit_logged(split, plan: kind_config.KindSettings, users=None, movies=None, k: int = 10) -> training.TrainResult:
     """train_and_evaluate, logging each epoch's losses (named by the loss) and the kind's job metrics."""
     logger = get_run_logger()
     config = plan.config
@@ -139,13 +153,13 @@ def _fit_logged(split, plan: training.KindSettings, users=None, movies=None, k: 
 
 
 def _record_tagged(paths, result, split, movies, metric: str | None = None, k: int = 10):
-    """training.record with the Prefect flow run tagged on the MLflow run."""
-    return training.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
+    """trainings.record with the Prefect flow run tagged on the MLflow run."""
+    return trainings.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
 
 
 def _mark_reused(paths, kind: str, version: str) -> None:
     """registry.mark_reused for the current flow run, so a pipeline can tell what this run reused."""
-    from tasks import registry
+    from tasks.registry import versions as registry
 
     run_id = flow_run.get_id()
     if run_id:
@@ -176,13 +190,13 @@ write_lake = step(lake.write_snapshot, "write-lake-snapshot", "write-lake-{data_
 promote_lake = step(warehouse.publish_snapshot, "promote-lake-and-rebuild-warehouse", "rebuild-warehouse-{data_hash:.12}")
 
 # --- train ------------------------------------------------------------------------------------------
-kind_settings = step(training.kind_settings, "resolve-model-config", "config-{kind}")
+kind_settings = step(kind_config.kind_settings, "resolve-model-config", "config-{kind}")
 make_or_reuse_split = step(_split_logged, "split-ratings", "split-{spec.strategy}-seed{spec.seed}")
 split_for_trainings = step(_split_once, "split-for-trainings", "split-{spec.strategy}-seed{spec.seed}", retries=2,
                           retry_delay_seconds=1, retry_condition_fn=_transient)
-load_split = step(split.load, "load-stored-split", "load-split-{sid}")
-set_current_split = step(split.set_current, "set-current-split", "current-split-{sid}")
-find_trained = step(training.find_trained, "find-identical-training", "find-trained-{config.kind}")
+load_split = step(split_store.load, "load-stored-split", "load-split-{sid}")
+set_current_split = step(split_store.set_current, "set-current-split", "current-split-{sid}")
+find_trained = step(trainings.find_trained, "find-identical-training", "find-trained-{config.kind}")
 train_and_evaluate = step(_fit_logged, "fit-and-evaluate", "fit-{plan.config.kind}-{plan.config.loss.name}")
 summarize_unregistered = step(training.summarize, "summarize-unregistered-training", "summary-{result.config.kind}")
 record_training = step(_record_tagged, "log-register-promote", "register-{result.config.kind}")
@@ -198,7 +212,7 @@ check_scheduler = step(scheduler.check, "check-dask-scheduler", "check-dask-sche
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
 score_cold = step(sharding.score_cold, "score-unlearnt-users", "score-unlearnt-users")
 # No retries: scoring is not I/O, and a failed check must not be retried into a publish.
-publish_tables = step(publishing.publish, "score-check-publish")
+publish = step(publishing.publish, "score-check-publish")
 
 # --- serving fit (the evaluated config on every rating) --------------------------------------------
 serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve")

@@ -11,12 +11,12 @@ from prefect.runtime import flow_run
 
 from flows import guard, steps
 from flows.artifacts import training_artifacts
-from tasks import contract as c
-from tasks import training
-from tasks.errors import ConfigError
-from tasks import promotion
-from tasks.settings import paths as resolve_paths
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.learning import kind_config
+from tasks.core.errors import ConfigError
+from tasks.learning import promotion
+from tasks.core.settings import paths as resolve_paths
+from tasks.stores.split_store import SplitSpec
 
 
 def _run_name() -> str:
@@ -24,7 +24,7 @@ def _run_name() -> str:
     p = flow_run.parameters
     kind = p.get("kind") or c.MODEL_KIND_DOT
     try:
-        return f"train-{kind}-{training.model_config(kind, p.get('config')).loss.name}"
+        return f"train-{kind}-{kind_config.model_config(kind, p.get('config')).loss.name}"
     except ConfigError:  # the flow itself refuses the config; the name must not fail first
         return f"train-{kind}"
 
@@ -42,7 +42,7 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
     """Train, evaluate and register one model kind on a split (a SplitSpec, or the id of a stored split).
 
     config: the kind's settings as flat JSON (models.config, plus eval_users); promotion_metric: what promotion
-    compares, the kind's job metric by default (tasks.promotion: ndcg_at_10 for dot_bias, rmse for embedding_nn).
+    compares, the kind's job metric by default (tasks.learning.promotion: ndcg_at_10 for dot_bias, rmse for embedding_nn).
     An identical earlier training (same config, split, data and code) is reused from the registry
     unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
     The version is findable by this flow run's id (`registry.training_of_flow_run`): its MLflow run

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from models.bags import RatingBags
+from models.vocabulary import embedding
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -15,88 +17,6 @@ def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
 def emb_size(n: int) -> int:
     """fastai's rule of thumb for an embedding width given n categories."""
     return min(600, round(1.6 * n ** 0.56))
-
-
-def _embedding(n: int, d: int) -> nn.Embedding:
-    # padding_idx=0: the "unknown" row stays zero and never learns, so unknown ids add nothing
-    emb = nn.Embedding(n, d, padding_idx=0)
-    nn.init.trunc_normal_(emb.weight, std=0.01)
-    with torch.no_grad():
-        emb.weight[0].zero_()
-    return emb
-
-
-class RatingBags(nn.Module):
-    """Sparse linear layer over each item's column of training ratings (AutoRec's encoder).
-
-    Item i's code is |R(i)|^-1/2 * sum over its raters u of (rating - mean) * weight[u]: one learnt row
-    per user. CSR by item: raters members[indptr[i]:indptr[i+1]], sorted; `set_ratings` installs them.
-    """
-
-    def __init__(self, n_rows: int, n_members: int, width: int, dense_limit: int = 0):
-        super().__init__()
-        self.weight = _embedding(n_members, width)
-        # dense_limit: keep a dense copy [n_rows, n_members] of the ratings when it has at most this many entries
-        # (0: never), and code a batch as one gather + matmul: at ML-100k (1.6M entries) ~3x faster than
-        # embedding_bag, whose backward sorts. Same codes, up to float summation order.
-        self.dense_limit = dense_limit
-        self.dense = None
-        self.register_buffer("indptr", torch.zeros(n_rows + 1, dtype=torch.long))
-        self.register_buffer("members", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("values", torch.zeros(0))
-        self.register_buffer("keys", torch.zeros(0, dtype=torch.long), persistent=False)
-
-    def set_ratings(self, indptr, members, values):
-        """Install the ratings: CSR over model indices, members sorted within a row, values centred."""
-        dev = self.indptr.device
-        self.indptr, self.members, self.values = indptr.to(dev), members.to(dev), values.to(dev).float()
-        # row * n_members + member is ascending over the CSR, so a pair's rating is one searchsorted away
-        rows = torch.repeat_interleave(torch.arange(len(self.indptr) - 1, device=dev), self.indptr.diff())
-        self.keys = rows * self.weight.num_embeddings + self.members
-        n_rows, n_members = len(self.indptr) - 1, self.weight.num_embeddings
-        self.dense = None   # a plain attribute, not a buffer: the state dict keeps only the CSR
-        if n_rows * n_members <= self.dense_limit:
-            self.dense = torch.zeros(n_rows, n_members, device=dev)                        # [n_rows, n_members]
-            self.dense[rows, self.members] = self.values
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)   # .to(device) moves the dense copy with the buffers
-        if self.dense is not None:
-            self.dense = fn(self.dense)
-        return out
-
-    def forward(self, rows, leave_out=None):
-        """Codes [B, width] of rows[B]; leave_out[B]: a member whose own rating is left out of the sum."""
-        uniq, inv = torch.unique(rows, return_inverse=True)                    # a batch repeats rows
-        start = self.indptr[uniq]
-        length = self.indptr[uniq + 1] - start                                 # [U]
-        if self.dense is not None:
-            bags = (self.dense[uniq] @ self.weight.weight)[inv]                # [U, M] @ [M, width] -> [B, width]
-            return self._finish(bags, rows, length[inv].float(), leave_out)
-        offsets = torch.cumsum(length, 0) - length                             # bag starts in the flat list
-        flat = torch.repeat_interleave(start - offsets, length) + torch.arange(
-            int(length.sum()), device=rows.device)                              # [sum(length)] CSR positions
-        bags = F.embedding_bag(self.members[flat], self.weight.weight, offsets, mode="sum",
-                               per_sample_weights=self.values[flat])[inv]       # [B, width]
-        return self._finish(bags, rows, length[inv].float(), leave_out)
-
-    def _finish(self, bags, rows, n, leave_out):
-        """Sums [B, width] of the rows' bags, bag sizes n [B] -> codes: leave_out's rating out, scaled by n^-1/2."""
-        if leave_out is not None:
-            r, found = self.rating_of(rows, leave_out)
-            bags = bags - r[:, None] * self.weight(leave_out)
-            n = n - found.float()
-        return bags * n.clamp(min=1).rsqrt()[:, None]
-
-    def rating_of(self, rows, members):
-        """(centred rating [B], found [B] bool) of the pairs (rows[B], members[B]); rating 0 where not found."""
-        if len(self.keys) == 0:
-            none = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
-            return none.float(), none
-        key = rows * self.weight.num_embeddings + members
-        pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
-        found = self.keys[pos] == key
-        return torch.where(found, self.values[pos], torch.zeros((), device=rows.device)), found
 
 
 class SideTable(nn.Module):
@@ -143,10 +63,10 @@ class DotProductBias(nn.Module):
         super().__init__()
         self.item_bias_weight = item_bias_weight   # score_all: the item bias counts this much (1 + popularity boost)
         # n_users/n_items count the unknown row 0
-        self.user_factors = _embedding(n_users, n_factors)
-        self.item_factors = _embedding(n_items, n_factors)
-        self.user_bias = _embedding(n_users, 1)
-        self.item_bias = _embedding(n_items, 1)
+        self.user_factors = embedding(n_users, n_factors)
+        self.item_factors = embedding(n_items, n_factors)
+        self.user_bias = embedding(n_users, 1)
+        self.item_bias = embedding(n_items, 1)
         self.global_bias = nn.Parameter(torch.zeros(1))
         self.y_range = tuple(y_range)
         self.item_ratings = RatingBags(n_items, n_users, n_factors) if rating_input else None
@@ -226,16 +146,16 @@ class EmbeddingNN(nn.Module):
                  dropout: float = 0.1, y_range=(0.0, 5.5), user_side_dim: int = 0, item_side_dim: int = 0,
                  id_dropout: float = 0.0, bias: bool = False, item_bag: int = 0, user_bag: int = 0):
         super().__init__()
-        self.user_factors = _embedding(n_users, user_size)
-        self.item_factors = _embedding(n_items, item_size)
+        self.user_factors = embedding(n_users, user_size)
+        self.item_factors = embedding(n_items, item_size)
         self.user_side = SideTable(n_users, user_side_dim)   # [n_users, du]; du = 0 without side features
         self.item_side = SideTable(n_items, item_side_dim)   # [n_items, di]
         # None when off: a model without them has no such keys in its state dict
         # dense bag copies up to 2^24 entries (64 MiB; ML-100k: 1.6M), embedding_bag beyond
         self.item_ratings = RatingBags(n_items, n_users, item_bag, 1 << 24) if item_bag > 0 else None  # rows: items
         self.user_ratings = RatingBags(n_users, n_items, user_bag, 1 << 24) if user_bag > 0 else None  # rows: users
-        self.user_bias = _embedding(n_users, 1) if bias else None
-        self.item_bias = _embedding(n_items, 1) if bias else None
+        self.user_bias = embedding(n_users, 1) if bias else None
+        self.item_bias = embedding(n_items, 1) if bias else None
         self.global_bias = nn.Parameter(torch.zeros(1)) if bias else None
         h = list(layers)
         # The first Linear over concat(user part, item part) split in two: W·[u;i] = W_u·u + W_i·i.

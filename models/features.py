@@ -3,8 +3,9 @@
 Input: plain dicts of numpy arrays keyed by raw id, e.g.
   user_features = {"user_id": ids[n], "age": ints[n], "gender": ["M"|"F"][n], "occupation": codes[n]}
   item_features = {"item_id": ids[n], "genres": bool[n, 19], "year": floats[n] (NaN = unknown)}
-Any of the non-id fields may be left out. The key names equal tasks.contract's column names
-(models/ imports only torch and numpy, so they are spelled here; tests check they agree).
+Any of the non-id fields may be left out. The key names equal tasks.core.contract's column names
+(models/ imports only torch and numpy, so they are spelled here; tests/models/test_recommender.py
+test_feature_keys_match_the_contract checks they agree).
 """
 
 from __future__ import annotations

@@ -1,67 +1,29 @@
-"""Recommender: raw MovieLens ids in and out, the model and its id vocabularies in one object."""
+"""Recommender: raw MovieLens ids in and out, the model and its id vocabularies in one object: fit, scoring and
+the lookups. Building the module is models/build.py, files models/persistence.py, warm starts
+models/warm_start.py, side features models/side_encoding.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models import features as fx
 from models import item_item
-from models import config as cfg
-from models.collab import DotProductBias, EmbeddingNN, emb_size, sigmoid_range
-from models.config import DotConfig, ModelConfig, Mse
+from models import features as fx
+from models import persistence
+from models.bags import ratings_by_item
+from models.build import build_model
+from models.collab import sigmoid_range
+from models.config import ModelConfig, Mse
+from models.side_encoding import encode_side, side_dims, side_table
+from models.vocabulary import index
+from models.warm_start import warm_start
 from models.scoring import chunk_rows, csr_from_pairs, topk
 from models.training_loop import pick_device, train
 
-FORMAT = "lensflow-recommender/4"     # the per-kind config, flat (models.config.flat)
-FORMAT_3 = "lensflow-recommender/3"   # the old 26-field ModelConfig (models.config.from_legacy), item-item term
-FORMAT_2 = "lensflow-recommender/2"   # no item-item term
-FORMAT_1 = "lensflow-recommender/1"   # side tables and maps as model attributes; load() renames its keys
-_LEGACY_FORMATS = (FORMAT_3, FORMAT_2, FORMAT_1)
-_FORMAT_1_KEYS = {"user_side": "user_side.table", "item_side": "item_side.table",
-                  "user_side_in.weight": "user_side.linear.weight", "item_side_in.weight": "item_side.linear.weight"}
 _PREDICT_CHUNK = 1 << 18
-
-
-def _index(vocab: np.ndarray, ids) -> np.ndarray:
-    """Model indices of raw ids: position in the sorted vocabulary + 1, or 0 for unknown ids."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(vocab) == 0:
-        return np.zeros(len(ids), np.int64)
-    pos = np.clip(np.searchsorted(vocab, ids), 0, len(vocab) - 1)
-    return np.where(vocab[pos] == ids, pos + 1, 0)
-
-
-SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (train.sparse_grad)
-# parameters with one row per model index (row 0 = unknown), by the vocabulary that indexes them (warm start)
-USER_ROWS = ("user_factors.weight", "user_bias.weight", "item_ratings.weight.weight")
-ITEM_ROWS = ("item_factors.weight", "item_bias.weight", "user_ratings.weight.weight")
-
-
-def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: int = 0,
-                item_side_dim: int = 0) -> torch.nn.Module:
-    """The module for a config; n_users/n_items include the unknown row 0."""
-    if isinstance(config, DotConfig):
-        # a ranking loss never squashes its scores; (0, 5.5) only keeps forward() defined
-        y_range = config.loss.y_range if isinstance(config.loss, Mse) else Mse().y_range
-        model = DotProductBias(n_users, n_items, config.n_factors, y_range, config.rating_input,
-                               user_side_dim, item_side_dim, item_bias_weight=1 + config.popularity_boost)
-    else:
-        us = config.n_factors or emb_size(n_users)
-        its = config.n_factors or emb_size(n_items)
-        model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.loss.y_range,
-                            user_side_dim, item_side_dim, config.id_dropout, config.biases, config.item_bag,
-                            config.user_bag)
-    if config.train.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
-        for name in SPARSE_EMBEDDINGS:
-            if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):
-                emb.sparse = True
-    return model
 
 
 class Recommender:
@@ -116,27 +78,27 @@ class Recommender:
         dev = pick_device(device)
         torch.manual_seed(config.train.seed)
         user_ids, item_ids = np.unique(users), np.unique(items)
-        ui, ii = _index(user_ids, users), _index(item_ids, items)
+        ui, ii = index(user_ids, users), index(item_ids, items)
         counts = {"user": np.bincount(ui, minlength=len(user_ids) + 1),
                   "item": np.bincount(ii, minlength=len(item_ids) + 1)}
-        side = _encode_side(config, user_features, item_features, counts)
-        du, di = _side_dims(side)
+        side = encode_side(config, user_features, item_features, counts)
+        du, di = side_dims(side)
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
         if init is not None:
-            _warm_start(model, init, user_ids, item_ids)
+            warm_start(model, init, user_ids, item_ids)
         if getattr(model, "item_ratings", None) is not None:
-            model.item_ratings.set_ratings(*_ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
+            model.item_ratings.set_ratings(*ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
         if getattr(model, "user_ratings", None) is not None:   # the NN's user bag: CSR by user over items
-            model.user_ratings.set_ratings(*_ratings_by_item(ii, ui, ratings, len(user_ids) + 1, dev))
+            model.user_ratings.set_ratings(*ratings_by_item(ii, ui, ratings, len(user_ids) + 1, dev))
         for part, who, vocab in ((model.user_side, "user", user_ids), (model.item_side, "item", item_ids)):
-            table = _side_table(side, who, vocab, counts[who])
+            table = side_table(side, who, vocab, counts[who])
             if table is not None:
                 part.set_table(torch.as_tensor(table))
 
         def tensors(u, i, r):
-            return (torch.as_tensor(_index(user_ids, u), device=dev),
-                    torch.as_tensor(_index(item_ids, i), device=dev),
+            return (torch.as_tensor(index(user_ids, u), device=dev),
+                    torch.as_tensor(index(item_ids, i), device=dev),
                     # a read-only array (Arrow-backed frames give them) is copied, not shared: torch warns otherwise
                     torch.as_tensor(np.require(r, np.float32, "W"), device=dev))
 
@@ -144,7 +106,7 @@ class Recommender:
         if valid is not None:
             vu, vi, vr = (np.asarray(a) for a in valid)
             if not rec.rates:  # a ranking loss needs the target among the known items
-                keep = _index(item_ids, vi) > 0
+                keep = index(item_ids, vi) > 0
                 vu, vi, vr = vu[keep], vi[keep], vr[keep]
             valid_t = tensors(vu, vi, vr) if len(vu) else None
         schedule = dataclasses.replace(config.train, epochs=config.train.epochs if epochs is None else epochs,
@@ -160,14 +122,24 @@ class Recommender:
                                                len(item_ids), window, blend.items, l2=blend.l2, device=dev)
         return rec
 
+    # ---- persistence (models/persistence.py) --------------------------------------------------
+    def save(self, path) -> Path:
+        """One file (torch.save of plain tensors, lists and dicts; loads with weights_only=True), atomically."""
+        return persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path, device=None) -> "Recommender":
+        """Inverse of save; also reads the files of earlier formats (models/persistence.py)."""
+        return cls(**persistence.read(path), device=device)
+
     # ---- lookups ------------------------------------------------------------------------------
     def known_users(self, users) -> np.ndarray:
         """True where a raw user id has a learnt embedding."""
-        return _index(self.user_ids, users) > 0
+        return index(self.user_ids, users) > 0
 
     def known_items(self, items) -> np.ndarray:
         """True where a raw item id has a learnt embedding."""
-        return _index(self.item_ids, items) > 0
+        return index(self.item_ids, items) > 0
 
     def _side_rows(self, who: str, ids: np.ndarray, idx: np.ndarray, given: dict | None):
         """Side rows [n, d] for raw ids: model table for known ids, else fit-time or given features."""
@@ -201,7 +173,7 @@ class Recommender:
         """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
-        ui, ii = _index(self.user_ids, users), _index(self.item_ids, items)
+        ui, ii = index(self.user_ids, users), index(self.item_ids, items)
         us = self._side_rows("user", users, ui, user_features)
         its = self._side_rows("item", items, ii, item_features)
         out = np.empty(len(users), np.float32)
@@ -246,7 +218,7 @@ class Recommender:
         """(score_chunk(a, b) -> pre-sigmoid scores [c, I] of users uniq[a:b] against every known item, work-space
         width per score). With the item-item blend, each row is blended with the term of its history (csr)."""
         m = self.model
-        ui = _index(self.user_ids, uniq)
+        ui = index(self.user_ids, uniq)
         u = torch.as_tensor(ui, device=self.device)
         us = self._side_rows("user", uniq, ui, user_features)
         items = m.all_items()                                            # once, not per chunk
@@ -270,7 +242,7 @@ class Recommender:
         """Scores float32 [len(users), len(items)] on recommend()'s scale, for items the model knows; with the
         item-item blend, pass recommend()'s `exclude` too (the users' rated items, which the term scores from)."""
         users = np.asarray(users, dtype=np.int64)
-        cols = _index(self.item_ids, items) - 1
+        cols = index(self.item_ids, items) - 1
         if (cols < 0).any():
             raise ValueError("scores() takes items the model knows (known_items)")
         uniq, inverse = np.unique(users, return_inverse=True)
@@ -288,7 +260,7 @@ class Recommender:
             return None
         eu, ei = (np.asarray(a, dtype=np.int64) for a in exclude)
         pos = np.clip(np.searchsorted(uniq, eu), 0, len(uniq) - 1)
-        col = _index(self.item_ids, ei) - 1
+        col = index(self.item_ids, ei) - 1
         keep = (uniq[pos] == eu) & (col >= 0)
         return csr_from_pairs(pos[keep], col[keep], len(uniq))
 
@@ -298,137 +270,3 @@ class Recommender:
             emb = self.model.item_space()
         return self.item_ids.copy(), emb.detach().float().cpu().numpy()
 
-    # ---- persistence --------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """One file (torch.save of plain tensors, lists and dicts; loads with weights_only=True), atomically."""
-        path = Path(path)
-        # torch.tensor copies: a side array can be read-only (as_tensor would warn, and share it)
-        side = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in self.side.items()}
-        payload = {
-            "format": FORMAT,
-            "kind": self.config.kind,
-            "config": cfg.flat(self.config),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "user_ids": torch.as_tensor(self.user_ids),
-            "item_ids": torch.as_tensor(self.item_ids),
-            "side": side,
-            "history": self.history,
-            "item_term": self.item_term,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
-
-    @classmethod
-    def load(cls, path, device=None) -> "Recommender":
-        """Inverse of save; also reads the files of earlier formats (their flat 26-field config, format-1 keys)."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        fmt = payload.get("format")
-        if fmt == FORMAT:
-            config = cfg.from_flat(payload["kind"], payload["config"])
-        elif fmt in _LEGACY_FORMATS:
-            config = cfg.from_legacy(payload["config"])
-        else:
-            raise ValueError(f"{path}: not a lensflow recommender file (format {fmt!r})")
-        side = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload["side"].items()}
-        user_ids, item_ids = payload["user_ids"].numpy(), payload["item_ids"].numpy()
-        model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, *_side_dims(side))
-        state = payload["state_dict"]
-        if fmt == FORMAT_1:
-            state = {_FORMAT_1_KEYS.get(k, k): v for k, v in state.items()}
-        for bags in ("item_ratings", "user_ratings"):   # variable-length buffers: install them before loading
-            if f"{bags}.members" in state:
-                getattr(model, bags).set_ratings(state[f"{bags}.indptr"], state[f"{bags}.members"],
-                                                 state[f"{bags}.values"])
-        model.load_state_dict(state)
-        term = payload.get("item_term") if getattr(config, "item_item", None) is not None else None
-        return cls(config, model, user_ids, item_ids, side=side, history=payload["history"], item_term=term,
-                   device=device)
-
-
-def _warm_start(model: torch.nn.Module, init: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> None:
-    """Copy init's parameters into model: per-id rows by raw id (ids init never saw keep their fresh
-    rows), every other parameter as it is. Buffers (side tables, rating columns) come from the new data."""
-    kind = "dot_bias" if isinstance(model, DotProductBias) else "embedding_nn"
-    if init.config.kind != kind:
-        raise ValueError(f"warm start needs a {kind} model to start from, got a {init.config.kind} one")
-    old = dict(init.model.named_parameters())
-    moves = {}
-    for names, vocab, old_vocab in ((USER_ROWS, user_ids, init.user_ids), (ITEM_ROWS, item_ids, init.item_ids)):
-        new_rows = _index(vocab, old_vocab)                       # [len(old_vocab)] row here, 0 = id gone
-        kept = new_rows > 0
-        moves.update({n: (torch.as_tensor(new_rows[kept]), torch.as_tensor(np.flatnonzero(kept) + 1)) for n in names})
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if (src := old.get(name)) is None:
-                continue
-            src = src.detach().to(p.device)
-            if name in moves and src.shape[1:] == p.shape[1:]:
-                dst_rows, src_rows = moves[name]
-                p[dst_rows.to(p.device)] = src[src_rows.to(p.device)]
-            elif name not in moves and src.shape == p.shape:
-                p.copy_(src)
-            else:
-                raise ValueError(f"warm start: parameter {name} is {tuple(src.shape)} in the model to start from "
-                                 f"but {tuple(p.shape)} here (different side features or embedding widths)")
-
-
-def _ratings_by_item(ui: np.ndarray, ii: np.ndarray, ratings: np.ndarray, n_items: int, device):
-    """CSR by item of the training ratings (indptr, users sorted within an item, ratings - mean), as tensors."""
-    order = np.lexsort((ui, ii))
-    indptr = np.zeros(n_items + 1, np.int64)
-    np.cumsum(np.bincount(ii, minlength=n_items), out=indptr[1:])
-    centred = (ratings - ratings.mean()).astype(np.float32)
-    return (torch.as_tensor(indptr, device=device), torch.as_tensor(ui[order], device=device),
-            torch.as_tensor(centred[order], device=device))
-
-
-def _encode_side(config: ModelConfig, user_features, item_features, counts: dict) -> dict:
-    """Encoding metadata and encoded rows of the fit-time side features, and rating-count statistics.
-
-    With use_side_info each side table also gets a column of log(1 + training ratings of the id),
-    z-scored: how much a user rates or an item is rated says something of the ratings (popular films
-    are rated higher), and it needs nothing beyond the ratings.
-    """
-    side: dict = {}
-    if not config.use_side_info:
-        return side
-    if user_features is not None:
-        meta = fx.fit_user_meta(user_features)
-        ids, rows = fx.encode_users(user_features, meta)
-        side.update(user_meta=meta, user_feature_ids=ids, user_rows=rows)
-    if item_features is not None:
-        meta = fx.fit_item_meta(item_features)
-        ids, rows = fx.encode_items(item_features, meta)
-        side.update(item_meta=meta, item_feature_ids=ids, item_rows=rows)
-    for who, n in counts.items():
-        logc = np.log1p(n[1:].astype(np.float64))          # known ids only
-        side[f"{who}_count_z"] = [float(logc.min()), float(logc.mean()), float(logc.std() or 1.0)]
-    return side
-
-
-def _side_dims(side: dict) -> tuple[int, int]:
-    """Widths of the user and item side tables: feature columns, plus the count column."""
-    return tuple((side[f"{who}_rows"].shape[1] if f"{who}_rows" in side else 0) + (f"{who}_count_z" in side)
-                 for who in ("user", "item"))
-
-
-def _side_table(side: dict, who: str, vocab: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
-    """Side table by model index [len(vocab) + 1, width]; row 0 (unknown) gets the mean features, lowest count."""
-    parts = []
-    if f"{who}_rows" in side:
-        parts.append(fx.table_by_index(vocab, side[f"{who}_feature_ids"], side[f"{who}_rows"]))
-    if f"{who}_count_z" in side:
-        low, mean, std = side[f"{who}_count_z"]
-        logc = np.maximum(np.log1p(counts.astype(np.float64)), low)   # unknown: as the least-rated known id
-        parts.append(((logc - mean) / std).astype(np.float32)[:, None])
-    return np.concatenate(parts, 1) if parts else None

@@ -1,5 +1,5 @@
 -- publication_metrics: reach and bias figures of every publication ever made, one row per publication
--- and metric, read from publications/metrics/<publication_id>.json (tasks/publication_metrics.py).
+-- and metric, read from publications/metrics/<publication_id>.json (tasks/publishing/publication_metrics.py).
 create or replace table {{publication_metrics}} as
 with recorded as (
     select *

@@ -59,7 +59,7 @@ def prefect_api():
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh data home for one test, also exported as LENSFLOW_HOME."""
-    from tasks.settings import Paths
+    from tasks.core.settings import Paths
 
     root = tmp_path / "home"
     monkeypatch.setenv("LENSFLOW_HOME", str(root))
@@ -69,7 +69,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def synthetic_small(tmp_path_factory) -> Path:
     """A small synthetic data set in MovieLens 100k file formats (deterministic)."""
-    from tasks.synthetic import generate
+    from tasks.sources.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic") / "ml-synthetic"
     generate(out, n_users=120, n_items=200, n_ratings=6000, seed=7)

@@ -1,4 +1,4 @@
-"""`sql/` agrees with the contract (tasks/contract.py): placeholders, declared checks, published columns."""
+"""`sql/` agrees with the contract (tasks/core/contract.py): placeholders, declared checks, published columns."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import re
 import duckdb
 import pytest
 
-from tasks import checks
-from tasks import contract as c
-from tasks import sql
+from tasks.stores import checks
+from tasks.core import contract as c
+from tasks.core import sql
 
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 RULE_SLOTS = {"table", "key", "column", "other", "other_column", "group_by"}   # filled per declared check
-SLOT_FILES = ("check_", "known_id")   # the generic files that take identifiers (tasks/checks.py, the CLI's id lookup)
+SLOT_FILES = ("check_", "known_id")   # the generic files that take identifiers (tasks/stores/checks.py, the CLI's id lookup)
 SQL_FILES = sorted(sql.SQL_DIR.glob("*.sql"))
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import contract as c
-from tasks import sql
+from tasks.core import contract as c
+from tasks.core import sql
 from tests.reliability import helpers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,8 +84,8 @@ def json_rows(stdout: str) -> list[dict]:
 
 
 def python_rows(paths, name: str, params: dict | None = None) -> list[dict]:
-    """The same file through the project's own read path (tasks.sql on connect_readonly)."""
-    from tests.tasks.test_publish import query
+    """The same file through the project's own read path (tasks.core.sql on connect_readonly)."""
+    from tests.tasks.publishing.test_publish import query
 
     return query(paths, name, params)
 

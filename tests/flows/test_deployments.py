@@ -4,7 +4,7 @@ servers and a data location named by setting: each runs in its own checkout with
 `cpu` worker runs `pipeline/daily`, the `gpu` worker its two `train/gpu` runs. The pipeline must name the
 trainings those flow runs left (found by flow-run id through the MLflow server), and the publication must
 land in the shared data location. (A reused training is found the same way: checked here through the
-server, and end to end on one store in tests/tasks/test_registry.py.)"""
+server, and end to end on one store in tests/tasks/registry/test_registry.py.)"""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.workers.process import ProcessWorker
 
-from tasks import contract as c
-from tasks import registry
-from tasks import tracking
-from tasks import warehouse
-from tasks.settings import Paths
+from tasks.core import contract as c
+from tasks.registry import versions as registry
+from tasks.registry import tracking
+from tasks.registry import mlflow_store
+from tasks.stores import warehouse
+from tasks.core.settings import Paths
 from tests.conftest import free_port, wait_healthy
-from tests.tasks.test_tracking import empty_store
+from tests.tasks.registry.test_tracking import empty_store
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -88,7 +89,7 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
                                   "HOME": str(tmp_path / name), "PREFECT_HOME": str(tmp_path / name / "prefect"),
                                   "MLFLOW_TRACKING_URI": tracking_uri, "LENSFLOW_DATA_URI": shared.as_uri()})
     # This process asks the MLflow server too (as any host would); a dead server fails fast, not after retries.
-    monkeypatch.setenv(tracking.ENV_TRACKING_URI, tracking_uri)
+    monkeypatch.setenv(mlflow_store.ENV_TRACKING_URI, tracking_uri)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     procs: list[subprocess.Popen] = []
 
@@ -152,7 +153,7 @@ def test_pipeline_on_two_hosts_trains_on_gpu_pool_finds_its_trainings_and_publis
             "logs": {"flow_run_id": {"any_": [pipeline_run]}}, "sort": "TIMESTAMP_DESC", "limit": 200})]
 
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        experiment = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+        experiment = client.get_experiment_by_name(mlflow_store.EXPERIMENT).experiment_id
         assert sorted(fr["parameters"]["kind"] for fr in trainings) == sorted(c.MODEL_KINDS), trainings
         for fr in trainings:
             assert fr["state_type"] == "COMPLETED" and fr["work_pool_name"] == "gpu", fr

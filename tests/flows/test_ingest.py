@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from tasks import contract as c
-from tasks import lake, warehouse
-from tasks.errors import InputError
+from tasks.core import contract as c
+from tasks.stores import lake
+from tasks.stores import warehouse
+from tasks.core.errors import InputError
 
 
 @pytest.fixture
@@ -84,8 +85,8 @@ def test_acquire_retries_only_transient_failures():
     from prefect.states import Failed
 
     from flows.steps import _transient
-    from tasks.acquire import ChecksumMismatch, DownloadFailed
-    from tasks.errors import SourceUnavailable
+    from tasks.sources.acquire import ChecksumMismatch, DownloadFailed
+    from tasks.core.errors import SourceUnavailable
 
     # the download already retried with back-off: the step fails at once, with its hint
     assert not _transient(None, None, Failed(data=DownloadFailed("no network")))

@@ -7,10 +7,16 @@ import shutil
 
 import pytest
 
-from tasks import contract as c
-from tasks import publications as store
-from tasks import lake, registry, split, synthetic, warehouse
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.stores import publications as store
+from tasks.stores import lake
+from tasks.registry import versions as registry
+from tasks.registry import promote
+from tasks.registry import trainings
+from tasks.stores import split_store
+from tasks.sources import synthetic
+from tasks.stores import warehouse
+from tasks.stores.split_store import SplitSpec
 
 # Small, quick configs: the test is about the wiring, bench/ is about model quality.
 FAST = {"epochs": 2}
@@ -139,10 +145,10 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert [m["kind"] for m in first["models"]] == list(c.MODEL_KINDS)
     assert all(not m["reused"] for m in first["models"])
     dot, nn = first["models"]
-    assert dot["decision"] == registry.PROMOTED, dot
+    assert dot["decision"] == promote.PROMOTED, dot
     assert "test_rmse" not in dot["metrics"] and "test_ndcg_at_10" in dot["metrics"]   # its job: ranking
     # the two-epoch NN does not beat the bias baseline's RMSE: registered, refused with the reason, never champion
-    assert nn["decision"] == registry.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
+    assert nn["decision"] == promote.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
     assert registry.champion_version(home, c.MODEL_KIND_NN) is None
     assert "bias_baseline_valid_rmse" in nn["metrics"]
     # so nothing rates the published rows: the column is null, the run says why, the publication is live
@@ -157,7 +163,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     serving = registry.resolve(home, c.MODEL_KIND_DOT, c.ALIAS_SERVING)
     assert serving.version == fit["version"] and serving.data_hash == first["ingest"]["data_hash"]
     tags = registry.version_tags(home, c.MODEL_KIND_DOT, serving.version)
-    assert tags[registry.TAG_SERVING_EVALUATED] == dot["version"] and tags[registry.TAG_SERVING_ROWS] == str(n_ratings)
+    assert tags[trainings.TAG_SERVING_EVALUATED] == dot["version"] and tags[trainings.TAG_SERVING_ROWS] == str(n_ratings)
     assert registry.champion_version(home, c.MODEL_KIND_DOT) == dot["version"]   # champion stays the evaluated one
     fitted, _ = registry.load_for_scoring(home, c.MODEL_KIND_DOT, c.ALIAS_SERVING)
     assert set(fitted.user_ids) == set(lake.read(home, c.RATINGS)[c.USER_ID])    # every rating's user is known
@@ -171,7 +177,8 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     import re
     from pathlib import Path
 
-    from tasks import tracking
+    from tasks.registry import tracking
+    from tasks.registry import mlflow_store
 
     story = _latest_pipeline_story()
     publish_run = _assert_the_story_is_told(story, Path(first["ingest"]["source"]),
@@ -182,7 +189,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert "lensflow-dot_bias v1: promoted — no champion yet" in story["logs"]["train-dot_bias-softmax"]
     assert "predicted_rating is null in this publication" in story["logs"][story["root"].name]
     assert f"published {pid}: {n_rows:,} recommendations" in story["logs"][publish_run]
-    cl = tracking.client(home)
+    cl = mlflow_store.client(home)
     for m in first["models"]:
         run = cl.get_run(m["run_id"])
         assert run.data.tags[tracking.TAG_FLOW_RUN_ID] == str(story["subflows"][f"train-{m['kind']}-{m['loss']}"].id)
@@ -195,7 +202,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert first["split"]["reused"] is False and first["split"][c.PART_TRAIN] > 0
     assert {m["split_id"] for m in first["models"]} == {first["split"][c.SPLIT_ID]}
     assert all(m["split_reused"] for m in first["models"]), first["models"]
-    assert split.stored_ids(home) == [first["split"][c.SPLIT_ID]]
+    assert split_store.stored_ids(home) == [first["split"][c.SPLIT_ID]]
     served = {(m["name"], m["version"]) for m in publication["models"]}
     assert (record[c.MODEL_NAME], record[c.MODEL_VERSION]) in served
     # the publication names the serving fit and the evaluated version that justified it
@@ -224,7 +231,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
                and "no champion yet" not in m["reason"] for m in second["models"]), second["models"]
     assert f"publication {pid} already serves" in _latest_pipeline_story()["logs"][publish_run]
     # `lensflow run` asks the stores the same questions before starting Prefect: the same answer
-    from tasks import rerun
+    from tasks.runs import rerun
 
     configs = {c.MODEL_KIND_DOT: BEATS_POPULARITY, c.MODEL_KIND_NN: FAST}
     same = rerun.unchanged(home, str(synthetic_taste), SplitSpec(seed=3), configs)
@@ -250,7 +257,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     assert {pid, new_pid} <= history
     # both kinds are champions on their own jobs, and each gets its serving fit on every rating
     dot3, nn3 = third["models"]
-    assert nn3["decision"] == registry.PROMOTED and "valid_rmse" in nn3["reason"], nn3
+    assert nn3["decision"] == promote.PROMOTED and "valid_rmse" in nn3["reason"], nn3
     assert registry.champion_version(home, c.MODEL_KIND_NN) == nn3["version"]
     assert [(f["kind"], f["reused"]) for f in third["serving"]] == [(c.MODEL_KIND_DOT, False), (c.MODEL_KIND_NN, False)]
     nn_fit = third["serving"][1]

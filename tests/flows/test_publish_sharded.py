@@ -10,11 +10,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tasks import contract as c
-from tasks import lake, publications, settings, sharding, warehouse
-from tasks.errors import ConfigError
-from tasks.settings import Paths
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.stores import lake
+from tasks.stores import publications
+from tasks.core import settings
+from tasks.publishing import sharding
+from tasks.stores import warehouse
+from tasks.core.errors import ConfigError
+from tasks.core.settings import Paths
+from tasks.stores.split_store import SplitSpec
 
 
 def _recommendations(home) -> pd.DataFrame:

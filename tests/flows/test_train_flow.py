@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
-from tasks import contract as c
-from tasks import split as sp
-from tasks.split import SplitSpec
+from tasks.core import contract as c
+from tasks.stores import split_store
+from tasks.stores.split_store import SplitSpec
 
 pytestmark = pytest.mark.slow
 # Small batches and factors so a few epochs learn the 6000 synthetic ratings (the defaults suit ML-100k).
@@ -27,7 +27,8 @@ def ingested(prefect_api, home, synthetic_small):
 def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
     from flows.train import train
     from prefect.client.orchestration import get_client
-    from tasks import lake, warehouse
+    from tasks.stores import lake
+    from tasks.stores import warehouse
 
     home = ingested
     spec = SplitSpec("leave_last_k", k=3)
@@ -36,14 +37,14 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
                   to_registry=False, return_state=True)
     summary = state.result()
     data_hash = lake.current(home).data_hash
-    assert summary["split_id"] == sp.split_id(spec, data_hash) and not summary["split_reused"]
+    assert summary["split_id"] == split_store.split_id(spec, data_hash) and not summary["split_reused"]
     assert summary["data_hash"] == data_hash and summary["version"] is None
-    assert sp.current(home) == summary["split_id"] and sp.stored_ids(home) == [summary["split_id"]]
+    assert split_store.current(home) == summary["split_id"] and split_store.stored_ids(home) == [summary["split_id"]]
     assert len(summary["history"]) == 5
     assert {"test_rmse", "test_ndcg_at_10", "valid_rmse", "valid_ndcg_at_10"} <= set(summary["metrics"])
     assert all(np.isfinite(v) for v in summary["metrics"].values())
     # the synthetic ratings have latent structure: beats predicting the training mean
-    split = sp.load(home, summary["split_id"])
+    split = split_store.load(home, summary["split_id"])
     y = split.test[c.RATING].to_numpy(np.float64)
     assert summary["metrics"]["test_rmse"] < np.sqrt(np.mean((y - split.train[c.RATING].mean()) ** 2))
     with get_client(sync_client=True) as client:
@@ -55,7 +56,7 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
     by_id = train(kind=c.MODEL_KIND_DOT, split=summary["split_id"], config={"epochs": 1}, home=str(home.home),
                   to_registry=False)
     assert by_id["split_reused"] and by_id["split_id"] == summary["split_id"]
-    assert sp.stored_ids(home) == [summary["split_id"]]
+    assert split_store.stored_ids(home) == [summary["split_id"]]
 
     # the split tables plug into the warehouse rebuild
     warehouse.rebuild(home, sections=(warehouse.load_sources, warehouse.split_tables))
@@ -70,16 +71,17 @@ def test_train_flow_splits_trains_evaluates_and_reuses_the_split(ingested):
 
 def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     from flows.train import train
-    from tasks import registry
+    from tasks.registry import versions as registry
+    from tasks.registry import promote
 
     # the rating model on its own job: promoted on rmse, held against the bias baseline fitted on the same part
     home, spec, cfg, kind = ingested, SplitSpec("random", seed=3), {"epochs": 5}, c.MODEL_KIND_NN
     first = train(kind=kind, split=spec, config=cfg, home=str(home.home))
-    assert first["version"] == "1" and not first["reused"] and first["split_id"] == sp.current(home)
+    assert first["version"] == "1" and not first["reused"] and first["split_id"] == split_store.current(home)
     assert {"test_rmse", "valid_rmse", "bias_baseline_valid_rmse"} <= set(first["metrics"])
     assert first["promotion_metric"] == "valid_rmse"
     beats = first["metrics"]["valid_rmse"] < first["metrics"]["bias_baseline_valid_rmse"]
-    assert first["decision"] == (registry.PROMOTED if beats else registry.REFUSED), first
+    assert first["decision"] == (promote.PROMOTED if beats else promote.REFUSED), first
     champion = "1" if beats else None
     assert registry.champion_version(home, kind) == champion
 
@@ -96,7 +98,7 @@ def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     other = train(kind=kind, split=spec, config={**cfg, "epochs": 1}, home=str(home.home))
     assert other["version"] == "3" and not other["reused"]                   # a new config is a new training
     # one epoch is far worse than the bias baseline (0.95 against 0.89): registered and refused, saying why
-    assert other["decision"] == registry.REFUSED and "does not beat the bias baseline" in other["reason"], other
+    assert other["decision"] == promote.REFUSED and "does not beat the bias baseline" in other["reason"], other
     assert registry.champion_version(home, kind) == champion
     # another metric for the rating model when asked; a rating metric for the ranking model is refused
     by_mae = train(kind=kind, split=spec, config={**cfg, "epochs": 6}, home=str(home.home), promotion_metric="mae")

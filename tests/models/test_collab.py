@@ -55,7 +55,7 @@ def test_embedding_nn_with_side_features_shapes():
 
 def _tiny_rating_bags():
     """Item 1 rated by users 1 (+1) and 2 (-1), item 2 by user 3 (+2); one-wide rows w[u] = u."""
-    from models.collab import RatingBags
+    from models.bags import RatingBags
     bags = RatingBags(n_rows=3, n_members=4, width=1)
     with torch.no_grad():
         bags.weight.weight[:, 0] = torch.tensor([0.0, 1.0, 2.0, 3.0])
@@ -116,7 +116,7 @@ def test_dot_bias_without_side_features_keeps_its_state_dict():
 
 
 def test_dense_rating_bags_match_the_embedding_bag_codes_and_gradients():
-    from models.collab import RatingBags
+    from models.bags import RatingBags
     torch.manual_seed(0)
     n_rows, n_members = 30, 20
     pairs = torch.unique(torch.randint(1, n_rows, (200,)) * n_members + torch.randint(1, n_members, (200,)))

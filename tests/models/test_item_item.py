@@ -10,7 +10,9 @@ from models import item_item
 import dataclasses
 
 from models import config as cfg
-from models.config import ItemItem, for_kind
+from models import recipes
+from models.config import ItemItem
+from models.recipes import for_kind
 from models.recommender import Recommender
 
 L2 = ItemItem().l2
@@ -169,13 +171,13 @@ def test_weight_zero_turns_the_blend_off_and_a_weight_on_a_recipe_without_one_ad
     assert for_kind("dot_bias", item_item_weight=0).item_item is None
     assert "item_item_window" not in cfg.flat(for_kind("dot_bias", item_item_weight=0))
     added = for_kind("dot_bias", loss="softmax", item_item_weight=0.2, n_factors=8)   # from the recipe's block
-    assert added.item_item == dataclasses.replace(cfg.RANKING.item_item, weight=0.2)
+    assert added.item_item == dataclasses.replace(recipes.RANKING.item_item, weight=0.2)
     plain = for_kind("dot_bias", loss="mse")
     assert plain.item_item is None
 
 
 def test_the_ranking_default_has_the_term_and_side_features_and_the_large_recipe_neither():
-    from models.config import LARGE_CATALOGUE
+    from models.recipes import LARGE_CATALOGUE
 
     ranking = for_kind("dot_bias")
     assert ranking.item_item.weight > 0 and ranking.use_side_info

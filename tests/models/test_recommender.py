@@ -8,9 +8,9 @@ import torch
 
 from models import config as model_configs
 from models import features as fx
-from models.config import for_kind
+from models.recipes import for_kind
 from models.recommender import Recommender
-from tasks import contract as c
+from tasks.core import contract as c
 
 
 def latent_ratings(n_users=60, n_items=80, per_user=40, d=3, seed=0):
@@ -62,6 +62,13 @@ def test_feature_keys_match_the_contract():
     assert (fx.USER_ID, fx.ITEM_ID, fx.AGE, fx.GENDER, fx.OCCUPATION) == (
         c.USER_ID, c.ITEM_ID, c.AGE, c.GENDER, c.OCCUPATION)
     assert set(c.MODEL_KINDS) == {"dot_bias", "embedding_nn"} == {for_kind(k).kind for k in c.MODEL_KINDS}
+
+
+def test_config_kinds_match_the_contract():
+    from models import config as model_config
+
+    assert (model_config.DOT, model_config.NN) == (c.MODEL_KIND_DOT, c.MODEL_KIND_NN)
+    assert model_config.KINDS == c.MODEL_KINDS and set(model_config.CONFIGS) == set(c.MODEL_KINDS)
 
 
 @pytest.mark.parametrize("kind, loss", KINDS_AND_LOSSES)
@@ -215,7 +222,7 @@ def test_recommend_excludes_sorts_and_agrees_with_predict(data, kind, loss):
 
 def test_popularity_boost_weights_the_item_bias_when_ranking():
     """Item 11 wins on the dot product by 1.0, item 12 on the bias by 0.6: a boost of 1 flips them."""
-    from models.recommender import build_model
+    from models.build import build_model
 
     def top(boost):
         cfg = for_kind("dot_bias", n_factors=1, popularity_boost=boost, item_item_weight=0, use_side_info=False)
@@ -298,9 +305,9 @@ def test_item_decades_are_one_hot_after_genres_and_year():
 
 
 def test_side_tables_carry_a_log_count_column():
-    from models.recommender import _side_table
+    from models.side_encoding import side_table
     side = {"item_count_z": [np.log1p(1.0), 1.0, 0.5]}   # (lowest, mean, std) of log(1 + count) over known ids
-    table = _side_table(side, "item", np.array([10, 20]), np.array([0, 1, np.e ** 2 - 1]))
+    table = side_table(side, "item", np.array([10, 20]), np.array([0, 1, np.e ** 2 - 1]))
     # unknown row 0 counts as the least-rated known id; the rest log(1 + n), z-scored
     np.testing.assert_allclose(table[:, 0], [(np.log1p(1) - 1) / 0.5, (np.log1p(1) - 1) / 0.5, (2 - 1) / 0.5],
                                rtol=1e-6)

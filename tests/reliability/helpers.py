@@ -2,7 +2,7 @@
 and the plain-function pipeline steps that a crash-test child process runs.
 
 Child process use: `python -m tests.reliability.helpers ingest|train|publish HOME [SOURCE] [SEED]`
-(with `LENSFLOW_CRASH_AT=<label>` to die at a labelled point; see tasks/faults.py).
+(with `LENSFLOW_CRASH_AT=<label>` to die at a labelled point; see tasks/core/faults.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks import contract as c
-from tasks.settings import Paths
+from tasks.core import contract as c
+from tasks.core.settings import Paths
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_DOT = {"n_factors": 8, "epochs": 2}
@@ -24,7 +24,10 @@ TINY_DOT = {"n_factors": 8, "epochs": 2}
 
 def ingest(paths: Paths, source) -> str:
     """acquire -> hash -> validate -> lake snapshot -> warehouse, as flows.ingest does; returns the hash."""
-    from tasks import acquire, lake, movielens, warehouse
+    from tasks.sources import acquire
+    from tasks.stores import lake
+    from tasks.sources import movielens
+    from tasks.stores import warehouse
 
     folder = acquire.resolve_source(str(source), paths, progress=False)
     data_hash = movielens.content_hash(folder)
@@ -37,7 +40,7 @@ def ingest(paths: Paths, source) -> str:
 
 def tiny_model(ratings):
     """A dot-bias model trained in about a second on CPU."""
-    from models.config import for_kind
+    from models.recipes import for_kind
     from models.recommender import Recommender
 
     config = for_kind(c.MODEL_KIND_DOT, **TINY_DOT)
@@ -47,10 +50,10 @@ def tiny_model(ratings):
 
 def publish(paths: Paths, model=None, version: str = "1"):
     """Publish a tiny model (trained now unless given) on the live lake tables; returns PublicationResult."""
-    from tasks import lake
-    from tasks import publish as pub
-    from tasks.model_ref import ModelRef, ServingModel
-    from tasks.serving import roles
+    from tasks.stores import lake
+    from tasks.publishing import publish as pub
+    from tasks.registry.model_ref import ModelRef, ServingModel
+    from tasks.registry.serving import roles
 
     ratings, movies, users = (lake.read(paths, t) for t in (c.RATINGS, c.MOVIES, c.USERS))
     model = model if model is not None else tiny_model(ratings)
@@ -63,25 +66,28 @@ def publish(paths: Paths, model=None, version: str = "1"):
 
 def train(paths: Paths, seed: int = 42):
     """Split (stored), train a tiny dot-bias model, log/register/promote it in MLflow; returns Recorded."""
-    from tasks import lake
-    from tasks import split as splits
-    from tasks import training as training
+    from tasks.stores import lake
+    from tasks.learning import split as splits
+    from tasks.stores import split_store
+    from tasks.learning import training
+    from tasks.learning import kind_config
+    from tasks.registry import trainings
 
     snap = lake.current(paths)
     ratings = lake.read(paths, c.RATINGS)
-    split = splits.get_or_create(paths, ratings, splits.SplitSpec(seed=seed), snap.data_hash)
-    cfg = training.model_config(c.MODEL_KIND_DOT, TINY_DOT)
-    if training.find_trained(paths, cfg, split.split_id, split.data_hash) is not None:
+    split = splits.get_or_create(paths, ratings, split_store.SplitSpec(seed=seed), snap.data_hash)
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, TINY_DOT)
+    if trainings.find_trained(paths, cfg, split.split_id, split.data_hash) is not None:
         return None
     result = training.train_and_evaluate(split, cfg, lake.read(paths, c.USERS), lake.read(paths, c.MOVIES),
                                          device="cpu")
-    splits.set_current(paths, split.split_id)
-    return training.record(paths, result, split, None, "ndcg_at_10")
+    split_store.set_current(paths, split.split_id)
+    return trainings.record(paths, result, split, None, "ndcg_at_10")
 
 
 def make_source(out: Path, seed: int, users: int = 60, items: int = 80, ratings: int = 1500) -> Path:
     """A small synthetic MovieLens folder (deterministic per seed)."""
-    from tasks.synthetic import generate
+    from tasks.sources.synthetic import generate
 
     return generate(out, n_users=users, n_items=items, n_ratings=ratings, seed=seed)
 
@@ -116,7 +122,8 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def served(paths: Paths) -> dict:
     """What a reader of the live warehouse sees: per-table publication ids/counts and the publications rows."""
-    from tasks import sql, warehouse
+    from tasks.core import sql
+    from tasks.stores import warehouse
 
     con = warehouse.connect_readonly(paths)
     try:
@@ -155,8 +162,8 @@ def check_consistent(paths: Paths) -> dict:
     """
     import pyarrow.parquet as pq
 
-    from tasks import lake
-    from tasks import publications as store
+    from tasks.stores import lake
+    from tasks.stores import publications as store
 
     seen = served(paths)
     ids = {row[1] for row in seen["live"]}
@@ -187,8 +194,8 @@ def check_consistent(paths: Paths) -> dict:
 
 
 def warehouse_up_to_date(paths: Paths, data_hash: str) -> bool:
-    """What the ingest's no-op check answers (tasks.warehouse.up_to_date)."""
-    from tasks import warehouse
+    """What the ingest's no-op check answers (tasks.stores.warehouse.up_to_date)."""
+    from tasks.stores import warehouse
 
     return warehouse.up_to_date(paths, data_hash)
 
@@ -224,10 +231,10 @@ def main(argv: list[str]) -> int:
     elif step == "train":
         print(train(home, int(argv[2]) if len(argv) > 2 else 42))
     elif step == "mlflow-store":  # open (create and migrate) the MLflow store; the parent kills us meanwhile
-        from tasks import tracking
+        from tasks.registry import mlflow_store
 
         print("ready", flush=True)
-        tracking.client(home)
+        mlflow_store.client(home)
         print("created", flush=True)
     else:
         raise SystemExit(f"unknown step {step!r}")

@@ -17,8 +17,8 @@ from typing import Callable
 
 import pytest
 
-from tasks import acquire
-from tasks.errors import InputError
+from tasks.sources import acquire
+from tasks.core.errors import InputError
 from tests.reliability import helpers
 
 DATA, ITEM, USER, GENRE = "u.data", "u.item", "u.user", "u.genre"

@@ -11,14 +11,16 @@ with and without readers and reported (printed and saved), never asserted: timin
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tasks import contract as c
+from tasks.core import contract as c
 from tests.reliability import helpers
 
 REPO = helpers.REPO
@@ -29,9 +31,10 @@ READER = r"""
 import json, random, sys, time
 from pathlib import Path
 import duckdb
-from tasks import contract as c
-from tasks import sql, warehouse
-from tasks.settings import Paths
+from tasks.core import contract as c
+from tasks.core import sql
+from tasks.stores import warehouse
+from tasks.core.settings import Paths
 
 paths, stop, mode, seed = Paths(Path(sys.argv[1])), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rng = random.Random(seed)
@@ -64,6 +67,7 @@ def one_query(con):
 
 
 first = True
+want, told = Path(str(stop) + ".want"), False   # the test names the last publication there; say once it is seen
 while True:
     last = stop.exists()
     try:
@@ -71,6 +75,9 @@ while True:
             con, used = connect(), 0
         one_query(con)
         stats["queries"] += 1
+        if not told and want.exists() and want.read_text().strip() in stats["seen"]:
+            print("saw", want.read_text().strip(), flush=True)
+            told = True
         used += 1
         if mode != "long" or used >= LONG_QUERIES:
             con.close()
@@ -98,7 +105,7 @@ READERS = [("attach", 1), ("connect", 2), ("long", 3), ("long", 4)]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A published home and the tiny model the publishes reuse (scoring is the same work each time)."""
-    from tasks import lake
+    from tasks.stores import lake
 
     root = tmp_path_factory.mktemp("readers")
     source = helpers.make_source(root / "src", seed=31, users=200, items=150, ratings=6000)
@@ -136,7 +143,12 @@ def test_readers_never_fail_or_see_a_mix_while_publishes_swap_the_warehouse(worl
         started = time.perf_counter()
         busy = publish_series(paths, model, N_PUBLISHES)
         busy_wall = time.perf_counter() - started
-        time.sleep(0.5)                                         # let every reader see the last publication
+        want = Path(str(stop) + ".want")                        # every reconnecting reader sees the last publication
+        want.with_suffix(".tmp").write_text(busy[-1][0])
+        os.replace(want.with_suffix(".tmp"), want)
+        for p, (mode, _) in zip(procs, READERS):
+            if mode != "long":
+                assert p.stdout.readline().strip() == f"saw {busy[-1][0]}", p.stderr.read()[-3000:]
         stop.touch()
         reports = []
         for p in procs:
@@ -174,7 +186,8 @@ def test_readers_never_fail_or_see_a_mix_while_publishes_swap_the_warehouse(worl
 
 def test_long_lived_connection_keeps_its_publication_and_does_not_block_publishes(world):
     """A connection opened before two publishes still answers from its own file, consistently."""
-    from tasks import sql, warehouse
+    from tasks.core import sql
+    from tasks.stores import warehouse
 
     paths, model = world
     before = helpers.check_consistent(paths)["served"]

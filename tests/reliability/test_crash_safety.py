@@ -1,7 +1,7 @@
 """Crash safety: SIGKILL during ingest, training and publish never leaves a broken or mixed warehouse.
 
 Deterministic kill points: a child process runs one plain pipeline step with `LENSFLOW_CRASH_AT=<label>`
-(tasks/faults.py) and dies by SIGKILL exactly there. Then: the warehouse opens, serves one complete
+(tasks/core/faults.py) and dies by SIGKILL exactly there. Then: the warehouse opens, serves one complete
 publication that is a `publications` row with matching row counts, publications/CURRENT names a
 complete snapshot, and a rerun of the step (then a publish) finishes with CURRENT = served id.
 Timed kills: a real `lensflow run` subprocess killed at seeded random moments inside its ingest,
@@ -22,16 +22,17 @@ import time
 
 import pytest
 
-from tasks import contract as c
-from tasks import faults, lake
-from tasks import publications as store
-from tasks.model_ref import ModelRef
+from tasks.core import contract as c
+from tasks.core import faults
+from tasks.stores import lake
+from tasks.stores import publications as store
+from tasks.registry.model_ref import ModelRef
 from tests.reliability import helpers
 
 REPO = helpers.REPO
 RESULTS: list[dict] = []  # one entry per kill, printed at the end of the module (pytest -s to see)
 
-# (step the child runs, label it dies at): every label of tasks/faults.py at least once.
+# (step the child runs, label it dies at): every label of tasks/core/faults.py at least once.
 KILL_POINTS = [
     ("ingest", "lake-before-rename"),
     ("ingest", "lake-after-rename"),
@@ -63,9 +64,9 @@ def base(tmp_path_factory):
     source_a = helpers.make_source(root / "a", seed=21)
     source_b = helpers.make_source(root / "b", seed=22, users=70, items=90, ratings=1800)
     paths = helpers.build_published_home(root / "home", source_a)
-    from tasks import tracking
+    from tasks.registry import mlflow_store
 
-    tracking.client(paths)  # the MLflow store exists (its creation is tested on its own below)
+    mlflow_store.client(paths)  # the MLflow store exists (its creation is tested on its own below)
     yield paths, source_a, source_b
     if RESULTS:  # the figures docs/reliability.md quotes (pytest -s shows them; the env var keeps them)
         print("\ncrash-safety results:\n" + "\n".join(json.dumps(r) for r in RESULTS))
@@ -88,25 +89,29 @@ def test_every_fault_label_sits_in_the_code_and_is_killed_here():
     import re
 
     calls = re.compile(r'maybe_crash\("([\w-]+)"\)')
-    placed = {m for f in (REPO / "tasks").glob("*.py") if f.name != "faults.py" for m in calls.findall(f.read_text())}
+    placed = {m for f in (REPO / "tasks").rglob("*.py") if f.name != "faults.py" for m in calls.findall(f.read_text())}
     assert placed == set(faults.LABELS)
     assert {label for _, label in KILL_POINTS} == set(faults.LABELS)
 
 
 def undecided_versions(paths) -> list[str]:
     """Registered dot-bias versions without a promotion decision (left by a kill after register)."""
-    from tasks import registry
+    from tasks.registry import mlflow_store
+    from tasks.registry import versions as registry
 
     if not paths.mlflow_db.is_file():
         return []
-    cl = registry.t.client(paths)
+    cl = mlflow_store.client(paths)
     versions = cl.search_model_versions(f"name = '{c.registered_model_name(c.MODEL_KIND_DOT)}'")
     return sorted(v.version for v in versions if registry.TAG_DECISION not in v.tags)
 
 
 @pytest.mark.parametrize("step,label", KILL_POINTS, ids=[f"{s}:{lbl}" for s, lbl in KILL_POINTS])
 def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publishes(step, label, base, tmp_path):
-    from tasks import movielens, registry, warehouse
+    from tasks.sources import movielens
+    from tasks.registry import promote
+    from tasks.registry import versions as registry
+    from tasks.stores import warehouse
 
     home, source_a, source_b = base
     paths = helpers.copy_home(home, tmp_path / "home")
@@ -147,7 +152,7 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
         recorded = helpers.train(paths, 7)
         # an undecided version is not reused (that would skip the champion comparison for good): it trains again
         # and is decided (the tiny model does not beat the popularity floor, so the decision may be a refusal)
-        assert recorded is not None and recorded.decision.outcome in (registry.PROMOTED, registry.REFUSED)
+        assert recorded is not None and recorded.decision.outcome in (promote.PROMOTED, promote.REFUSED)
         assert registry.champion_version(paths, c.MODEL_KIND_DOT) == (
             recorded.version if recorded.decision.promoted else None)
         assert undecided_versions(paths) == orphans
@@ -165,7 +170,7 @@ def test_kill_at_labelled_point_leaves_a_consistent_warehouse_and_a_rerun_publis
 
 def test_kill_while_mlflow_creates_its_store_leaves_a_usable_store(base, tmp_path):
     """MLflow's first open runs ~50 schema migrations (seconds); a kill in the middle must not poison the home."""
-    from tasks import tracking
+    from tasks.registry import mlflow_store
 
     home, _, _ = base
     paths = helpers.copy_home(home, tmp_path / "home")
@@ -180,9 +185,9 @@ def test_kill_while_mlflow_creates_its_store_leaves_a_usable_store(base, tmp_pat
         time.sleep(delays[-1])
         proc.kill()
         proc.wait(timeout=60)
-    cl = tracking.client(paths)                            # opens (or creates) the store and migrates it
-    assert tracking.experiment_id(paths) == tracking.experiment_id(paths, mlflow_client=cl)
-    assert [e.name for e in cl.search_experiments() if e.name == tracking.EXPERIMENT] == [tracking.EXPERIMENT]
+    cl = mlflow_store.client(paths)                            # opens (or creates) the store and migrates it
+    assert mlflow_store.experiment_id(paths) == mlflow_store.experiment_id(paths, mlflow_client=cl)
+    assert [e.name for e in cl.search_experiments() if e.name == mlflow_store.EXPERIMENT] == [mlflow_store.EXPERIMENT]
     RESULTS.append({"kill": "mlflow-store-creation", "delays_s": delays, "store_usable_after": True,
                     "leftovers": sorted(p.name for p in paths.mlflow_db.parent.glob(".*tmp-*"))})
 

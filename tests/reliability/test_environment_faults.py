@@ -3,7 +3,7 @@ file system that fills up, real MLflow and Prefect servers that are down or stop
 one line on stderr, exit 6 and that the lake, the publications and the registry are as they were; the seconds
 each case took are written to $LENSFLOW_RELIABILITY_OUT/environment_faults.json (reported, never asserted).
 
-A run is stopped at an exact step with $LENSFLOW_PAUSE_AT=<step>:<file> (tasks/faults.py): the test breaks the
+A run is stopped at an exact step with $LENSFLOW_PAUSE_AT=<step>:<file> (tasks/core/faults.py): the test breaks the
 environment there, then lets the run go on into the fault.
 """
 
@@ -114,7 +114,8 @@ def test_a_second_writer_is_refused_or_waits_and_readers_are_not_blocked(tmp_pat
         for proc in (first,):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-    from tasks import lake, movielens
+    from tasks.stores import lake
+    from tasks.sources import movielens
 
     assert lake.current_hash(paths) == movielens.content_hash(sources[2])   # the waiting run went second
 
@@ -134,9 +135,9 @@ def test_a_lock_left_by_a_killed_run_never_blocks_the_next(tmp_path, sources):
 
 def test_publish_refuses_versions_other_than_the_ones_this_run_fitted():
     from flows.publish import _check_expected
-    from tasks import contract as c
-    from tasks.errors import DataLocationBusy
-    from tasks.model_ref import ModelRef, ServingModel
+    from tasks.core import contract as c
+    from tasks.core.errors import DataLocationBusy
+    from tasks.registry.model_ref import ModelRef, ServingModel
 
     ref = ModelRef(c.registered_model_name(c.MODEL_KIND_DOT), "7", "models:/x/7", "run", "split", "hash")
     model = ServingModel(None, ref, {}, None, c.ALIAS_SERVING)

@@ -2,7 +2,7 @@
 bounded work on hostile files, temporary files under the data home, and no rated item served after an ingest.
 
 Each refusal asserts the InputError's file, line/field and rule, that the message spells them out, and that
-the lake, publications and warehouse are unchanged (helpers.state). Data is generated (tasks.synthetic).
+the lake, publications and warehouse are unchanged (helpers.state). Data is generated (tasks.sources.synthetic).
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks import acquire, durable, lake, movielens, sql, warehouse
-from tasks import contract as c
-from tasks.errors import InputError
+from tasks.sources import acquire
+from tasks.core import durable
+from tasks.stores import lake
+from tasks.sources import movielens
+from tasks.sources import input_rules
+from tasks.core import sql
+from tasks.stores import warehouse
+from tasks.core import contract as c
+from tasks.core.errors import InputError
 from tests.reliability import helpers
 from tests.reliability.test_bad_inputs import DATA, GENRE, ITEM, USER, _lines, _write, edit_field, expect_refused
 
@@ -275,8 +281,8 @@ def _sparse(path: Path, size: int, head: bytes = b"") -> None:
 
 CHILD = r"""
 import json, sys, time
-from tasks import movielens
-from tasks.errors import InputError
+from tasks.sources import movielens
+from tasks.core.errors import InputError
 t = time.perf_counter()
 try:
     movielens.content_hash(sys.argv[1])
@@ -318,7 +324,7 @@ def test_hostile_large_file_is_refused_with_bounded_work(name, good, tmp_path):
         lines = (source / DATA).read_bytes().split(b"\n")[:600]
         head = b"\n".join(lines) + b"\n"
         line = len(lines) + 1
-        assert len(head) > movielens.MAX_LINE_BYTES
+        assert len(head) > input_rules.MAX_LINE_BYTES
     _sparse(bad / file, size, head)
     got = _run_child(bad)
     assert got["error"] is not None and got["error"][:3] == [file, line, rule], got
@@ -348,7 +354,7 @@ def test_unreadable_file_is_refused(good, tmp_path):
 
 def test_over_long_line_is_refused(good, tmp_path):
     source, paths, before = good
-    bad = broken_copy(source, tmp_path, edit_field(ITEM, 5, 1, b"T" * (movielens.MAX_LINE_BYTES + 1)))
+    bad = broken_copy(source, tmp_path, edit_field(ITEM, 5, 1, b"T" * (input_rules.MAX_LINE_BYTES + 1)))
     expect_refused(paths, before, lambda: helpers.ingest(paths, bad), ITEM, "line-length", 5)
 
 
@@ -360,8 +366,8 @@ def test_scratch_folders_live_under_the_home_and_a_killed_ones_are_swept(tmp_pat
         assert Path(tmp).parent == paths.tmp
     assert list(paths.tmp.iterdir()) == []        # removed on a normal exit
     # a process killed while holding one leaves it behind ...
-    code = ("import os, signal, sys; from pathlib import Path; from tasks import durable; "
-            "from tasks.settings import Paths\n"
+    code = ("import os, signal, sys; from pathlib import Path; from tasks.core import durable; "
+            "from tasks.core.settings import Paths\n"
             "with durable.scratch_dir(Paths(Path(sys.argv[1])), 'lensflow-model-') as t:\n"
             "    (Path(t) / 'weights.pt').write_bytes(b'x' * 1000); os.kill(os.getpid(), signal.SIGKILL)")
     system_tmp_before = {p.name for p in Path(tempfile.gettempdir()).glob("lensflow-model-*")}
@@ -423,7 +429,7 @@ def test_items_rated_after_the_publish_are_not_served(good, tmp_path):
     assert [rank for rank, _ in after] == list(range(1, len(after) + 1))       # renumbered, no gaps
     con = warehouse.connect_readonly(paths)
     try:
-        from tasks import checks
+        from tasks.stores import checks
 
         assert checks.not_in(c.RECOMMENDATIONS, c.RATINGS, c.USER_ID, c.ITEM_ID).offending_rows(con) == []
         live = sql.rows(con, "query_live_publication")

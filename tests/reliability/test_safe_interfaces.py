@@ -199,8 +199,9 @@ def test_query_sql_refuses_writes_and_file_access_and_changes_nothing(published,
 
 def test_query_top10_binds_the_user_id(published):
     """A user id goes in as a bound parameter: an id nobody has answers with no rows, not an error."""
-    from tasks import sql, warehouse
-    from tasks import contract as c
+    from tasks.core import sql
+    from tasks.stores import warehouse
+    from tasks.core import contract as c
 
     con = warehouse.connect_readonly(published)
     try:
@@ -218,8 +219,8 @@ WILDCARD = ".".join(["0"] * 4)  # the every-interface address (spelled so this f
 
 def test_servers_the_project_starts_bind_to_localhost():
     from flows.cli import build_parser
-    from tasks import registry
-    from tasks.settings import Paths
+    from tasks.registry import versions as registry
+    from tasks.core.settings import Paths
 
     argv = registry.server_command(Paths(Path("/tmp/x")))
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
