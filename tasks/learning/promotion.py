@@ -9,6 +9,8 @@ a ranking metric's is popularity.
 
 from __future__ import annotations
 
+import difflib
+
 import pandas as pd
 
 from tasks.core import contract as c
@@ -31,9 +33,11 @@ def is_rating_metric(metric: str) -> bool:
 
 def check_metric(metric: str, k: int = 10) -> str:
     """`metric` if evaluation reports it: a ranking metric at k, or a rating metric."""
-    ranking = {f"{name}_at_{k}" for name in RANKING_METRICS}
-    if metric not in ranking and metric not in RATING_METRICS:
-        raise ConfigError(f"promotion metric {metric!r}: use one of {', '.join(sorted(ranking) + list(RATING_METRICS))}")
+    known = sorted(f"{name}_at_{k}" for name in RANKING_METRICS) + list(RATING_METRICS)
+    if metric not in known:
+        near = difflib.get_close_matches(metric, known, 1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(f"promotion metric {metric!r}{hint}: use one of {', '.join(known)}")
     return metric
 
 

@@ -253,3 +253,11 @@ def test_the_ranking_default_learns_from_side_features_and_scores_a_new_user_by_
            fx.OCCUPATION: np.array(["student", "retired"])}
     ids, _ = rec.recommend(np.array([900, 901]), 5, user_features=new)
     assert (ids[0] % 2 == 1).mean() >= 0.8 and (ids[1] % 2 == 0).mean() >= 0.8   # each gets its group's items
+
+
+def test_a_mistyped_promotion_metric_names_the_near_miss():
+    from tasks.learning import promotion
+
+    with pytest.raises(ValueError, match=r"promotion metric 'ndgc_at_10' \(did you mean 'ndcg_at_10'\?\)"):
+        promotion.check_metric("ndgc_at_10")
+    assert promotion.check_metric("rmse") == "rmse"
