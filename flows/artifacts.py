@@ -28,18 +28,18 @@ METRICS_DESCRIPTION = ("Metrics (rows) of each model (columns), each kind's prom
                        "training time, decision and device")
 
 
-def publish_run_artifacts(summary: dict, tracking_uri: str) -> None:
-    """A metrics table and a markdown summary on the current flow run."""
+def publish_run_artifacts(summary: dict) -> None:
+    """A metrics table and a markdown summary (linking each model's MLflow run and version) on the current flow run."""
     create_table_artifact(report.metrics_table(summary["models"]), key="model-metrics",
                           description=METRICS_DESCRIPTION)
-    create_markdown_artifact(report.summary_markdown(summary, tracking_uri), key="pipeline-summary",
+    create_markdown_artifact(report.summary_markdown(summary), key="pipeline-summary",
                              description="What this pipeline run did and why")
 
 
-def training_artifacts(summary: dict, tracking_uri: str) -> None:
+def training_artifacts(summary: dict) -> None:
     """The same metrics table for one training (a train flow run), and its decision and lineage."""
     key = f"training-{summary['kind']}".replace("_", "-")  # artifact keys: lowercase, digits and dashes
     create_table_artifact(report.metrics_table([summary]), key=f"{key}-metrics",
                           description=METRICS_DESCRIPTION)
-    create_markdown_artifact(report.training_markdown(summary, tracking_uri), key=f"{key}-summary",
+    create_markdown_artifact(report.training_markdown(summary), key=f"{key}-summary",
                              description="What this training did and why")

@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mlflow-ui", help="start `mlflow server` on the data home's store (127.0.0.1)")
     _common(p)
-    p.add_argument("--port", type=_port, default=5000)
+    p.add_argument("--port", type=_port, default=None,
+                   help=f"default: the port of ${settings.MLFLOW_UI_ENV}, the address links point at (5000)")
     p.add_argument("--host", default="127.0.0.1")
 
     p = sub.add_parser("where", help="print the data home's locations")

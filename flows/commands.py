@@ -85,6 +85,7 @@ def run(a, paths: Paths) -> int:
     spec = _split(a)
     address = dask_scheduler(a)
     from tasks.learning import promotion
+    from tasks.core.settings import mlflow_ui_url
 
     metrics = promotion.promotion_metrics(promotion.parse(a.promotion_metric))   # a wrong kind or metric: one line
     refuse_early(paths, a.source, configs, acquires=True, metrics=metrics)
@@ -121,7 +122,8 @@ def run(a, paths: Paths) -> int:
         for warning in pub.get("warnings") or []:
             print(f"  WARNING narrowing: {warning}")
     print(f"\nOutputs under {paths.home}:\n  warehouse  {paths.warehouse}\n  lake       {paths.lake}\n"
-          f"  MLflow     {paths.mlflow_tracking_uri}  (UI: lensflow mlflow-ui)\n"
+          f"  MLflow     {paths.mlflow_tracking_uri}  (UI: {mlflow_ui_url(paths.mlflow_tracking_uri)}, "
+          f"lensflow mlflow-ui)\n"
           f"  snapshots  {paths.publications}")
     home = f" --home {paths.home}" if a.home else ""   # a hint runs as printed
     print(f"\nTry:\n  lensflow query top10 --user 1{home}\n"
@@ -270,19 +272,27 @@ def mlflow_ui(a, paths: Paths) -> int:
     import errno
     import socket
 
+    import urllib.parse
+
+    from tasks.core import settings
     from tasks.registry import versions as registry
     from tasks.core.errors import CannotListen
 
+    port = a.port if a.port is not None else settings.mlflow_ui_port()
     # The server would log the taken port and exit 0; a caller must see that nothing started.
     with socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET) as probe:
         try:
-            probe.bind((a.host, a.port))
+            probe.bind((a.host, port))
         except OSError as e:
             hint = "another server has it: pick another with --port" if e.errno == errno.EADDRINUSE else \
                 "check --host (an address of this machine, such as 127.0.0.1)"
-            raise CannotListen(f"cannot listen on {a.host}:{a.port} ({e.strerror}): {hint}") from None
-    argv = registry.server_command(paths, port=a.port, host=a.host)
+            raise CannotListen(f"cannot listen on {a.host}:{port} ({e.strerror}): {hint}") from None
+    argv = registry.server_command(paths, port=port, host=a.host)
     print("starting:", " ".join(argv), flush=True)
+    links = settings.mlflow_ui_url(paths.mlflow_tracking_uri)
+    if urllib.parse.urlsplit(links).port != port:
+        print(f"note: links in logs and artifacts point at {links}; set {settings.MLFLOW_UI_ENV}="
+              f"http://{a.host}:{port} for the runs to link here", flush=True)
     os.execvp(argv[0], argv)
     return 0  # not reached
 

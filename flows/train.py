@@ -67,18 +67,18 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
         steps.mark_reused(paths, kind, done.version)   # how a pipeline on another host learns what was reused
         summary = {**steps.training_summary(paths, kind, done.version, reused=True, flow_run_name=flow_run.get_name()),
                    "split_reused": chosen.reused, "flow_run_id": _flow_run_id()}
-        training_artifacts(summary, paths.mlflow_tracking_uri)
+        training_artifacts(summary)
         return summary
     users, movies = steps.read_table(paths, c.USERS), steps.read_table(paths, c.MOVIES)
     result = steps.train_and_evaluate(chosen, plan, users, movies, k=k)
     steps.set_current_split(paths, chosen.split_id)
     if not to_registry:
         summary = steps.summarize_unregistered(result)
-        training_artifacts(summary, paths.mlflow_tracking_uri)
+        training_artifacts(summary)
         return summary
     recorded = steps.record_training(paths, result, chosen, movies, metric, k)
     summary = {**steps.training_summary(paths, kind, recorded.version, reused=False, seconds=result.seconds,
                                         flow_run_name=flow_run.get_name()), "split_reused": chosen.reused,
                "flow_run_id": _flow_run_id()}
-    training_artifacts(summary, paths.mlflow_tracking_uri)
+    training_artifacts(summary)
     return summary

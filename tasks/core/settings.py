@@ -12,6 +12,7 @@ This module imports nothing heavy so it can run before Prefect or MLflow are imp
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,30 @@ DEVICE_ENV = "LENSFLOW_DEVICE"   # cpu | cuda | cuda:N | auto; the `gpu` work po
 def device(override: str | None = None) -> str | None:
     """The device to train and score on: the argument, else $LENSFLOW_DEVICE, else None (auto)."""
     return override or os.environ.get(DEVICE_ENV) or None
+
+
+MLFLOW_UI_ENV = "LENSFLOW_MLFLOW_UI_URL"   # where a browser opens the MLflow UI: every link in logs and artifacts
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+
+
+def mlflow_ui_url(tracking_uri: str = "") -> str:
+    """The MLflow UI's address that links point at: $LENSFLOW_MLFLOW_UI_URL, else an http(s) tracking URI (a
+    tracking server serves its UI), else http://127.0.0.1:5000 (`lensflow mlflow-ui`'s default address)."""
+    chosen = (os.environ.get(MLFLOW_UI_ENV) or "").strip()
+    if not chosen and str(tracking_uri).startswith(("http://", "https://")):
+        chosen = str(tracking_uri)
+    chosen = chosen or DEFAULT_MLFLOW_UI
+    parts = urllib.parse.urlsplit(chosen)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{MLFLOW_UI_ENV}={chosen}: the MLflow UI's address is an http(s) URL, "
+                          f"such as http://127.0.0.1:5055")
+    return chosen.rstrip("/")
+
+
+def mlflow_ui_port() -> int:
+    """The port `lensflow mlflow-ui` listens on by default: the one links point at (mlflow_ui_url)."""
+    parts = urllib.parse.urlsplit(mlflow_ui_url())
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 DASK_ADDRESS_ENV = "LENSFLOW_DASK_ADDRESS"   # tcp://host:8786: the Dask scheduler that runs publish's shards

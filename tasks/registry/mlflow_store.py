@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
+from tasks.core import settings
 from tasks.core.settings import Paths
 
 EXPERIMENT = "lensflow"
@@ -118,6 +119,10 @@ def metric_key(name: str) -> str:
 
 
 def run_url(tracking_uri: str, experiment: str, run_id: str) -> str:
-    """The run's page in the MLflow UI: on the tracking server, or where `lensflow mlflow-ui` serves it."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+    """The run's page in the MLflow UI the operator opens (tasks.core.settings.mlflow_ui_url says which)."""
+    return f"{settings.mlflow_ui_url(tracking_uri)}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def version_url(tracking_uri: str, name: str, version: str) -> str:
+    """A registered model version's page in the same MLflow UI."""
+    return f"{settings.mlflow_ui_url(tracking_uri)}/#/models/{name}/versions/{version}"

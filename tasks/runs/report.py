@@ -72,6 +72,7 @@ def training_summary(paths: Paths, kind: str, version: str, *, reused: bool, sec
         "train_seconds": seconds if seconds is not None else _float(run.data.tags.get(t.TAG_TRAIN_SECONDS)),
         "metrics": metrics, "flow_run": flow_run_name, "mlflow_run_name": run.info.run_name,
         "mlflow_url": mlflow_store.run_url(paths.mlflow_tracking_uri, run.info.experiment_id, ref.run_id),
+        "version_url": mlflow_store.version_url(paths.mlflow_tracking_uri, ref.name, ref.version),
     }
 
 
@@ -99,11 +100,15 @@ def _float(text) -> float | None:
         return None
 
 
-def run_link(run_id: str, tracking_uri: str, url: str | None = None) -> str:
-    """A clickable MLflow UI link when the store is a server, else how to open it."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"[{run_id[:8]}]({url or tracking_uri.rstrip('/') + '/#/runs/' + run_id})"
-    return f"`{run_id[:8]}` (open with `lensflow mlflow-ui`)"
+def run_link(m: dict) -> str:
+    """The model's MLflow run as a markdown link to its page in the MLflow UI."""
+    return f"[{m.get('mlflow_run_name') or m['run_id'][:8]}]({m['mlflow_url']})" if m.get("mlflow_url") else \
+        f"`{m['run_id'][:8]}`"
+
+
+def version_link(m: dict) -> str:
+    """The registered version as a markdown link to its page in the MLflow UI ('lensflow-dot_bias v3')."""
+    return f"[{model_label(m)}]({m['version_url']})" if m.get("version_url") else model_label(m)
 
 
 def model_label(m: dict) -> str:
@@ -155,11 +160,15 @@ def training_line(m: dict) -> str:
     """One log line on a trained or reused version: the decision and why, the metric, the MLflow run."""
     key = _promotion_key(m)
     value, (floor, floor_name) = m["metrics"].get(key), floor_of(m["metrics"], key)
-    shown = f"{key} {value:.4f}" if value is not None else f"no {key}"
-    if floor is not None:
-        shown += f" ({floor_name} {floor:.4f})"
-    seconds = f", trained in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""
-    return (f"{model_label(m)}: {m['decision'] or 'undecided'} — {m['reason'] or '-'}; {shown}{seconds}; "
+    reason = m["reason"] or "-"
+    # the metric and its floor once: a reason that already names them is not followed by them again
+    shown = [f"{key} {value:.4f}" if value is not None else f"no {key}"] if key not in reason else []
+    if floor is not None and floor_name not in reason:
+        floor_text = f"{floor_name} {floor:.4f}"
+        shown = [f"{shown[0]} ({floor_text})"] if shown else [floor_text]
+    if m.get("train_seconds") is not None:
+        shown.append(f"trained in {m['train_seconds']:.1f} s")
+    return (f"{model_label(m)}: {m['decision'] or 'undecided'} — {reason}; {', '.join(shown) + '; ' if shown else ''}"
             f"MLflow run {m['mlflow_run_name']} {m['mlflow_url']}")
 
 
@@ -191,25 +200,25 @@ def roles_lines(published: dict) -> list[str]:
 
 
 def run_lines(summary: dict) -> list[str]:
-    """A pipeline run in a few log lines: the ingest, each model's decision, the publication and who did what."""
-    return [ingest_line(summary["ingest"]), *(training_line(m) for m in summary["models"]),
+    """A pipeline run in a few closing log lines: each model's decision, the publication and who did what
+    (the ingest is logged when it happens)."""
+    return [*(training_line(m) for m in summary["models"]),
             publication_line(summary["publication"]), *roles_lines(summary["publication"])]
 
 
-def training_markdown(m: dict, tracking_uri: str) -> str:
+def training_markdown(m: dict) -> str:
     """A standalone training in a page: the version, the decision and why, lineage and the MLflow run."""
     seconds = m.get("train_seconds")
-    lines = [f"# lensflow training: {model_label(m)}", "",
+    lines = [f"# lensflow training: {version_link(m)}", "",
              f"- **decision**: {m.get('decision') or '-'} — {m.get('reason') or '-'}",
              f"- **split**: `{m.get('split_id') or '-'}` on data `{(m.get('data_hash') or '-')[:16]}`",
              f"- **trained** on {m.get('device') or '-'}" + (f" in {seconds:.1f} s" if seconds is not None else "")]
     if m.get("run_id"):
-        lines.append(f"- **MLflow run**: {run_link(m['run_id'], tracking_uri, m.get('mlflow_url'))} "
-                     f"({m.get('mlflow_run_name') or ''})")
+        lines.append(f"- **MLflow run**: {run_link(m)}")
     return "\n".join(lines)
 
 
-def summary_markdown(summary: dict, tracking_uri: str) -> str:
+def summary_markdown(summary: dict) -> str:
     """The run in a page: data, split, models and why the champion is the champion, publication."""
     ing, pubd = summary["ingest"], summary["publication"]
     lines = ["# lensflow pipeline run", "",
@@ -219,9 +228,8 @@ def summary_markdown(summary: dict, tracking_uri: str) -> str:
              "", "## Models", "",
              "| model | version | reused | decision | why | MLflow run |", "| --- | --- | --- | --- | --- | --- |"]
     for m in summary["models"]:
-        lines.append(f"| {m['model_name']} | {m['version']} | {'yes' if m['reused'] else 'no'} | "
-                     f"{m['decision'] or '-'} | {m['reason'] or '-'} | "
-                     f"{run_link(m['run_id'], tracking_uri, m.get('mlflow_url'))} |")
+        lines.append(f"| {m['model_name']} | {version_link(m)} | {'yes' if m['reused'] else 'no'} | "
+                     f"{m['decision'] or '-'} | {m['reason'] or '-'} | {run_link(m)} |")
     lines += ["", "## Publication", ""]
     if pubd.get("skipped"):
         lines.append(f"Publication `{pubd['publication_id']}` already serves these models on this data: kept.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tasks.runs import report
 
 
@@ -62,3 +64,41 @@ def test_log_lines_say_what_happened():
     assert report.publication_line({**published, "skipped": True}).endswith("on this data: kept")
     ingested = {"data_hash": "abcdef0123456789", "noop": True, "row_counts": {"ratings": 100000}, "source": "x"}
     assert report.ingest_line(ingested) == "data abcdef012345 unchanged: ingest skipped (live: ratings 100,000)"
+
+
+def test_a_reason_that_names_the_metric_is_not_followed_by_it_again():
+    model = _model("dot_bias", "1", 0.2072, reason="no champion yet; first version with valid_ndcg_at_10=0.2072")
+    line = report.training_line(model)
+    assert line.count("valid_ndcg_at_10") == 1 and "(popularity baseline 0.2000)" not in line, line
+    assert "; popularity baseline 0.2000, trained in 12.3 s; MLflow run" in line
+
+
+def test_artifacts_link_each_model_to_its_mlflow_run_and_version():
+    url = "http://127.0.0.1:5055/#/models/lensflow-dot_bias/versions/3"
+    model = _model("dot_bias", "3", 0.45, version_url=url)
+    text = report.training_markdown(model)
+    assert f"[lensflow-dot_bias v3]({url})" in text
+    assert "[dot_bias-mse-x](http://127.0.0.1:5000/#/experiments/1/runs/0123456789abcdef)" in text
+    model["split_id"] = "random-1"
+    page = report.summary_markdown({"ingest": {"data_hash": "abc", "noop": False, "row_counts": {"ratings": 9}},
+                                    "models": [model], "publication": {"skipped": True, "publication_id": "p1"},
+                                    "warehouse": "w"})
+    assert f"[lensflow-dot_bias v3]({url})" in page and "(http://127.0.0.1:5000/#/experiments/1/runs/" in page
+
+
+def test_mlflow_links_open_the_ui_the_operator_runs(monkeypatch):
+    from tasks.core import settings
+    from tasks.core.errors import ConfigError
+    from tasks.registry import mlflow_store
+
+    monkeypatch.delenv(settings.MLFLOW_UI_ENV, raising=False)
+    assert mlflow_store.run_url("sqlite:////h/mlflow.db", "1", "r1") == "http://127.0.0.1:5000/#/experiments/1/runs/r1"
+    assert settings.mlflow_ui_port() == 5000
+    assert settings.mlflow_ui_url("http://mlflow-host:5000/") == "http://mlflow-host:5000"   # a server serves its UI
+    monkeypatch.setenv(settings.MLFLOW_UI_ENV, "http://127.0.0.1:5055/")
+    assert mlflow_store.version_url("http://mlflow-host:5000", "lensflow-dot_bias", "3") == \
+        "http://127.0.0.1:5055/#/models/lensflow-dot_bias/versions/3"
+    assert settings.mlflow_ui_port() == 5055                  # `lensflow mlflow-ui` listens where links point
+    monkeypatch.setenv(settings.MLFLOW_UI_ENV, "127.0.0.1:5055")
+    with pytest.raises(ConfigError, match="http"):
+        settings.mlflow_ui_url()
