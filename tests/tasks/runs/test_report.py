@@ -79,7 +79,7 @@ def test_artifacts_link_each_model_to_its_mlflow_run_and_version():
     text = report.training_markdown(model)
     assert f"[lensflow-dot_bias v3]({url})" in text
     assert "[dot_bias-mse-x](http://127.0.0.1:5000/#/experiments/1/runs/0123456789abcdef)" in text
-    model["split_id"] = "random-1"
+    model.update(split_id="random-1", reused=False)
     page = report.summary_markdown({"ingest": {"data_hash": "abc", "noop": False, "row_counts": {"ratings": 9}},
                                     "models": [model], "publication": {"skipped": True, "publication_id": "p1"},
                                     "warehouse": "w"})
