@@ -33,3 +33,23 @@ def to_file(paths: Paths, verbose: bool = False) -> None:
         # A log line that cannot be written (full disk, the Prefect API gone) is dropped without logging's and
         # Prefect's own error report on stderr: the run's one line says what happened (-v keeps the reports).
         logging.raiseExceptions = False
+
+
+class TaskNamedFormatter(logging.Formatter):
+    """Starts a task run's line with the task run's name: Prefect's V2 UI shows none beside a line of the flow
+    run's log, so eight "Finished in state Completed()" lines would read alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        name = getattr(record, "task_run_name", None)
+        return f"[{name}] {text}" if name else text
+
+
+def name_task_runs() -> None:
+    """Give Prefect's API log handlers (what both UIs show) the TaskNamedFormatter; idempotent."""
+    from prefect.logging.handlers import APILogHandler
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, APILogHandler) and not isinstance(handler.formatter, TaskNamedFormatter):
+                handler.setFormatter(TaskNamedFormatter())

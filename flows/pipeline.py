@@ -99,15 +99,15 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     metrics = promotion_metrics or {}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
 
-    ingested = ingest(source=source, home=home)
+    # The split waits for the ingest's task run instead of taking the subflow's result as such: that makes a
+    # `flow_run` task input, which Prefect's V1 UI cannot read (its Task Runs tab then lists none).
+    ingest_run = ingest(source=source, home=home, return_state=True)
+    ingested = ingest_run.result()   # raises as the ingest failed
     steps.say(report.ingest_line(ingested))
     update_progress_artifact(progress, 20.0)
 
     paths = resolve_paths(home)
-    # The split reads the snapshot the ingest made live through a task: a task input that names a subflow's
-    # result is a `flow_run` input, which Prefect's V1 UI cannot list (its Task Runs tab stays empty).
-    snap = steps.lake_snapshot(paths)
-    stored_split = steps.split_for_trainings(paths, split, snap.data_hash)
+    stored_split = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH], wait_for=[ingest_run])
 
     runner = train_on_pool if train_on == "deployment" else train_local
     futures = [runner.submit(kind, stored_split[c.SPLIT_ID], configs.get(kind), home, metrics.get(kind), force)
@@ -118,6 +118,7 @@ def pipeline(source: str | None = None, home: str | None = None, split: SplitSpe
     served = []
     needed = steps.serving_kinds(paths, kinds)
     if needed:
+        snap = steps.lake_snapshot(paths)
         ratings, users, movies = (steps.read_table(paths, name) for name in (c.RATINGS, c.USERS, c.MOVIES))
         served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash,
                                     serving_epochs=plans[kind].serving_epochs) for kind in needed]

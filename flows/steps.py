@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
+from flows import logs
+
 from tasks.core import contract as c
 from tasks.sources import acquire
 from tasks.core import durable
@@ -29,6 +32,7 @@ from tasks.stores import lake
 from tasks.sources import movielens
 from tasks.runs import report
 from tasks.publishing import scheduler
+from tasks.registry import promote
 from tasks.registry import serving
 from tasks.publishing import sharding
 from tasks.learning import split
@@ -40,6 +44,9 @@ from tasks.registry import trainings
 from tasks.publishing import publish as publishing
 from tasks.stores import warehouse
 from tasks.core.errors import InputError, SourceUnavailable
+
+
+logs.name_task_runs()   # every task run's log line in the Prefect UIs names its task run
 
 
 def step(fn, name: str, run_name: str | None = None, *, retries: int = 0, **options):
@@ -157,6 +164,12 @@ def _record_tagged(paths, result, split, movies, metric: str | None = None, k: i
     return trainings.record(paths, result, split, movies, metric, k, run_tags=flow_run_tags())
 
 
+def _serving_tagged(paths, kind: str, ratings, users, movies, data_hash: str, device=None, serving_epochs: int = 0):
+    """serving.fit_serving with the Prefect flow run tagged on its MLflow run, as a training's is."""
+    return serving.fit_serving(paths, kind, ratings, users, movies, data_hash, device, serving_epochs,
+                               run_tags=flow_run_tags())
+
+
 def _mark_reused(paths, kind: str, version: str) -> None:
     """registry.mark_reused for the current flow run, so a pipeline can tell what this run reused."""
     from tasks.registry import versions as registry
@@ -169,7 +182,8 @@ def _mark_reused(paths, kind: str, version: str) -> None:
 def _summary_logged(paths, kind: str, version: str, **kw) -> dict:
     """report.training_summary, logging the decision and why, the metric and the MLflow run's link."""
     summary = report.training_summary(paths, kind, version, **kw)
-    get_run_logger().info("%s", report.training_line(summary))
+    refused = summary["decision"] == promote.REFUSED   # registered, never champion: worth a look
+    get_run_logger().log(logging.WARNING if refused else logging.INFO, "%s", report.training_line(summary))
     return summary
 
 
@@ -216,4 +230,4 @@ publish = step(publishing.publish, "score-check-publish")
 
 # --- serving fit (the evaluated config on every rating) --------------------------------------------
 serving_kinds = step(serving.serving_kinds, "choose-kinds-to-serve", "kinds-to-serve")
-fit_serving = step(serving.fit_serving, "fit-on-all-ratings", "serving-fit-{kind}")
+fit_serving = step(_serving_tagged, "fit-on-all-ratings", "serving-fit-{kind}")

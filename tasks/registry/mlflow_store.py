@@ -25,13 +25,15 @@ from tasks.core.settings import Paths
 
 EXPERIMENT = "lensflow"
 EXPERIMENT_DESCRIPTION = (
-    "lensflow: one run per training of a MovieLens recommender (dot_bias, embedding_nn) on a stored split "
-    "of one lake snapshot. Parameters: the settings its model kind uses. Metrics: per-epoch losses named by loss "
-    "(train_mse / valid_mse for rating models, train_softmax_ce / valid_softmax_ce for ranking models), "
-    "then test_* and valid_* rating and top-10 metrics, and popularity_valid_* (plain most-rated items, "
-    "the baseline) where logged. Tags: model_kind, split_id, data_hash, code_version, device, train_seconds and the Prefect "
-    "flow run (prefect.flow_run_id, prefect.flow_run_name). Promotion compares valid_ndcg_at_10; the "
-    "registered models lensflow-<kind> carry the decision and its reason on each version.")
+    "lensflow: one run per training of a MovieLens recommender on a stored split of one lake snapshot: dot_bias "
+    "ranks (promoted on valid_ndcg_at_10 above plain popularity), embedding_nn predicts ratings (promoted on "
+    "valid_rmse above a user/item bias baseline); a serving fit (run name ...-serving-fit-of-vN) refits a champion's "
+    "config on every rating. Parameters: the settings its model kind uses. Metrics: per-epoch losses named by loss "
+    "(train_/valid_mse, train_/valid_softmax_ce), the kind's test_ and valid_ metrics, the floor on the same data "
+    "(floor/popularity_valid_*, floor/bias_baseline_valid_*) and time/epoch_seconds. Tags: model_kind, split_id, "
+    "data_hash, code_version, device, train_seconds and the Prefect flow run (prefect.flow_run_id, "
+    "prefect.flow_run_name). The registered models lensflow-dot_bias and lensflow-embedding_nn say which version "
+    "serves, and each version its promotion decision and why.")
 TAG_NOTE = "mlflow.note.content"          # MLflow shows this experiment/run tag as the description
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 

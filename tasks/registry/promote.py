@@ -12,13 +12,13 @@ from tasks.core.errors import ConfigError
 from tasks.core.settings import Paths
 from tasks.learning import promotion
 from tasks.registry import mlflow_store
-from tasks.registry.versions import TAG_DECISION, champion_version, load_for_scoring, resolve, version_metric
+from tasks.registry.versions import (TAG_DECISION, TAG_REASON, champion_version, describe_model, load_for_scoring,
+                                     resolve, version_metric)
 
 # How each metric compares; anything not listed is higher-is-better (ndcg, precision, recall, map, hit rate).
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss", "gini"})
 SPLIT_PREFIXES = ("valid_", "test_")   # record_training logs metrics per split part: valid_rmse, test_ndcg_at_10
 
-TAG_REASON = "promotion.reason"
 TAG_METRIC = "promotion.metric"
 TAG_BASELINE = "promotion.baseline"   # the floor's value of the metric on the same data
 TAG_BASELINE_NAME = "promotion.baseline_name"   # which floor: popularity | bias_baseline (tasks.learning.promotion)
@@ -81,7 +81,7 @@ def promote_if_better(paths: Paths, kind: str, version: str, metric: str | None 
     def decide(outcome: str, reason: str, champ_value: float | None = None) -> Decision:
         d = Decision(name, version, outcome == PROMOTED, outcome, reason, metric, value, champ, champ_value,
                      baseline, floor)
-        _record(cl, d)
+        _record(cl, d, paths, kind)
         return d
 
     if champ == version:
@@ -128,19 +128,26 @@ def promote(paths: Paths, kind: str, version: str, reason: str) -> Decision:
     cl = mlflow_store.client(paths)
     d = Decision(name, str(version), True, MANUAL, f"manual override: {reason.strip()}",
                  champion_version=champion_version(paths, kind))
-    _record(cl, d)
+    _record(cl, d, paths, kind)
     return d
 
 
-def _record(cl, d: Decision) -> None:
-    """Tags and description on the version; moves `champion` when promoted."""
+def _record(cl, d: Decision, paths: Paths, kind: str) -> None:
+    """Tags and description on the version (the decision first: the model page shows a description's start);
+    moves `champion` when promoted and takes `candidate` off it, then says on the model which version serves."""
     if d.outcome in (PROMOTED, MANUAL):
         cl.set_registered_model_alias(d.name, c.ALIAS_CHAMPION, d.version)
+        if str(cl.get_registered_model(d.name).aliases.get(c.ALIAS_CANDIDATE, "")) == d.version:
+            cl.delete_registered_model_alias(d.name, c.ALIAS_CANDIDATE)   # a candidate is not the champion
     tags = [(TAG_DECISION, d.outcome), (TAG_REASON, d.reason), (TAG_METRIC, d.metric or "")]
     if d.baseline_value is not None:
         tags += [(TAG_BASELINE, f"{d.baseline_value:.6f}"), (TAG_BASELINE_NAME, d.baseline_name)]
     for key, value in tags:
         cl.set_model_version_tag(d.name, d.version, key, value)
     mv = cl.get_model_version(d.name, d.version)
-    head = (mv.description or "").split("\n\npromotion: ")[0]
-    cl.update_model_version(d.name, d.version, description=f"{head}\n\npromotion: {d.outcome} — {d.reason}")
+    origin = (mv.description or "").split(DECISION_END)[-1]
+    cl.update_model_version(d.name, d.version, description=f"{d.outcome} — {d.reason}{DECISION_END}{origin}")
+    describe_model(paths, kind)
+
+
+DECISION_END = "\n\n"   # a version's description: the decision and why, then where the version comes from

@@ -52,12 +52,6 @@ def pyfunc_outputs() -> Schema:
                    ColSpec("float", c.SCORE, required=False)])
 
 
-def logged_model_name(config) -> str:
-    """Name of the logged model in the run: 'lensflow-dot_bias-softmax' (registered name plus loss)."""
-    kind, loss = getattr(config, "kind", "model"), getattr(getattr(config, "loss", None), "name", "")
-    return metric_key(f"{c.registered_model_name(kind)}-{loss}" if loss else c.registered_model_name(kind))
-
-
 def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
     """Two real (user, item) pairs from the training data, as the model's input example."""
     if train is None or len(train) == 0:
@@ -67,8 +61,8 @@ def input_example(train: pd.DataFrame | None) -> pd.DataFrame | None:
                          c.ITEM_ID: rows[c.ITEM_ID].astype("int64").to_numpy()})
 
 
-def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | None = None):
-    """Log the Recommender as a self-contained pyfunc model in the run; MLflow's ModelInfo.
+def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | None = None, *, name: str):
+    """Log the Recommender as a self-contained pyfunc model named `name` in the run; MLflow's ModelInfo.
 
     `train`'s (user, item) pairs go into the model too (artifact `seen`): its `recommend` leaves them out.
     """
@@ -82,7 +76,7 @@ def log_pyfunc(paths: Paths, run_id: str, recommender, train: pd.DataFrame | Non
             artifacts[pm.SEEN_KEY] = str(seen)
         with using_tracking_uri(paths.mlflow_tracking_uri), mlflow.start_run(run_id=run_id):
             return mlflow.pyfunc.log_model(
-                name=logged_model_name(getattr(recommender, "config", None)),
+                name=metric_key(name),
                 python_model=str(PYFUNC_FILE),
                 artifacts=artifacts,
                 code_paths=[str(MODELS_PACKAGE)],

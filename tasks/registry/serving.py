@@ -134,11 +134,12 @@ def serving_kinds(paths: Paths, kinds) -> list[str]:
 
 
 def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str, device=None,
-                serving_epochs: int = 0) -> dict:
+                serving_epochs: int = 0, run_tags: dict[str, str] | None = None) -> dict:
     """Refit the champion's config of `kind` on every rating, or reuse an identical earlier serving fit.
 
     serving_epochs > 0 continues the champion's weights for that many epochs instead (tasks.learning.training).
-    Registered under `serving` with TAG_SERVING_EVALUATED naming the champion; returns a summary
+    Registered under `serving` with TAG_SERVING_EVALUATED naming the champion, `run_tags` on its MLflow run (the
+    Prefect flow run, as a training's); returns a summary
     (kind, version, evaluated_version, rows, reused, seconds).
     """
     champ = _champion(paths, kind)
@@ -157,7 +158,7 @@ def fit_serving(paths: Paths, kind: str, ratings, users, movies, data_hash: str,
                                                  evaluated=evaluated, serving_epochs=serving_epochs)
     ref = trainings.record_serving(paths, rec, champ, data_hash, rows=len(ratings), seconds=seconds, device=dev,
                                   train=ratings, movies=movies,
-                                  tags={trainings.TAG_SERVING_FINGERPRINT: trainings.serving_fingerprint(
+                                  tags={**(run_tags or {}), trainings.TAG_SERVING_FINGERPRINT: trainings.serving_fingerprint(
                                       config, data_hash, start_from=start_from, serving_epochs=serving_epochs)})
     return {"kind": kind, "version": ref.version, "evaluated_version": champ.version, "rows": len(ratings),
             "reused": False, "seconds": seconds}

@@ -39,10 +39,15 @@ TAG_MODEL_ID = "logged_model_id"
 TAG_MODEL_URI = "logged_model_uri"
 TAG_FLOW_RUN_ID = "prefect.flow_run_id"   # the Prefect flow run that trained it (set by flows/, passed as a tag)
 TAG_FLOW_RUN_NAME = "prefect.flow_run_name"
+TAG_EVALUATED_SPLIT = "serving.evaluated_split_id"   # a serving fit's: the split its champion was chosen on
+# MLflow's own run tags (its UI's Source and Created by columns); the run is created by the client, which sets none
+SOURCE_TAGS = {"mlflow.source.type": "JOB", "mlflow.source.name": "lensflow"}
+TAG_USER = "mlflow.user"
 # A history's loss columns are logged under the name of the loss they measure, so MLflow's comparison
 # charts never draw a cross-entropy and a squared error on one axis.
 LOSS_METRICS = {"mse": "mse", "softmax": "softmax_ce"}
 LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE, TAG_TRAIN_SECONDS)
+EPOCH_SECONDS = "time/epoch_seconds"     # a chart section of its own in MLflow's UI ("time"), after the model metrics
 FINISHED_AT = "finished_at"              # history key: wall-clock end of an epoch (models/training_loop.py)
 
 
@@ -98,10 +103,12 @@ class Lineage:
     code_version: str = dataclasses.field(default_factory=code_version)
 
     def tags(self) -> dict[str, str]:
-        """Lineage as MLflow tags (runs and model versions carry the same ones)."""
-        return {TAG_KIND: self.kind, c.SPLIT_ID: self.split_id, c.DATA_HASH: self.data_hash,
+        """Lineage as MLflow tags (runs and model versions carry the same ones); no split id for a fit on every
+        rating (a serving fit), which was not made from a split."""
+        tags = {TAG_KIND: self.kind, c.SPLIT_ID: self.split_id, c.DATA_HASH: self.data_hash,
                 TAG_CODE_VERSION: self.code_version, TAG_DEVICE: self.device,
                 TAG_TRAIN_SECONDS: f"{self.train_seconds:.3f}"}
+        return {k: v for k, v in tags.items() if v or k != c.SPLIT_ID}
 
 
 def flat_params(config) -> dict[str, str]:
@@ -141,7 +148,7 @@ def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
     """
     frame = plots.history_frame(history)
     name = loss_metric(loss)
-    renamed = {"train_loss": f"train_{name}", "valid_loss": f"valid_{name}", "seconds": "epoch_seconds"}
+    renamed = {"train_loss": f"train_{name}", "valid_loss": f"valid_{name}", "seconds": EPOCH_SECONDS}
     stamps = frame[FINISHED_AT] if FINISHED_AT in frame.columns else pd.Series([None] * len(frame))
     rows = []
     for col in frame.columns:
@@ -171,12 +178,14 @@ def final_metrics(metrics: Mapping[str, float], now_ms: int) -> list[Metric]:
 def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float], history,
                  lineage: Lineage, *, movies: pd.DataFrame | None = None, train: pd.DataFrame | None = None,
                  experiment: str = EXPERIMENT, run_name: str | None = None,
-                 tags: Mapping[str, str] | None = None) -> str:
+                 tags: Mapping[str, str] | None = None, model_name: str | None = None) -> str:
     """Log one training as one finished MLflow run (params, step metrics, tags, plots, pyfunc model); its id.
 
     The run starts when the fit started (from the history's epoch times), so its duration covers the fit.
-    `movies` (item_id, title) labels the pictures, `train` (user_id, item_id) gives rating counts and the
-    model's input example; `tags` are extra run tags (a training fingerprint, the Prefect flow run).
+    `movies` (item_id, title) labels the pictures, `train` (user_id, item_id) gives rating counts, the
+    model's input example and the run's dataset; `tags` are extra run tags (a training fingerprint, the Prefect
+    flow run); `model_name` names the logged model (default: the registered model's name). The final
+    metrics are logged on the logged model too, so its page shows them.
     """
     cl = client(paths)
     exp = experiment_id(paths, experiment, cl)
@@ -184,22 +193,51 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
     started = fit_started_ms(history)
     run = cl.create_run(exp, start_time=started,
                         run_name=run_name or f"{lineage.kind}-{loss}-{time.strftime('%Y%m%d-%H%M%S')}",
-                        tags={**{k: str(v) for k, v in (tags or {}).items()}, **lineage.tags()})
+                        tags={**SOURCE_TAGS, TAG_USER: _user(), **{k: str(v) for k, v in (tags or {}).items()},
+                              **lineage.tags()})
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
+        final = final_metrics(metrics, now)
         _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()],
-                     metrics=step_metrics(history, now, loss) + final_metrics(metrics, now))
+                     metrics=step_metrics(history, now, loss) + final)
+        if train is not None and len(train):
+            _log_dataset(cl, run_id, train, lineage)
         with durable.scratch_dir(paths, "lensflow-plots-") as tmp:
             plots.write_pictures(Path(tmp), recommender, history, movies, train)
             cl.log_artifacts(run_id, tmp, "plots")
-        info = log_pyfunc(paths, run_id, recommender, train)
+        info = log_pyfunc(paths, run_id, recommender, train, name=model_name or c.registered_model_name(lineage.kind))
+        last = {m.key: m for m in step_metrics(history, now, loss)}   # each curve's last epoch
+        linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id) for m in [*last.values(), *final]]
+        for i in range(0, len(linked), 1000):
+            cl.log_batch(run_id, metrics=linked[i:i + 1000])
         cl.log_batch(run_id, tags=[RunTag(TAG_MODEL_ID, info.model_id), RunTag(TAG_MODEL_URI, info.model_uri)])
     except BaseException:
         cl.set_terminated(run_id, "FAILED")
         raise
     cl.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _user() -> str:
+    """Who ran it (MLflow's Created by): the login name, or '' where there is none (a container)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _log_dataset(cl: MlflowClient, run_id: str, train: pd.DataFrame, lineage: Lineage) -> None:
+    """The ratings the model was fitted on as the run's training dataset (named by split, or data for a serving fit)."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    name = f"{lineage.split_id}/train" if lineage.split_id else f"all-ratings-{lineage.data_hash[:12]}"
+    dataset = mlflow.data.from_pandas(train, name=name)
+    cl.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
+                                                 tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def _log_batched(cl: MlflowClient, run_id: str, params: list[Param], metrics: list[Metric]) -> None:

@@ -22,7 +22,8 @@ from tasks.registry import tracking as t
 from tasks.registry import mlflow_store
 from tasks.registry.model_ref import ModelRef
 from tasks.registry.promote import Decision, bare_metric, promote_if_better
-from tasks.registry.versions import find_by_tag, register, resolve
+from tasks.registry.versions import (TAG_SERVING_EVALUATED, TAG_SERVING_ROWS, describe_model, find_by_tag, register,
+                                     resolve)
 
 from tasks.stores.split_store import Split
 
@@ -111,7 +112,7 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
     validation data lets a champion trained on another split be compared instead of refused; `tags`
     are extra run tags; `baseline` is the floor's metrics on the part promotion compares on (logged as
-    <baseline_name>_<part>_<name>, e.g. popularity_valid_ndcg_at_10; the floor of `promote_if_better`).
+    floor/<baseline_name>_<part>_<name>, e.g. floor/popularity_valid_ndcg_at_10; the floor of `promote_if_better`).
     """
     kind = result.config.kind
     metric = metric or promotion.PROMOTION_METRICS[kind]
@@ -119,13 +120,13 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     part = "valid_" if result.valid_metrics else "test_"
     metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
                **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()},
-               **{f"{baseline_name}_{part}{k}": v for k, v in (baseline or {}).items()}}
+               **{promotion.floor_metric(baseline_name, part + k): v for k, v in (baseline or {}).items()}}
     lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=t.describe_device(result.device),
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
                             movies=movies, train=train, tags=tags)
     maybe_crash("train-after-log")
-    version = register(paths, run_id, kind)
+    version = register(paths, run_id, kind, tags=tags)
     maybe_crash("train-after-register")
     floor = (baseline or {}).get(bare_metric(metric))
     return Recorded(run_id, version, promote_if_better(paths, kind, version, part + bare_metric(metric), rescore=rescore,
@@ -133,25 +134,31 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
 
 
 # --- serving fits: the evaluated config refitted on every rating ---------------------------------------
-TAG_SERVING_EVALUATED = "serving.evaluated_version"   # version tag: the evaluated version that justified it
-TAG_SERVING_ROWS = "serving.rows"                     # ratings the serving fit was trained on
+SERVING_MODEL_SUFFIX = "-serving"   # a serving fit's logged model: lensflow-dot_bias-serving (evaluated: lensflow-dot_bias)
 
 
 def record_serving(paths: Paths, recommender, evaluated: ModelRef, data_hash: str, *, rows: int, seconds: float,
                    device: str, train=None, movies=None, tags: Mapping[str, str] | None = None) -> ModelRef:
     """Log a serving fit as its own run, register it under the `serving` alias, linked to `evaluated`.
 
-    Its split_id tag is the evaluated version's split (where the config was chosen and measured);
-    TAG_SERVING_ROWS says how many ratings it was fitted on. It is never `candidate` nor `champion`.
+    It was fitted on every rating, not on a split: it has no split_id tag; TAG_EVALUATED_SPLIT names the split the
+    evaluated version was chosen on, TAG_SERVING_ROWS how many ratings it was fitted on, and its description says
+    its metrics are the evaluated version's. It is never `candidate` nor `champion`. `tags` go on its run.
     """
     kind = recommender.config.kind
-    link = {TAG_SERVING_EVALUATED: str(evaluated.version), TAG_SERVING_ROWS: str(int(rows))}
-    lineage = t.Lineage(kind, evaluated.split_id, data_hash, device=t.describe_device(device),
-                        train_seconds=float(seconds))
+    link = {TAG_SERVING_EVALUATED: str(evaluated.version), TAG_SERVING_ROWS: str(int(rows)),
+            t.TAG_EVALUATED_SPLIT: evaluated.split_id}
+    lineage = t.Lineage(kind, "", data_hash, device=t.describe_device(device), train_seconds=float(seconds))
     run_id = t.log_training(paths, recommender, recommender.config, {}, recommender.history, lineage,
                             movies=movies, train=train, tags={**dict(tags or {}), **link},
-                            run_name=f"{kind}-serving-fit-of-v{evaluated.version}")
-    version = register(paths, run_id, kind, alias=c.ALIAS_SERVING, tags=link)
+                            run_name=f"{kind}-serving-fit-of-v{evaluated.version}",
+                            model_name=c.registered_model_name(kind) + SERVING_MODEL_SUFFIX)
+    description = (f"serving fit of champion v{evaluated.version}: its config refit on all {int(rows):,} ratings of "
+                   f"data {data_hash[:12]} (no held-out part, so no evaluation of its own: its metrics are "
+                   f"v{evaluated.version}'s, measured on split {evaluated.split_id}); run {run_id}")
+    version = register(paths, run_id, kind, alias=c.ALIAS_SERVING, tags={**dict(tags or {}), **link},
+                       description=description)
+    describe_model(paths, kind)
     return resolve(paths, kind, version)
 
 
@@ -161,4 +168,5 @@ def use_for_serving(paths: Paths, kind: str, version: str, evaluated: ModelRef) 
     name = c.registered_model_name(kind)
     cl.set_model_version_tag(name, str(version), TAG_SERVING_EVALUATED, str(evaluated.version))
     cl.set_registered_model_alias(name, c.ALIAS_SERVING, str(version))
+    describe_model(paths, kind)
     return resolve(paths, kind, str(version))

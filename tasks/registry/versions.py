@@ -5,6 +5,7 @@ Promotion is tasks/registry/promote.py; recording a training is tasks/registry/t
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,18 +25,28 @@ from tasks.core import settings
 from tasks.core.settings import Paths
 
 TAG_DECISION = "promotion.decision"   # set on a version by tasks/registry/promote.py: promoted | kept | refused | manual
+TAG_REASON = "promotion.reason"       # why, in one sentence (tasks/registry/promote.py)
+TAG_SERVING_EVALUATED = "serving.evaluated_version"   # version tag: the evaluated version a serving fit refits
+TAG_SERVING_ROWS = "serving.rows"                     # ratings the serving fit was trained on
+TAG_SERVES = "serves"                                 # registered model tag: which version serves, and why
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"           # logged model tag: the registered versions made from it
+# What a version carries of its run's tags: lineage, the Prefect flow run, and a serving fit's link
+VERSION_TAGS_FROM_RUN = frozenset({*t.LINEAGE_TAGS, t.TAG_EVALUATED_SPLIT, t.TAG_FLOW_RUN_ID, t.TAG_FLOW_RUN_NAME,
+                                   TAG_SERVING_EVALUATED, TAG_SERVING_ROWS})
 
 
 def register(paths: Paths, run_id: str, kind: str | None = None, *, alias: str = c.ALIAS_CANDIDATE,
-             tags: Mapping[str, str] | None = None) -> str:
-    """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `alias` (`candidate`)."""
+             tags: Mapping[str, str] | None = None, description: str | None = None) -> str:
+    """Register the run's pyfunc model as a new version of `lensflow-<kind>`, alias it `alias` (`candidate`).
+
+    The version carries the run's lineage and Prefect tags, `tags` and the run id; its logged model names it
+    (`mlflow.modelVersions`, what the logged model's page lists as its registered versions)."""
     cl = mlflow_store.client(paths)
-    run = cl.get_run(run_id)
-    tags = run.data.tags
-    kind = kind or tags.get(t.TAG_KIND)
+    run_tags = cl.get_run(run_id).data.tags
+    kind = kind or run_tags.get(t.TAG_KIND)
     if not kind:
         raise ValueError(f"run {run_id} has no '{t.TAG_KIND}' tag; pass kind")
-    model_id = tags.get(t.TAG_MODEL_ID)
+    model_id = run_tags.get(t.TAG_MODEL_ID)
     if not model_id:
         raise ValueError(f"run {run_id} has no logged model (tag '{t.TAG_MODEL_ID}'); log it with log_training")
     name = c.registered_model_name(kind)
@@ -44,13 +55,18 @@ def register(paths: Paths, run_id: str, kind: str | None = None, *, alias: str =
     except MlflowException as e:
         if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    lineage = {k: tags[k] for k in t.LINEAGE_TAGS if k in tags}
+    carried = {k: v for k, v in run_tags.items() if k in VERSION_TAGS_FROM_RUN}
+    split = run_tags.get(c.SPLIT_ID)
     # MLflow's SQL registry looks the logged model up through the *global* tracking URI (a TODO in
     # mlflow/store/model_registry/sqlalchemy_store.py), so scope it to ours for this one call.
     with mlflow_store.using_tracking_uri(paths.mlflow_tracking_uri):
         mv = cl.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id,
-                                     tags={**lineage, **dict(tags or {}), "run_id": run_id},
-                                     description=f"trained in run {run_id} on split {lineage.get(c.SPLIT_ID)}")
+                                     tags={**carried, **dict(tags or {}), "run_id": run_id},
+                                     description=description or f"evaluated version: trained in run {run_id} "
+                                                                f"on split {split}")
+    listed = json.loads(cl.get_logged_model(model_id).tags.get(MODEL_VERSIONS_TAG) or "[]")
+    cl.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(
+        [*listed, {"name": name, "version": str(mv.version)}])})
     cl.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
 
@@ -165,8 +181,9 @@ def resolve(paths: Paths, kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -
         have = f"versions: {', '.join(map(str, known))}" if known else "no versions registered yet"
         raise NotFound(f"no version '{ref}' of registered model {name} ({have}; "
                        f"store {paths.mlflow_tracking_uri})") from e
-    return ModelRef(name, str(mv.version), f"models:/{name}/{mv.version}", mv.run_id,
-                    mv.tags.get(c.SPLIT_ID, ""), mv.tags.get(c.DATA_HASH, ""))
+    split = mv.tags.get(c.SPLIT_ID) or mv.tags.get(t.TAG_EVALUATED_SPLIT, "")   # a serving fit: its champion's split
+    return ModelRef(name, str(mv.version), f"models:/{name}/{mv.version}", mv.run_id, split,
+                    mv.tags.get(c.DATA_HASH, ""))
 
 
 def _versions(cl, name: str) -> list:
@@ -220,3 +237,31 @@ def server_command(paths: Paths, port: int = 5000, host: str = "127.0.0.1", work
 def version_tags(paths: Paths, kind: str, version: str) -> dict[str, str]:
     """The tags of one registered version."""
     return dict(mlflow_store.client(paths).get_model_version(c.registered_model_name(kind), str(version)).tags or {})
+
+
+def describe_model(paths: Paths, kind: str) -> None:
+    """Say on the registered model which version serves `kind` and why (its `serves` tag, shown in the model
+    list, and its description), from where `serving`, `champion` and `candidate` point now."""
+    cl = mlflow_store.client(paths)
+    name = c.registered_model_name(kind)
+    aliases = {alias: str(v) for alias, v in cl.get_registered_model(name).aliases.items()}
+    tags = {alias: cl.get_model_version(name, v).tags or {} for alias, v in aliases.items()}
+    champ, fit, newest = (aliases.get(a) for a in (c.ALIAS_CHAMPION, c.ALIAS_SERVING, c.ALIAS_CANDIDATE))
+    why = {a: f"{tags[a].get(TAG_DECISION, 'undecided')} — {tags[a].get(TAG_REASON, '')}" for a in tags}
+    if fit and champ and tags[c.ALIAS_SERVING].get(TAG_SERVING_EVALUATED) == champ:
+        serves = (f"v{fit} (@serving): champion v{champ}'s config refit on all "
+                  f"{int(tags[c.ALIAS_SERVING].get(TAG_SERVING_ROWS, 0)):,} ratings")
+    elif champ:
+        serves = f"v{champ} (@champion): no serving fit of it yet"
+    elif newest:
+        serves = f"v{newest} (@candidate): no version has earned champion"
+    else:
+        serves = "nothing: no version yet"
+    lines = [f"lensflow {kind} recommender (pyfunc: ratings and top-k). **Serves {serves}.**", ""]
+    if champ:
+        lines.append(f"- **champion v{champ}** (evaluated on split {tags[c.ALIAS_CHAMPION].get(c.SPLIT_ID, '-')}): "
+                     f"{why[c.ALIAS_CHAMPION]}")
+    if newest:
+        lines.append(f"- **candidate v{newest}** (newest training that is not champion): {why[c.ALIAS_CANDIDATE]}")
+    cl.set_registered_model_tag(name, TAG_SERVES, serves)
+    cl.update_registered_model(name, description="\n".join(lines))

@@ -20,7 +20,6 @@ SHOWN_METRICS = ("ndcg_at_10", "recall_at_10", "precision_at_10", "map_at_10", "
                  "coverage_at_10", "gini_at_10", "rmse", "mae")
 # What a run summary shows of each kind: its own job's metrics (the ranking model's scores are no ratings).
 JOB_METRICS = {c.MODEL_KIND_DOT: ("ndcg_at_10", "recall_at_10", "coverage_at_10"), c.MODEL_KIND_NN: ("rmse", "mae")}
-FLOOR_PREFIXES = tuple(f"{name}_" for name in promotion.FLOOR_NAMES)   # popularity_valid_ndcg_at_10, bias_baseline_...
 REUSED = "reused"
 METRIC, FLOOR = "metric", "floor (same data)"   # first and last column of metrics_table
 
@@ -33,8 +32,8 @@ def job_metrics(kind: str) -> tuple[str, ...]:
 def floor_of(metrics: dict, key: str) -> tuple[float | None, str]:
     """(the floor's value of run metric `key`, the floor's name) as logged on a run, or (None, "")."""
     name = promotion.floor_name(key)   # a rating metric's floor is the bias baseline, a ranking metric's popularity
-    if f"{name}_{key}" in metrics:
-        return metrics[f"{name}_{key}"], promotion.FLOOR_NAMES[name]
+    if promotion.floor_metric(name, key) in metrics:
+        return metrics[promotion.floor_metric(name, key)], promotion.FLOOR_NAMES[name]
     return None, ""
 
 
@@ -127,7 +126,7 @@ def metrics_table(models: list[dict]) -> list[dict]:
     first (the ranking model's NDCG, the rating model's RMSE), a model's cell empty where the metric is not its own.
 
     The last column is the floor on the same data (plain popularity for ranking metrics, the bias baseline for
-    rating metrics; logged on the runs as popularity_valid_<metric>, bias_baseline_valid_<metric>); after the
+    rating metrics; logged on the runs as floor/popularity_valid_<metric>, floor/bias_baseline_valid_<metric>); after the
     metrics come training time, decision and device.
     """
     firsts = list(dict.fromkeys(_promotion_key(m) for m in models))

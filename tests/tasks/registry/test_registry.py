@@ -61,13 +61,13 @@ def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, d
     _, v1 = log_and_register(home, poor, valid)
     first = promote.promote_if_better(home, KIND, v1, "rmse")
     assert first.promoted and "no champion yet" in first.reason
-    assert aliases(home) == {c.ALIAS_CANDIDATE: v1, c.ALIAS_CHAMPION: v1}
+    assert aliases(home) == {c.ALIAS_CHAMPION: v1}   # the champion carries no alias a refused version may carry
 
     _, v2 = log_and_register(home, good, valid)
     better = promote.promote_if_better(home, KIND, v2, "rmse")
     assert better.promoted and better.champion_version == v1
     assert better.value < better.champion_value and "beats champion v1" in better.reason
-    assert aliases(home) == {c.ALIAS_CANDIDATE: v2, c.ALIAS_CHAMPION: v2}
+    assert aliases(home) == {c.ALIAS_CHAMPION: v2}
 
     _, v3 = log_and_register(home, poor, valid)
     worse = promote.promote_if_better(home, KIND, v3, "rmse")
@@ -76,7 +76,10 @@ def test_a_better_model_takes_champion_and_a_worse_one_never_does(mlflow_home, d
     tags = version_tags(home, v3)
     assert tags[r.TAG_DECISION] == promote.KEPT and tags[promote.TAG_REASON] == worse.reason
     mv = mlflow_store.client(home).get_model_version(c.registered_model_name(KIND), v3)
-    assert mv.description.endswith(f"promotion: kept — {worse.reason}")
+    assert mv.description.startswith(f"kept — {worse.reason}\n\nevaluated version: trained in run ")  # why, first
+    model = mlflow_store.client(home).get_registered_model(c.registered_model_name(KIND))
+    assert model.tags[r.TAG_SERVES] == f"v{v2} (@champion): no serving fit of it yet"
+    assert f"**champion v{v2}**" in model.description and f"**candidate v{v3}**" in model.description
 
 
 def test_ranking_metrics_are_higher_is_better_and_ties_keep_the_champion(mlflow_home, data, good):
@@ -156,7 +159,7 @@ def test_lineage_and_load_for_scoring(registered, data):
     loaded, ref = r.load_for_scoring(home, KIND)
     name = c.registered_model_name(KIND)
     assert ref == r.ModelRef(name, version, f"models:/{name}/{version}", run_id, "split-9", "hash-9")
-    assert r.resolve(home, KIND, version) == r.resolve(home, KIND, c.ALIAS_CANDIDATE) == ref
+    assert r.resolve(home, KIND, version) == r.resolve(home, KIND, c.ALIAS_CHAMPION) == ref
     run = mlflow_store.client(home).get_run(ref.run_id)  # version -> run -> config
     assert run.data.params["n_factors"] == "8" and run.data.tags[c.SPLIT_ID] == "split-9"
     u, i = valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy()
@@ -341,7 +344,7 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     assert tags[r.TAG_DECISION] == promote.REFUSED and "popularity baseline" in tags[promote.TAG_REASON]
     assert float(tags[promote.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
     run = mlflow_store.client(home).get_run(refused.run_id)
-    assert run.data.metrics["popularity_valid_rmse"] == pytest.approx(floor["rmse"])
+    assert run.data.metrics["floor/popularity_valid_rmse"] == pytest.approx(floor["rmse"])
     assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
 
     promoted = record(good, "good")

@@ -7,6 +7,7 @@ import pandas as pd
 
 from models.recipes import for_kind
 from tasks.core import contract as c
+from tasks.registry import mlflow_store
 from tasks.registry import versions as r
 from tasks.registry import promote
 from tasks.registry import serving
@@ -31,6 +32,10 @@ def _champion(home, train, valid, split_id):
     return rec, run_id, version
 
 
+def champ_model_id(cl, version: str) -> str:
+    return cl.get_model_version(c.registered_model_name(KIND), version).source.rsplit("/", 1)[-1]
+
+
 def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(mlflow_home, data):
     home, (train, valid) = mlflow_home, data
     every = pd.concat([train, valid], ignore_index=True)
@@ -43,6 +48,20 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     assert tags[trainings.TAG_SERVING_FINGERPRINT] == trainings.serving_fingerprint(WARM, "hash-all", start_from=run_id,
                                                                          serving_epochs=SERVING_EPOCHS)
     assert tags[trainings.TAG_SERVING_EVALUATED] == v1 and r.resolve(home, KIND, c.ALIAS_SERVING).version == first["version"]
+    # told apart from the champion: no split (fitted on every rating), its own logged model name, and the
+    # registered model says it is what serves; its run has the plots and dataset of an evaluated run
+    assert c.SPLIT_ID not in tags and tags[t.TAG_EVALUATED_SPLIT] == "split-1"
+    assert r.resolve(home, KIND, c.ALIAS_SERVING).split_id == "split-1"   # the publication's lineage keeps it
+    cl = mlflow_store.client(home)
+    mv = cl.get_model_version(c.registered_model_name(KIND), first["version"])
+    assert mv.description.startswith(f"serving fit of champion v{v1}: its config refit on all {len(every):,} ratings")
+    assert cl.get_logged_model(mv.source.rsplit("/", 1)[-1]).name == c.registered_model_name(KIND) + trainings.SERVING_MODEL_SUFFIX
+    assert cl.get_logged_model(champ_model_id(cl, v1)).name == c.registered_model_name(KIND)
+    assert cl.get_registered_model(c.registered_model_name(KIND)).tags[r.TAG_SERVES].startswith(
+        f"v{first['version']} (@serving): champion v{v1}'s config refit on all {len(every):,} ratings")
+    run = cl.get_run(mv.run_id)
+    assert {a.path for a in cl.list_artifacts(mv.run_id, "plots")} and c.SPLIT_ID not in run.data.tags
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["all-ratings-hash-all"]
     served, _ = r.load_for_scoring(home, KIND, c.ALIAS_SERVING, device="cpu")
     assert len(served.history) == SERVING_EPOCHS and set(served.user_ids) == set(every[c.USER_ID])
     # it started from the registered champion's weights: one epoch at a tenth of the rate stays nearer them

@@ -238,8 +238,8 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
                                                train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
     cl = mlflow_store.client(home)
     mse, softmax = cl.get_run(runs["mse"]), cl.get_run(runs["softmax"])
-    assert {"train_mse", "valid_mse", "epoch_seconds"} <= set(mse.data.metrics)
-    assert {"train_softmax_ce", "valid_softmax_ce", "epoch_seconds"} <= set(softmax.data.metrics)
+    assert {"train_mse", "valid_mse", "time/epoch_seconds"} <= set(mse.data.metrics)
+    assert {"train_softmax_ce", "valid_softmax_ce", "time/epoch_seconds"} <= set(softmax.data.metrics)
     assert not {"train_loss", "valid_loss", "train_mse", "valid_mse"} & set(softmax.data.metrics)
     assert not {"train_loss", "valid_loss", "train_softmax_ce"} & set(mse.data.metrics)
     # each epoch at its own wall-clock time, the run from the fit's start to the end of logging
@@ -254,7 +254,17 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
     assert cl.get_experiment(softmax.info.experiment_id).tags[mlflow_store.TAG_NOTE] == mlflow_store.EXPERIMENT_DESCRIPTION
     # the logged model is named for what it is and declares its outputs
     model_id = softmax.data.tags[t.TAG_MODEL_ID]
-    assert cl.get_logged_model(model_id).name == "lensflow-dot_bias-softmax"
+    logged = cl.get_logged_model(model_id)
+    assert logged.name == c.registered_model_name(c.MODEL_KIND_DOT)   # the registered model's name
+    # ... with the run's final metrics and each loss curve's last epoch (not its first)
+    shown = {m.key: m.value for m in logged.metrics}
+    assert shown["rmse"] == 1.0 and shown["valid_softmax_ce"] == history[-1].value
+    # MLflow's Source, Created by and Dataset columns are filled; the description has no '<...>' the UI would eat
+    assert softmax.data.tags["mlflow.source.name"] == "lensflow" and t.TAG_USER in softmax.data.tags
+    assert [d.dataset.name for d in softmax.inputs.dataset_inputs] == ["s/train"]
+    assert "<" not in mlflow_store.EXPERIMENT_DESCRIPTION
+    # the parameters are the ones its model uses: a dot model's config has no NN layers
+    assert "layers" not in softmax.data.params and "n_negatives" in softmax.data.params
     with mlflow_store.using_tracking_uri(home.mlflow_tracking_uri):
         outputs = mlflow.models.get_model_info(f"models:/{model_id}").signature.outputs
     assert outputs.input_names() == [c.RATING, c.USER_ID, c.RANK, c.ITEM_ID, c.SCORE]
@@ -271,7 +281,7 @@ def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
 def test_step_metrics_of_an_old_history_without_times_use_now():
     rows = t.step_metrics([{"epoch": 0, "train_loss": 2.0, "valid_loss": None, "seconds": 1.5}], 1234, "softmax")
     assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("train_softmax_ce", 2.0, 1234, 0),
-                                                                       ("epoch_seconds", 1.5, 1234, 0)}
+                                                                       ("time/epoch_seconds", 1.5, 1234, 0)}
     assert t.fit_started_ms([{"epoch": 0, "train_loss": 2.0}]) is None
 
 
