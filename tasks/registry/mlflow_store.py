@@ -29,7 +29,7 @@ EXPERIMENT_DESCRIPTION = (
     "ranks (promoted on valid_ndcg_at_10 above plain popularity), embedding_nn predicts ratings (promoted on "
     "valid_rmse above a user/item bias baseline); a serving fit (run name ...-serving-fit-of-vN) refits a champion's "
     "config on every rating. Parameters: the settings its model kind uses. Metrics: per-epoch losses named by loss "
-    "(train_/valid_mse, train_/valid_softmax_ce), the kind's test_ and valid_ metrics, the floor on the same data "
+    "(curves/train_mse, curves/valid_softmax_ce, ...), the kind's test_ and valid_ metrics, the floor on the same data "
     "(floor/popularity_valid_*, floor/bias_baseline_valid_*) and time/epoch_seconds. Tags: model_kind, split_id, "
     "data_hash, code_version, device, train_seconds and the Prefect flow run (prefect.flow_run_id, "
     "prefect.flow_run_name). The registered models lensflow-dot_bias and lensflow-embedding_nn say which version "

@@ -47,7 +47,11 @@ TAG_USER = "mlflow.user"
 # charts never draw a cross-entropy and a squared error on one axis.
 LOSS_METRICS = {"mse": "mse", "softmax": "softmax_ce"}
 LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE, TAG_TRAIN_SECONDS)
-EPOCH_SECONDS = "time/epoch_seconds"     # a chart section of its own in MLflow's UI ("time"), after the model metrics
+# MLflow's UI draws a run's charts in sections named by a metric's `section/` prefix, in alphabetical order, then
+# the unprefixed ones ("Model metrics"): the loss curves first, then the floor (tasks.learning.promotion), the
+# epoch times, and the final test_/valid_ metrics.
+CURVES = "curves/"
+EPOCH_SECONDS = "time/epoch_seconds"
 FINISHED_AT = "finished_at"              # history key: wall-clock end of an epoch (models/training_loop.py)
 
 
@@ -143,12 +147,12 @@ def loss_metric(loss: str) -> str:
 def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
     """Per-epoch history as metric steps (step = epoch), at each epoch's own wall-clock time.
 
-    train_loss/valid_loss are named by the loss they measure (train_mse, valid_softmax_ce, ...), the
+    train_loss/valid_loss are named by the loss they measure (curves/train_mse, curves/valid_softmax_ce, ...), the
     epoch's duration is `epoch_seconds`; an epoch without `finished_at` (an older model) gets `now_ms`.
     """
     frame = plots.history_frame(history)
     name = loss_metric(loss)
-    renamed = {"train_loss": f"train_{name}", "valid_loss": f"valid_{name}", "seconds": EPOCH_SECONDS}
+    renamed = {"train_loss": f"{CURVES}train_{name}", "valid_loss": f"{CURVES}valid_{name}", "seconds": EPOCH_SECONDS}
     stamps = frame[FINISHED_AT] if FINISHED_AT in frame.columns else pd.Series([None] * len(frame))
     rows = []
     for col in frame.columns:

@@ -200,7 +200,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     for m in first["models"]:
         run = cl.get_run(m["run_id"])
         assert run.data.tags[tracking.TAG_FLOW_RUN_ID] == str(story["subflows"][f"train-{m['kind']}-{m['loss']}"].id)
-        assert f"train_{tracking.loss_metric(m['loss'])}" in run.data.metrics
+        assert f"{tracking.CURVES}train_{tracking.loss_metric(m['loss'])}" in run.data.metrics
     # every published row traces to a registered version, the split and the data snapshot
     record = json.loads((home.publications / pid / store.RECORD_FILE).read_text())
     assert record[c.DATA_HASH] == first["ingest"]["data_hash"]

@@ -118,10 +118,10 @@ def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, d
     assert {"kind", *flat(config)} <= set(run.data.params)
     assert not {"n_negatives", "item_item_weight", "layers"} & set(run.data.params)
     # per-epoch losses as steps, equal to the training history
-    steps = cl.get_metric_history(run_id, "train_mse")
+    steps = cl.get_metric_history(run_id, "curves/train_mse")
     assert [m.step for m in sorted(steps, key=lambda m: m.step)] == list(range(config.train.epochs))
     assert sorted(steps, key=lambda m: m.step)[-1].value == pytest.approx(dot_model.history[-1]["train_loss"])
-    assert len(cl.get_metric_history(run_id, "valid_mse")) == config.train.epochs
+    assert len(cl.get_metric_history(run_id, "curves/valid_mse")) == config.train.epochs
     # final metrics with MLflow-safe names; non-finite ones left out
     assert run.data.metrics["rmse"] == pytest.approx(metrics["rmse"])
     assert run.data.metrics["ndcg_10"] == pytest.approx(0.31)
@@ -238,12 +238,14 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
                                                train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
     cl = mlflow_store.client(home)
     mse, softmax = cl.get_run(runs["mse"]), cl.get_run(runs["softmax"])
-    assert {"train_mse", "valid_mse", "time/epoch_seconds"} <= set(mse.data.metrics)
-    assert {"train_softmax_ce", "valid_softmax_ce", "time/epoch_seconds"} <= set(softmax.data.metrics)
-    assert not {"train_loss", "valid_loss", "train_mse", "valid_mse"} & set(softmax.data.metrics)
-    assert not {"train_loss", "valid_loss", "train_softmax_ce"} & set(mse.data.metrics)
+    assert {"curves/train_mse", "curves/valid_mse", "time/epoch_seconds"} <= set(mse.data.metrics)
+    assert {"curves/train_softmax_ce", "curves/valid_softmax_ce", "time/epoch_seconds"} <= set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "curves/train_mse", "curves/valid_mse"} & set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "curves/train_softmax_ce"} & set(mse.data.metrics)
+    # the loss curves' chart section comes first in MLflow's UI (sections sort by name, unprefixed ones last)
+    assert sorted({k.split("/")[0] for k in softmax.data.metrics if "/" in k})[0] == t.CURVES.rstrip("/")
     # each epoch at its own wall-clock time, the run from the fit's start to the end of logging
-    history = sorted(cl.get_metric_history(runs["softmax"], "valid_softmax_ce"), key=lambda m: m.step)
+    history = sorted(cl.get_metric_history(runs["softmax"], "curves/valid_softmax_ce"), key=lambda m: m.step)
     assert [m.timestamp for m in history] == [int(h["finished_at"] * 1000) for h in ranking.history]
     first = ranking.history[0]
     assert softmax.info.start_time == int((first["finished_at"] - first["seconds"]) * 1000)
@@ -258,7 +260,7 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
     assert logged.name == c.registered_model_name(c.MODEL_KIND_DOT)   # the registered model's name
     # ... with the run's final metrics and each loss curve's last epoch (not its first)
     shown = {m.key: m.value for m in logged.metrics}
-    assert shown["rmse"] == 1.0 and shown["valid_softmax_ce"] == history[-1].value
+    assert shown["rmse"] == 1.0 and shown["curves/valid_softmax_ce"] == history[-1].value
     # MLflow's Source, Created by and Dataset columns are filled; the description has no '<...>' the UI would eat
     assert softmax.data.tags["mlflow.source.name"] == "lensflow" and t.TAG_USER in softmax.data.tags
     assert [d.dataset.name for d in softmax.inputs.dataset_inputs] == ["s/train"]
@@ -280,7 +282,7 @@ def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
 
 def test_step_metrics_of_an_old_history_without_times_use_now():
     rows = t.step_metrics([{"epoch": 0, "train_loss": 2.0, "valid_loss": None, "seconds": 1.5}], 1234, "softmax")
-    assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("train_softmax_ce", 2.0, 1234, 0),
+    assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("curves/train_softmax_ce", 2.0, 1234, 0),
                                                                        ("time/epoch_seconds", 1.5, 1234, 0)}
     assert t.fit_started_ms([{"epoch": 0, "train_loss": 2.0}]) is None
 
