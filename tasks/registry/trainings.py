@@ -129,8 +129,16 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     version = register(paths, run_id, kind, tags=tags)
     maybe_crash("train-after-register")
     floor = (baseline or {}).get(bare_metric(metric))
-    return Recorded(run_id, version, promote_if_better(paths, kind, version, part + bare_metric(metric), rescore=rescore,
-                                                       baseline=floor, baseline_name=baseline_name))
+    decision = promote_if_better(paths, kind, version, part + bare_metric(metric), rescore=rescore, baseline=floor,
+                                 baseline_name=baseline_name)
+    _describe_run(paths, run_id, f"{kind}, the {promotion.JOBS.get(kind, 'model')} model: registered as "
+                                 f"{decision.name} v{version}, **{decision.outcome}** — {decision.reason}")
+    return Recorded(run_id, version, decision)
+
+
+def _describe_run(paths: Paths, run_id: str, text: str) -> None:
+    """The run's description (the first thing its page shows): what it is and what became of it."""
+    mlflow_store.client(paths).set_tag(run_id, mlflow_store.TAG_NOTE, text)
 
 
 # --- serving fits: the evaluated config refitted on every rating ---------------------------------------
@@ -158,6 +166,8 @@ def record_serving(paths: Paths, recommender, evaluated: ModelRef, data_hash: st
                    f"v{evaluated.version}'s, measured on split {evaluated.split_id}); run {run_id}")
     version = register(paths, run_id, kind, alias=c.ALIAS_SERVING, tags={**dict(tags or {}), **link},
                        description=description)
+    _describe_run(paths, run_id, f"{kind}: the **{description}** (registered as {c.registered_model_name(kind)} "
+                                 f"v{version}, alias {c.ALIAS_SERVING})")
     describe_model(paths, kind)
     return resolve(paths, kind, version)
 

@@ -346,6 +346,8 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     run = mlflow_store.client(home).get_run(refused.run_id)
     assert run.data.metrics["floor/popularity_valid_rmse"] == pytest.approx(floor["rmse"])
     assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
+    note = mlflow_store.client(home).get_run(refused.run_id).data.tags[mlflow_store.TAG_NOTE]
+    assert note.startswith(f"{KIND}, the ranking model: registered as lensflow-{KIND} v{refused.version}, **refused** — ")
 
     promoted = record(good, "good")
     assert promoted.decision.promoted and r.champion_version(home, KIND) == promoted.version

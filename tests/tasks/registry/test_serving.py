@@ -62,6 +62,7 @@ def test_a_warm_serving_fit_continues_the_champion_and_is_redone_for_a_new_one(m
     run = cl.get_run(mv.run_id)
     assert {a.path for a in cl.list_artifacts(mv.run_id, "plots")} and c.SPLIT_ID not in run.data.tags
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["all-ratings-hash-all"]
+    assert run.data.tags[mlflow_store.TAG_NOTE].startswith(f"{KIND}: the **serving fit of champion v{v1}")
     served, _ = r.load_for_scoring(home, KIND, c.ALIAS_SERVING, device="cpu")
     assert len(served.history) == SERVING_EPOCHS and set(served.user_ids) == set(every[c.USER_ID])
     # it started from the registered champion's weights: one epoch at a tenth of the rate stays nearer them
