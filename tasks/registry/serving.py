@@ -32,8 +32,7 @@ def serving_fit_of(paths: Paths, kind: str, champion: ModelRef, data_hash: str |
         ref = registry.resolve(paths, kind, c.ALIAS_SERVING)
     except LookupError:
         return None
-    tags = registry.version_tags(paths, kind, ref.version)
-    if tags.get(trainings.TAG_SERVING_EVALUATED) != champion.version:
+    if not registry.refits(registry.version_tags(paths, kind, ref.version), champion.version):
         return None
     return ref if data_hash is None or ref.data_hash == data_hash else None
 

@@ -239,6 +239,11 @@ def version_tags(paths: Paths, kind: str, version: str) -> dict[str, str]:
     return dict(mlflow_store.client(paths).get_model_version(c.registered_model_name(kind), str(version)).tags or {})
 
 
+def refits(tags: Mapping[str, str], champion: str) -> bool:
+    """Whether the version with these tags is the serving fit of version `champion` (what serves with it)."""
+    return tags.get(TAG_SERVING_EVALUATED) == str(champion)
+
+
 def describe_model(paths: Paths, kind: str) -> None:
     """Say on the registered model which version serves `kind` and why (its `serves` tag, shown in the model
     list, and its description), from where `serving`, `champion` and `candidate` point now."""
@@ -248,13 +253,13 @@ def describe_model(paths: Paths, kind: str) -> None:
     tags = {alias: cl.get_model_version(name, v).tags or {} for alias, v in aliases.items()}
     champ, fit, newest = (aliases.get(a) for a in (c.ALIAS_CHAMPION, c.ALIAS_SERVING, c.ALIAS_CANDIDATE))
     why = {a: f"{tags[a].get(TAG_DECISION, 'undecided')} — {tags[a].get(TAG_REASON, '')}" for a in tags}
-    if fit and champ and tags[c.ALIAS_SERVING].get(TAG_SERVING_EVALUATED) == champ:
+    if fit and champ and refits(tags[c.ALIAS_SERVING], champ):
         serves = (f"v{fit} (@serving): champion v{champ}'s config refit on all "
                   f"{int(tags[c.ALIAS_SERVING].get(TAG_SERVING_ROWS, 0)):,} ratings")
     elif champ:
         serves = f"v{champ} (@champion): no serving fit of it yet"
     elif newest:
-        serves = f"v{newest} (@candidate): no version has earned champion"
+        serves = f"no version yet: none has earned champion (v{newest} @candidate serves only where no kind has one)"
     else:
         serves = "nothing: no version yet"
     lines = [f"lensflow {kind} recommender (pyfunc: ratings and top-k). **Serves {serves}.**", ""]
