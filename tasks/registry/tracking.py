@@ -202,19 +202,20 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        final = final_metrics(metrics, now)
-        _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()],
-                     metrics=step_metrics(history, now, loss) + final)
+        _log_batched(cl, run_id, params=[Param(k, v) for k, v in flat_params(config).items()], metrics=[])
         if train is not None and len(train):
             _log_dataset(cl, run_id, train, lineage)
         with durable.scratch_dir(paths, "lensflow-plots-") as tmp:
             plots.write_pictures(Path(tmp), recommender, history, movies, train)
             cl.log_artifacts(run_id, tmp, "plots")
+        # The model before the metrics: logging a model links the run's metrics of one step to it (the first
+        # epoch's losses); linked here instead are each loss curve's last epoch and the final metrics.
         info = log_pyfunc(paths, run_id, recommender, train, name=model_name or c.registered_model_name(lineage.kind))
-        last = {m.key: m for m in step_metrics(history, now, loss)}   # each curve's last epoch
-        linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id) for m in [*last.values(), *final]]
-        for i in range(0, len(linked), 1000):
-            cl.log_batch(run_id, metrics=linked[i:i + 1000])
+        steps = step_metrics(history, now, loss)
+        last = {m.key: m for m in steps}   # each curve's last epoch
+        linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id)
+                  for m in [*last.values(), *final_metrics(metrics, now)]]
+        _log_batched(cl, run_id, params=[], metrics=[m for m in steps if last[m.key] is not m] + linked)
         cl.log_batch(run_id, tags=[RunTag(TAG_MODEL_ID, info.model_id), RunTag(TAG_MODEL_URI, info.model_uri)])
     except BaseException:
         cl.set_terminated(run_id, "FAILED")
