@@ -148,7 +148,7 @@ def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
     """Per-epoch history as metric steps (step = epoch), at each epoch's own wall-clock time.
 
     train_loss/valid_loss are named by the loss they measure (curves/train_mse, curves/valid_softmax_ce, ...), the
-    epoch's duration is `epoch_seconds`; an epoch without `finished_at` (an older model) gets `now_ms`.
+    epoch's duration is `time/epoch_seconds`; an epoch without `finished_at` (an older model) gets `now_ms`.
     """
     frame = plots.history_frame(history)
     name = loss_metric(loss)
