@@ -169,10 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="MovieLens folder or zip (default: $LENSFLOW_SOURCE or the GroupLens download)")
     _split_options(p)
     p.add_argument("--kinds", type=_kinds, default=None, help="comma-separated model kinds (default: both)")
-    p.add_argument("--dot-config", type=_json_dict, default=None, help="JSON overrides for the dot_bias config")
-    p.add_argument("--nn-config", type=_json_dict, default=None, help="JSON overrides for the embedding_nn config")
+    p.add_argument("--dot-config", type=_json_dict, default=None, help=f"JSON overrides for the {c.MODEL_KIND_DOT} config")
+    p.add_argument("--nn-config", type=_json_dict, default=None, help=f"JSON overrides for the {c.MODEL_KIND_NN} config")
     p.add_argument("--promotion-metric", action="append", default=None, metavar="KIND=METRIC",
-                   help="what moves a kind's `champion` (repeatable; default dot_bias=ndcg_at_10, embedding_nn=rmse)")
+                   help=f"what moves a kind's `champion` (repeatable; default {c.MODEL_KIND_DOT}=ndcg_at_10, "
+                        f"{c.MODEL_KIND_NN}=rmse)")
     p.add_argument("-n", "--top-n", type=_positive_int, default=50, help="recommendations per user (default 50)")
     p.add_argument("-k", "--similar-k", type=_positive_int, default=20, help="similar items per item (default 20)")
     p.add_argument("--retain", type=_positive_int, default=5, help="publications kept on disk (default 5)")
@@ -192,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-id", default=None, help="train on this stored split instead of making one")
     p.add_argument("--config", type=_json_dict, default=None, help="JSON model config overrides")
     p.add_argument("--promotion-metric", default=None,
-                   help="metric that moves `champion` (default: the kind's job: ndcg_at_10 for dot_bias, rmse for "
-                        "embedding_nn)")
+                   help=f"metric that moves `champion` (default: the kind's job: ndcg_at_10 for {c.MODEL_KIND_DOT}, "
+                        f"rmse for {c.MODEL_KIND_NN})")
     p.add_argument("--top-k", type=_positive_int, default=10, help="k of the ranking metrics (default 10)")
     p.add_argument("--force", action="store_true", help="train even if an identical training is registered")
     p.add_argument("--no-registry", dest="to_registry", action="store_false", help="train and evaluate only")
@@ -258,13 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        if getattr(a, "device", None):
-            os.environ[settings.DEVICE_ENV] = a.device
+        if hasattr(a, "device"):   # read once, here ($LENSFLOW_DEVICE unless --device): the flows take it as given
+            a.device = settings.device(a.device)
         if a.command in FLOW_COMMANDS:  # only commands that run a flow write Prefect's home and logs
-            if os.environ.get(settings.DEVICE_ENV):  # a missing GPU fails now, not after the ingest
+            if getattr(a, "device", None):  # a missing GPU fails now, not after the ingest
                 from models.training_loop import pick_device
 
-                pick_device(os.environ[settings.DEVICE_ENV])
+                pick_device(a.device)
             settings.prepare_prefect_home()
             if not a.verbose:  # Prefect's own lines go to <home>/logs/lensflow.log (flows/logs.py)
                 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

@@ -79,9 +79,9 @@ def dask_scheduler(a) -> str | None:
 
 def run(a, paths: Paths) -> int:
     from tasks.core import contract as c
+    from tasks.learning import kind_config
 
-    kinds = a.kinds or list(c.MODEL_KINDS)
-    configs = {kind: {c.MODEL_KIND_DOT: a.dot_config, c.MODEL_KIND_NN: a.nn_config}[kind] for kind in kinds}
+    configs = kind_config.configs_by_kind(a.kinds, a.dot_config, a.nn_config)
     spec = _split(a)
     address = dask_scheduler(a)
     from tasks.learning import promotion
@@ -95,11 +95,11 @@ def run(a, paths: Paths) -> int:
 
         logs.to_file(paths, a.verbose)
 
-        summary = pipeline(source=a.source, home=str(paths.home), split=spec, kinds=a.kinds,
+        summary = pipeline(source=a.source, home=paths, split=spec, kinds=a.kinds,
                            dot_config=a.dot_config, nn_config=a.nn_config, promotion_metrics=metrics or None,
-                           n=a.top_n,
-                           k=a.similar_k, retain=a.retain, force=a.force, refuse_narrowing=a.refuse_narrowing,
-                           shards=a.shards, dask_address=address)
+                           n=a.top_n, k=a.similar_k, retain=a.retain, force=a.force,
+                           refuse_narrowing=a.refuse_narrowing, shards=a.shards, dask_address=address,
+                           device=a.device)
     pub = summary["publication"]
     print("\nlensflow: pipeline finished")
     from tasks.runs import report
@@ -163,7 +163,7 @@ def ingest(a, paths: Paths) -> int:
 
     logs.to_file(paths, a.verbose)
 
-    _print_json(ingest_flow(source=a.source, home=str(paths.home)))
+    _print_json(ingest_flow(source=a.source, home=paths))
     return 0
 
 
@@ -177,9 +177,9 @@ def train(a, paths: Paths) -> int:
 
     logs.to_file(paths, a.verbose)
 
-    _print_json(train_flow(kind=a.kind, split=spec, config=a.config, home=str(paths.home),
+    _print_json(train_flow(kind=a.kind, split=spec, config=a.config, home=paths,
                            k=a.top_k, promotion_metric=a.promotion_metric, force=a.force,
-                           to_registry=a.to_registry))
+                           to_registry=a.to_registry, device=a.device))
     return 0
 
 
@@ -195,9 +195,9 @@ def publish(a, paths: Paths) -> int:
 
     logs.to_file(paths, a.verbose)
 
-    _print_json(publish_flow(home=str(paths.home), version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
+    _print_json(publish_flow(home=paths, version=a.version, model=a.model, n=a.top_n, k=a.similar_k,
                              retain=a.retain, force=True, refuse_narrowing=a.refuse_narrowing, shards=a.shards,
-                             dask_address=address))
+                             dask_address=address, device=a.device))
     return 0
 
 

@@ -14,7 +14,7 @@ from flows import guard, steps
 from tasks.stores import lake
 from tasks.runs import report
 from tasks.stores import warehouse
-from tasks.core.settings import paths as resolve_paths
+from tasks.core.settings import Paths
 
 
 def _run_name() -> str:
@@ -23,10 +23,10 @@ def _run_name() -> str:
 
 @flow(name="ingest", flow_run_name=_run_name)
 @guard.one_writer   # one writer per data location (flows/guard.py)
-def ingest(source: str | None = None, home: str | None = None) -> dict:
+def ingest(source: str | None = None, home: Paths | str | None = None) -> dict:
     """Ingest MovieLens files into the lake and warehouse; returns a summary (hash, counts, no-op, paths)."""
     steps.name_parent_task_run()
-    paths = resolve_paths(home)
+    paths = home   # a Paths by now: resolved once, at this run's entry (flows/guard.py)
     steps.sweep(paths)  # temporary files a killed run left behind (untouched for an hour)
     folder = steps.fetch_source(source, paths)
     data_hash = steps.hash_source(folder)

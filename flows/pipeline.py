@@ -32,33 +32,35 @@ from tasks.stores import lake
 from tasks.runs import report
 from tasks.core import settings
 from tasks.learning import kind_config
-from tasks.core.settings import paths as resolve_paths
+from tasks.core.settings import Paths
 from tasks.stores.split_store import SplitSpec
 
 TRAIN_DEPLOYMENT = "train/gpu"
 
 
 @task(name="train-local", task_run_name="train-{kind}", cache_policy=NO_CACHE)
-def train_local(kind: str, split_id: str, config: dict | None, home: str | None, metric: str | None,
-                force: bool) -> dict:
+def train_local(kind: str, split_id: str, config: dict | None, paths: Paths, metric: str | None,
+                force: bool, device: str | None) -> dict:
     """Train one kind in this process (a nested flow run, so it shows as its own run in the UI)."""
-    return train(kind=kind, split=split_id, config=config, home=home, promotion_metric=metric, force=force)
+    return train(kind=kind, split=split_id, config=config, home=paths, promotion_metric=metric, force=force,
+                 device=device)
 
 
 @task(name="train-on-pool", task_run_name="train-{kind}-deployment", cache_policy=NO_CACHE)
-def train_on_pool(kind: str, split_id: str, config: dict | None, home: str | None, metric: str | None,
-                  force: bool, timeout_s: float = 6 * 3600) -> dict:
+def train_on_pool(kind: str, split_id: str, config: dict | None, paths: Paths, metric: str | None,
+                  force: bool, device: str | None = None, timeout_s: float = 6 * 3600) -> dict:
     """Start the `train/gpu` deployment for one kind and wait; its outcome is read back from the registry.
 
     The run may go to a worker on another host, whose result is not stored anywhere this process can
     read: what it trained (or reused) is found through the MLflow tracking server by the id of the flow
     run started here, and its data hash must be this pipeline's, or the two read different data locations.
+    The worker's run is an entry of its own: it uses its host's home, data location and device (the `gpu` pool
+    sets $LENSFLOW_DEVICE), so neither `paths.home` nor `device` is sent (train_local's signature, for `runner`).
     """
     run = run_deployment(TRAIN_DEPLOYMENT, timeout=timeout_s, poll_interval=2, parameters={
-        "kind": kind, "split": split_id, "config": config, "home": home, "promotion_metric": metric, "force": force})
+        "kind": kind, "split": split_id, "config": config, "home": None, "promotion_metric": metric, "force": force})
     if not (run.state and run.state.is_completed()):
         raise RuntimeError(f"training deployment run {run.name} for {kind} ended {run.state.type if run.state else '?'}")
-    paths = resolve_paths(home)
     summary = report.training_of_flow_run(paths, kind, str(run.id), flow_run_name=run.name)
     live = lake.current(paths)
     if live is not None and summary["data_hash"] != live.data_hash:
@@ -79,54 +81,53 @@ def _run_name() -> str:
 
 @flow(name="pipeline", flow_run_name=_run_name, log_prints=True)
 @guard.one_writer   # one writer per data location (flows/guard.py)
-def pipeline(source: str | None = None, home: str | None = None, split: SplitSpec = SplitSpec(),
+def pipeline(source: str | None = None, home: Paths | str | None = None, split: SplitSpec = SplitSpec(),
              kinds: list[str] | None = None, dot_config: dict | None = None, nn_config: dict | None = None,
              promotion_metrics: dict[str, str] | None = None, n: int = 50, k: int = 20, retain: int = 5,
              train_on: Literal["local", "deployment"] = "local", force: bool = False,
-             refuse_narrowing: bool = False, shards: int = 1, dask_address: str | None = None) -> dict:
+             refuse_narrowing: bool = False, shards: int = 1, dask_address: str | None = None,
+             device: str | None = None) -> dict:
     """Ingest, split, train and register both models, publish from the champions; returns a summary.
 
     Each kind is promoted on its own job's metric (tasks.learning.promotion) unless promotion_metrics names another
-    for it ({"embedding_nn": "mae"}). shards, dask_address: publish's sharded scoring (flows/publish.py); a named Dask scheduler is checked
-    before the ingest, so a bad one fails before any work.
+    for it ({"embedding_nn": "mae"}). shards, dask_address: publish's sharded scoring (flows/publish.py); a named
+    Dask scheduler is reached at the run's entry, so a bad one fails before any work. device: where models train
+    and score (None: CUDA when present; local training only, a `train/gpu` worker uses its own).
     """
-    address = settings.dask_address(dask_address) if shards > 1 else None
-    if address:
-        steps.check_scheduler(address)
-    kinds = list(kinds or c.MODEL_KINDS)
-    configs = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
-    plans = {kind: kind_config.kind_settings(kind, configs.get(kind)) for kind in kinds}
+    paths = home   # a Paths by now: resolved once, at this run's entry (flows/guard.py), with device and dask_address
+    configs = kind_config.configs_by_kind(kinds, dot_config, nn_config)
+    plans = {kind: kind_config.kind_settings(kind, overrides) for kind, overrides in configs.items()}
     metrics = promotion_metrics or {}
     progress = create_progress_artifact(0.0, key="pipeline-progress", description="pipeline steps done")
 
     # The split waits for the ingest's task run instead of taking the subflow's result as such: that makes a
     # `flow_run` task input, which Prefect's V1 UI cannot read (its Task Runs tab then lists none).
-    ingest_run = ingest(source=source, home=home, return_state=True)
+    ingest_run = ingest(source=source, home=paths, return_state=True)
     ingested = ingest_run.result()   # raises as the ingest failed
     steps.say(report.ingest_line(ingested))
     update_progress_artifact(progress, 20.0)
 
-    paths = resolve_paths(home)
     stored_split = steps.split_for_trainings(paths, split, ingested[c.DATA_HASH], wait_for=[ingest_run])
 
     runner = train_on_pool if train_on == "deployment" else train_local
-    futures = [runner.submit(kind, stored_split[c.SPLIT_ID], configs.get(kind), home, metrics.get(kind), force)
-               for kind in kinds]
+    futures = [runner.submit(kind, stored_split[c.SPLIT_ID], overrides, paths, metrics.get(kind), force, device)
+               for kind, overrides in configs.items()]
     trained = [f.result() for f in futures]
     update_progress_artifact(progress, 65.0)
 
     served = []
-    needed = steps.serving_kinds(paths, kinds)
+    needed = steps.serving_kinds(paths, list(configs))
     if needed:
         snap = steps.lake_snapshot(paths)
         ratings, users, movies = (steps.read_table(paths, name) for name in (c.RATINGS, c.USERS, c.MOVIES))
-        served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash,
+        served = [steps.fit_serving(paths, kind, ratings, users, movies, snap.data_hash, device=device,
                                     serving_epochs=plans[kind].serving_epochs) for kind in needed]
     update_progress_artifact(progress, 80.0)
 
-    published = publish(home=home, kinds=kinds, version=c.ALIAS_SERVING, n=n, k=k,
+    published = publish(home=paths, kinds=list(configs), version=c.ALIAS_SERVING, n=n, k=k,
                         retain=retain, force=force, refuse_narrowing=refuse_narrowing, shards=shards,
-                        dask_address=address, expect_versions={fit["kind"]: fit["version"] for fit in served})
+                        dask_address=dask_address, expect_versions={fit["kind"]: fit["version"] for fit in served},
+                        device=device)
     update_progress_artifact(progress, 100.0)
 
     summary = {"ingest": ingested, "split": stored_split, "models": trained, "serving": served, "publication": published,

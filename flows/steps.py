@@ -31,7 +31,6 @@ from tasks.core import faults
 from tasks.stores import lake
 from tasks.sources import movielens
 from tasks.runs import report
-from tasks.publishing import scheduler
 from tasks.registry import promote
 from tasks.registry import serving
 from tasks.publishing import sharding
@@ -140,7 +139,8 @@ def flow_run_tags() -> dict[str, str]:
         if run_id else {}
 
 
-def _fit_logged(split, plan: kind_config.KindSettings, users=None, movies=None, k: int = 10) -> training.TrainResult:
+def _fit_logged(split, plan: kind_config.KindSettings, users=None, movies=None, k: int = 10,
+                device: str | None = None) -> training.TrainResult:
     """train_and_evaluate, logging each epoch's losses (named by the loss) and the kind's job metrics."""
     logger = get_run_logger()
     config = plan.config
@@ -151,7 +151,8 @@ def _fit_logged(split, plan: kind_config.KindSettings, users=None, movies=None, 
         logger.info("%s epoch %d/%d: train_%s %.4f%s (%.1f s)", config.kind, row["epoch"] + 1, config.train.epochs,
                     loss, row["train_loss"], valid, row["seconds"])
 
-    result = training.train_and_evaluate(split, config, users, movies, k=k, log=log, eval_users=plan.eval_users)
+    result = training.train_and_evaluate(split, config, users, movies, k=k, device=device, log=log,
+                                         eval_users=plan.eval_users)
     shown = ", ".join(f"{key} {result.metrics[key]:.4f}" for key in report.job_metrics(config.kind)
                       if key in result.metrics)
     logger.info("%s (%s) fitted and evaluated in %.1f s on %s: test %s", config.kind, config.loss.name,
@@ -222,7 +223,6 @@ load_champions = step(serving.load_champions, "load-champion-models", "load-{ali
                       retry_delay_seconds=2, retry_condition_fn=_transient)
 choose_roles = step(serving.roles, "choose-serving-models", "choose-serving-models")
 publication_up_to_date = step(warehouse.live_publication_matches, "check-publication-up-to-date")
-check_scheduler = step(scheduler.check, "check-dask-scheduler", "check-dask-scheduler")
 score_shard = step(sharding.score_shard, "score-user-range", "score-users-{lo}-{hi}")
 score_cold = step(sharding.score_cold, "score-unlearnt-users", "score-unlearnt-users")
 # No retries: scoring is not I/O, and a failed check must not be retried into a publish.

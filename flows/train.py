@@ -15,7 +15,7 @@ from tasks.core import contract as c
 from tasks.learning import kind_config
 from tasks.core.errors import ConfigError
 from tasks.learning import promotion
-from tasks.core.settings import paths as resolve_paths
+from tasks.core.settings import Paths
 from tasks.stores.split_store import SplitSpec
 
 
@@ -37,19 +37,20 @@ def _flow_run_id() -> str | None:
 @flow(name="train", flow_run_name=_run_name)
 @guard.one_writer   # one writer per data location (flows/guard.py)
 def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), config: dict | None = None,
-          home: str | None = None, k: int = 10, promotion_metric: str | None = None,
-          force: bool = False, to_registry: bool = True) -> dict:
+          home: Paths | str | None = None, k: int = 10, promotion_metric: str | None = None,
+          force: bool = False, to_registry: bool = True, device: str | None = None) -> dict:
     """Train, evaluate and register one model kind on a split (a SplitSpec, or the id of a stored split).
 
     config: the kind's settings as flat JSON (models.config, plus eval_users); promotion_metric: what promotion
     compares, the kind's job metric by default (tasks.learning.promotion: ndcg_at_10 for dot_bias, rmse for embedding_nn).
     An identical earlier training (same config, split, data and code) is reused from the registry
-    unless `force`; `to_registry=False` trains and evaluates only. Returns a JSON-friendly summary.
+    unless `force`; `to_registry=False` trains and evaluates only. device: cpu, cuda, cuda:N or None (CUDA when
+    present); the `gpu` work pool's runs take $LENSFLOW_DEVICE. Returns a JSON-friendly summary.
     The version is findable by this flow run's id (`registry.training_of_flow_run`): its MLflow run
     carries the id when it trained, the reused version a `prefect.reused_by.<id>` tag when it reused.
     """
     steps.name_parent_task_run()
-    paths = resolve_paths(home)
+    paths = home   # a Paths by now: resolved once, at this run's entry (flows/guard.py)
     snap = steps.lake_snapshot(paths)
     if snap is None:
         raise FileNotFoundError(f"no live lake snapshot under {paths.lake}: run the ingest flow first, or point "
@@ -70,7 +71,7 @@ def train(kind: str = c.MODEL_KIND_DOT, split: SplitSpec | str = SplitSpec(), co
         training_artifacts(summary)
         return summary
     users, movies = steps.read_table(paths, c.USERS), steps.read_table(paths, c.MOVIES)
-    result = steps.train_and_evaluate(chosen, plan, users, movies, k=k)
+    result = steps.train_and_evaluate(chosen, plan, users, movies, k=k, device=device)
     steps.set_current_split(paths, chosen.split_id)
     if not to_registry:
         summary = steps.summarize_unregistered(result)

@@ -122,7 +122,9 @@ DEVICE_ENV = "LENSFLOW_DEVICE"   # cpu | cuda | cuda:N | auto; the `gpu` work po
 
 
 def device(override: str | None = None) -> str | None:
-    """The device to train and score on: the argument, else $LENSFLOW_DEVICE, else None (auto)."""
+    """The device to train and score on: the argument, else $LENSFLOW_DEVICE, else None (auto).
+
+    Read at a run's entry only; the library takes the device as an argument."""
     return override or os.environ.get(DEVICE_ENV) or None
 
 
@@ -179,7 +181,10 @@ def dask_address(override: str | None = None) -> str | None:
 
 
 def paths(override: str | os.PathLike | None = None) -> Paths:
-    """Paths for the resolved data home and data location (`$LENSFLOW_DATA_URI`, else the home)."""
+    """Paths for the resolved data home and data location (`$LENSFLOW_DATA_URI`, else the home).
+
+    Called once per command or flow run, at its entry (`flows/cli.py`, `flows/guard.py`); the Paths is passed
+    on as it is from there."""
     return Paths(data_home(override), data_location())
 
 

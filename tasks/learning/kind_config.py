@@ -53,6 +53,15 @@ def kind_settings(kind: str, overrides: dict | None = None) -> KindSettings:
     return KindSettings(config, **plan)
 
 
+def configs_by_kind(kinds: list[str] | None, dot_config: dict | None, nn_config: dict | None) -> dict[str, dict | None]:
+    """{kind: its JSON overrides} for the kinds a run trains (every kind when None), in the order given."""
+    given = {c.MODEL_KIND_DOT: dot_config, c.MODEL_KIND_NN: nn_config}
+    for kind in kinds or ():
+        if kind not in given:
+            raise ConfigError(f"model kind must be one of {c.MODEL_KINDS}, got {kind!r}")
+    return {kind: given[kind] for kind in (kinds or c.MODEL_KINDS)}
+
+
 def model_config(kind: str = c.MODEL_KIND_DOT, overrides: dict | None = None) -> ModelConfig:
     """The tuned recipe of a kind with overrides applied (keys it does not use raise ConfigError)."""
     return kind_settings(kind, overrides).config

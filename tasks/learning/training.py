@@ -16,7 +16,6 @@ from models.config import ModelConfig
 from models.recommender import Recommender
 from models.training_loop import pick_device
 from tasks.core import contract as c
-from tasks.core import settings
 from tasks.learning import evaluate as ev
 from tasks.learning.model_inputs import item_features, rating_arrays, user_features
 from tasks.learning.split import unix_seconds
@@ -76,7 +75,7 @@ def train_and_evaluate(split: Split, config: ModelConfig, users: pd.DataFrame | 
     Test ranking excludes everything the user rated before test time (train and valid); `log(row)` gets
     each epoch's history row as it ends; eval_users > 0 ranks a fixed sample of that many users.
     """
-    dev = pick_device(settings.device(device))
+    dev = pick_device(device)
     t0 = time.perf_counter()
     rec = fit(split.train, config, split.valid, users, movies, device=dev, log=log)
     seen = pd.concat([split.train, split.valid], ignore_index=True)
@@ -115,7 +114,7 @@ def fit_for_serving(ratings: pd.DataFrame, config: ModelConfig, users: pd.DataFr
     peak rate, a fraction of a refit's cost at large sizes; a user or item the champion never saw starts fresh."""
     if serving_epochs and evaluated is None:
         raise ValueError("serving_epochs > 0 needs the evaluated model to start from")
-    dev = pick_device(settings.device(device))
+    dev = pick_device(device)
     t0 = time.perf_counter()
     if serving_epochs:
         rec = fit(ratings, config, None, users, movies, device=dev, init=evaluated, epochs=serving_epochs,

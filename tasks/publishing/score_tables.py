@@ -15,7 +15,6 @@ from models.training_loop import pick_device
 from tasks.core import contract as c
 from tasks.publishing import cold_start
 from tasks.publishing import item_similarity
-from tasks.core import settings
 from tasks.learning import evaluate as ev
 from tasks.learning import model_inputs
 
@@ -145,7 +144,7 @@ def with_new_items(rec, users, items, scores, source, new: np.ndarray, movies_df
 def cosine_neighbours(item_ids: np.ndarray, vectors, k: int = 20, device=None,
                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k cosine neighbours per item, itself excluded: (item_ids, neighbour_ids[I, k], sims[I, k])."""
-    dev = pick_device(settings.device(device))  # the setting, else CUDA when present, else CPU
+    dev = pick_device(device)  # None: CUDA when present, else CPU
     v = torch.as_tensor(np.asarray(vectors), dtype=torch.float32).to(dev)      # [I, d]
     v = torch.nn.functional.normalize(v, dim=1)  # zero rows stay zero: similarity 0, never NaN
     n_items = len(item_ids)

@@ -51,14 +51,14 @@ def read_shard(paths: Paths, lo: int, hi: int, data_hash: str | None = None) -> 
 
 
 def score_shard(paths: Paths, kind: str, version: str, lo: int, hi: int, n: int,
-                data_hash: str | None = None, new_items: list[int] | None = None) -> pd.DataFrame:
+                data_hash: str | None = None, new_items: list[int] | None = None, device: str | None = None) -> pd.DataFrame:
     """Top-n recommendations for the users with lo <= user_id <= hi that the model has learnt.
 
     Reads only those users' rows (of snapshot `data_hash`, else the live one) and the catalogue; the rows
     equal the unsharded scoring's for the same users (a learnt user's list depends on their own ratings
     and on which items nobody has rated yet, `new_items`, found once by the caller).
     """
-    rec, _ = registry.load_for_scoring(paths, kind, version)
+    rec, _ = registry.load_for_scoring(paths, kind, version, device=device)
     ratings, users = read_shard(paths, lo, hi, data_hash)
     mine = users[rec.known_users(users[c.USER_ID].to_numpy())]
     if mine.empty:

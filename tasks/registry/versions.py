@@ -21,7 +21,6 @@ from tasks.registry import mlflow_store
 from tasks.registry import pyfunc_logging
 from tasks.core.errors import NotFound
 from tasks.registry.model_ref import ModelRef
-from tasks.core import settings
 from tasks.core.settings import Paths
 
 TAG_DECISION = "promotion.decision"   # set on a version by tasks/registry/promote.py: promoted | kept | refused | manual
@@ -208,7 +207,7 @@ def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, dev
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{location.rstrip('/')}/artifacts/{pyfunc_logging.RECOMMENDER_FILE}", dst_path=tmp,
             tracking_uri=paths.mlflow_tracking_uri)
-        return Recommender.load(Path(local), device=settings.device(device)), ref
+        return Recommender.load(Path(local), device=device), ref
 
 
 def pyfunc_uri(kind: str, alias_or_version: str = c.ALIAS_CHAMPION) -> str:

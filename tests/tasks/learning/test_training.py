@@ -261,3 +261,11 @@ def test_a_mistyped_promotion_metric_names_the_near_miss():
     with pytest.raises(ValueError, match=r"promotion metric 'ndgc_at_10' \(did you mean 'ndcg_at_10'\?\)"):
         promotion.check_metric("ndgc_at_10")
     assert promotion.check_metric("rmse") == "rmse"
+
+
+def test_the_library_takes_the_device_as_given_and_never_reads_the_environment(monkeypatch):
+    """$LENSFLOW_DEVICE is read at a run's entry (flows/guard.py, flows/cli.py); a step is told the device."""
+    monkeypatch.setenv("LENSFLOW_DEVICE", "cuda:7")   # no such GPU: a library read of it would raise
+    cfg = kind_config.model_config(c.MODEL_KIND_DOT, {"loss": "mse", "epochs": 1, "n_factors": 4})
+    _, _, dev = tr.fit_for_serving(block_ratings(), cfg, device=None)
+    assert dev == "cpu"
