@@ -30,6 +30,7 @@ from tasks.core import environment
 from tasks.core import settings
 from tasks.core import writer
 from tasks.core.settings import Paths
+from tasks.publishing import scheduler
 
 WRITERS = ("run", "ingest", "train", "publish", "promote")   # CLI commands that change the data or registry
 WRITER_LIMIT = "lensflow-data-writer"                        # Prefect global concurrency limit (optional)
@@ -105,8 +106,6 @@ def _as_writer(fn, signature: inspect.Signature, args, kwargs):
     environment.check_servers(only=(environment.MLFLOW_ENV,))   # the Prefect API answered: this run exists
     address = bound.arguments.get("dask_address")
     if address:
-        from tasks.publishing import scheduler
-
         scheduler.check(address)     # a bad scheduler fails before the first step
     deployed = run is not None and run.deployment_id is not None
     wait_s = writer.wait_seconds(DEPLOYMENT_WAIT_S if deployed else 0.0)
