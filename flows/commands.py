@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from flows import logs
 from tasks.core.settings import Paths

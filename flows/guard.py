@@ -68,6 +68,7 @@ def resolved(signature: inspect.Signature, args, kwargs) -> inspect.BoundArgumen
     if isinstance(given.get("home"), Paths):
         return bound
     given["home"] = settings.paths(given.get("home"))
+    settings.mlflow_ui_url()   # links are made at the end of a run: a bad address fails it here, before any work
     if "device" in given:
         given["device"] = settings.device(given["device"])
     if "dask_address" in given:

@@ -195,6 +195,7 @@ def apply_environment(override: str | os.PathLike | None = None) -> Paths:
     Paths, so a bad `$LENSFLOW_DATA_URI` raises ConfigError here (`prepare_environment` never does).
     """
     prepare_environment(override)
+    mlflow_ui_url()   # a bad $LENSFLOW_MLFLOW_UI_URL is refused now, not when the first link is made
     return paths(override)
 
 

@@ -53,3 +53,7 @@ def test_a_bad_setting_in_the_environment_fails_at_the_entry(environment, monkey
     monkeypatch.setenv("LENSFLOW_DATA_URI", "s3://bucket/lensflow")
     with pytest.raises(ConfigError, match="not supported"):
         guard.resolved(SIGNATURE, (), {})
+    monkeypatch.delenv("LENSFLOW_DATA_URI")
+    monkeypatch.setenv("LENSFLOW_MLFLOW_UI_URL", "localhost:5055")   # no scheme: links would not open
+    with pytest.raises(ConfigError, match="LENSFLOW_MLFLOW_UI_URL"):
+        guard.resolved(SIGNATURE, (), {})
