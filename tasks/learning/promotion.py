@@ -22,14 +22,9 @@ PROMOTION_METRICS = {c.MODEL_KIND_DOT: "ndcg_at_10", c.MODEL_KIND_NN: "rmse"}
 JOBS = {c.MODEL_KIND_DOT: "ranking", c.MODEL_KIND_NN: "rating"}
 RATING_METRICS = ("rmse", "mae")
 RANKING_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "gini")
-FLOOR_POPULARITY, FLOOR_BIAS = "popularity", "bias_baseline"   # run metrics: floor/popularity_valid_ndcg_at_10
+# the floors; their run metrics (promotion_floor/popularity_valid_ndcg_at_10) are named by tasks.registry.tracking
+FLOOR_POPULARITY, FLOOR_BIAS = "popularity", "bias_baseline"
 FLOOR_NAMES = {FLOOR_POPULARITY: "popularity baseline", FLOOR_BIAS: "bias baseline"}
-
-
-def floor_metric(floor: str, key: str) -> str:
-    """The run metric of a floor's value: ('popularity', 'valid_ndcg_at_10') -> 'floor/popularity_valid_ndcg_at_10'
-    (a chart section of its own in MLflow's UI, apart from the model's metrics)."""
-    return f"floor/{floor}_{key}"
 
 
 def is_rating_metric(metric: str) -> bool:

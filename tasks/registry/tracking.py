@@ -47,11 +47,17 @@ TAG_USER = "mlflow.user"
 # charts never draw a cross-entropy and a squared error on one axis.
 LOSS_METRICS = {"mse": "mse", "softmax": "softmax_ce"}
 LINEAGE_TAGS = (TAG_KIND, c.SPLIT_ID, c.DATA_HASH, TAG_CODE_VERSION, TAG_DEVICE, TAG_TRAIN_SECONDS)
-# MLflow's UI draws a run's charts in sections named by a metric's `section/` prefix, in alphabetical order, then
-# the unprefixed ones ("Model metrics"): the loss curves first, then the floor (tasks.learning.promotion), the
-# epoch times, and the final test_/valid_ metrics.
-CURVES = "curves/"
+# A run's metric names are made here. MLflow's UI draws a run's charts (its *Model metrics* tab, and the chart view
+# of the run list) in sections named by a metric's prefix up to its last `/`, the sections sorted by name
+# (JavaScript's default sort: character codes), then one section "Model metrics" of the unprefixed metrics last
+# (RunsChartsCardConfig.getBaseChartAndSectionConfigs in MLflow's UI). The prefixes are picked for that order: the
+# metric the run is promoted on first, the loss curves, the floor it had to beat, the epoch times; the final
+# test_/valid_ metrics keep their plain names (promotion, reports and the logged model read those).
+JOB = "job/"                          # job/valid_ndcg_at_10, job/test_ndcg_at_10: the promotion metric once more
+CURVES = "loss/"                      # loss/train_mse, loss/valid_softmax_ce: the per-epoch loss curves
+FLOOR = "promotion_floor/"            # promotion_floor/popularity_valid_ndcg_at_10 (tasks.learning.promotion)
 EPOCH_SECONDS = "time/epoch_seconds"
+SECTIONS = (JOB, CURVES, FLOOR, "time/")   # in the order MLflow shows them (test_tracking checks it)
 FINISHED_AT = "finished_at"              # history key: wall-clock end of an epoch (models/training_loop.py)
 
 
@@ -147,7 +153,7 @@ def loss_metric(loss: str) -> str:
 def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
     """Per-epoch history as metric steps (step = epoch), at each epoch's own wall-clock time.
 
-    train_loss/valid_loss are named by the loss they measure (curves/train_mse, curves/valid_softmax_ce, ...), the
+    train_loss/valid_loss are named by the loss they measure (loss/train_mse, loss/valid_softmax_ce, ...), the
     epoch's duration is `time/epoch_seconds`; an epoch without `finished_at` (an older model) gets `now_ms`.
     """
     frame = plots.history_frame(history)
@@ -163,6 +169,21 @@ def step_metrics(history, now_ms: int, loss: str = "mse") -> list[Metric]:
                 at = int(float(stamp) * 1000) if stamp is not None and math.isfinite(float(stamp)) else now_ms
                 rows.append(Metric(metric_key(renamed.get(col, col)), float(value), at, int(epoch)))
     return rows
+
+
+def job_metrics(metrics: Mapping[str, float], metric: str | None) -> dict[str, float]:
+    """The run's promotion metric (bare: 'rmse') on each part once more under JOB, so its charts come first:
+    ({'valid_rmse': 0.9, 'test_rmse': 0.91, 'valid_mae': 0.7}, 'rmse')
+    -> {'job/valid_rmse': 0.9, 'job/test_rmse': 0.91}."""
+    if not metric:
+        return {}
+    return {f"{JOB}{part}{metric}": metrics[part + metric] for part in ("valid_", "test_") if part + metric in metrics}
+
+
+def floor_metric(floor: str, key: str) -> str:
+    """The run metric of a floor's value: ('popularity', 'valid_ndcg_at_10') ->
+    'promotion_floor/popularity_valid_ndcg_at_10' (floors: tasks.learning.promotion)."""
+    return f"{FLOOR}{floor}_{key}"
 
 
 def fit_started_ms(history) -> int | None:
@@ -182,14 +203,17 @@ def final_metrics(metrics: Mapping[str, float], now_ms: int) -> list[Metric]:
 def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float], history,
                  lineage: Lineage, *, movies: pd.DataFrame | None = None, train: pd.DataFrame | None = None,
                  experiment: str = EXPERIMENT, run_name: str | None = None,
-                 tags: Mapping[str, str] | None = None, model_name: str | None = None) -> str:
+                 tags: Mapping[str, str] | None = None, model_name: str | None = None,
+                 job_metric: str | None = None) -> str:
     """Log one training as one finished MLflow run (params, step metrics, tags, plots, pyfunc model); its id.
 
     The run starts when the fit started (from the history's epoch times), so its duration covers the fit.
     `movies` (item_id, title) labels the pictures, `train` (user_id, item_id) gives rating counts, the
     model's input example and the run's dataset; `tags` are extra run tags (a training fingerprint, the Prefect
     flow run); `model_name` names the logged model (default: the registered model's name). The final
-    metrics are logged on the logged model too, so its page shows them.
+    metrics are logged on the logged model too, so its page shows them. `job_metric` (bare: 'ndcg_at_10'), the
+    metric the run is promoted on, is logged a second time under JOB (job_metrics: the first chart section),
+    on the run only.
     """
     cl = client(paths)
     exp = experiment_id(paths, experiment, cl)
@@ -215,7 +239,8 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
         last = {m.key: m for m in steps}   # each curve's last epoch
         linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id)
                   for m in [*last.values(), *final_metrics(metrics, now)]]
-        _log_batched(cl, run_id, params=[], metrics=[m for m in steps if last[m.key] is not m] + linked)
+        job = final_metrics(job_metrics(metrics, job_metric and metric_key(job_metric)), now)
+        _log_batched(cl, run_id, params=[], metrics=[m for m in steps if last[m.key] is not m] + linked + job)
         cl.log_batch(run_id, tags=[RunTag(TAG_MODEL_ID, info.model_id), RunTag(TAG_MODEL_URI, info.model_uri)])
     except BaseException:
         cl.set_terminated(run_id, "FAILED")

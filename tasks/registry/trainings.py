@@ -112,7 +112,9 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     when the split has no validation part). `rescore(champion) -> {metric: value}` on the newcomer's
     validation data lets a champion trained on another split be compared instead of refused; `tags`
     are extra run tags; `baseline` is the floor's metrics on the part promotion compares on (logged as
-    floor/<baseline_name>_<part>_<name>, e.g. floor/popularity_valid_ndcg_at_10; the floor of `promote_if_better`).
+    promotion_floor/<baseline_name>_<part>_<name>, e.g. promotion_floor/popularity_valid_ndcg_at_10; the floor of
+    `promote_if_better`). valid_<metric> and test_<metric> are logged once more as job/valid_<metric>,
+    job/test_<metric>: the first chart section of the run's page (tasks.registry.tracking).
     """
     kind = result.config.kind
     metric = metric or promotion.PROMOTION_METRICS[kind]
@@ -120,11 +122,11 @@ def record_training(paths: Paths, result, data_hash: str, *, movies=None, train=
     part = "valid_" if result.valid_metrics else "test_"
     metrics = {**{f"test_{k}": v for k, v in result.metrics.items()},
                **{f"valid_{k}": v for k, v in (result.valid_metrics or {}).items()},
-               **{promotion.floor_metric(baseline_name, part + k): v for k, v in (baseline or {}).items()}}
+               **{t.floor_metric(baseline_name, part + k): v for k, v in (baseline or {}).items()}}
     lineage = t.Lineage(kind, str(result.split_id or ""), data_hash, device=t.describe_device(result.device),
                         train_seconds=float(result.seconds))
     run_id = t.log_training(paths, result.recommender, result.config, metrics, result.history, lineage,
-                            movies=movies, train=train, tags=tags)
+                            movies=movies, train=train, tags=tags, job_metric=bare_metric(metric))
     maybe_crash("train-after-log")
     version = register(paths, run_id, kind, tags=tags)
     maybe_crash("train-after-register")

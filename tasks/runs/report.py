@@ -32,8 +32,8 @@ def job_metrics(kind: str) -> tuple[str, ...]:
 def floor_of(metrics: dict, key: str) -> tuple[float | None, str]:
     """(the floor's value of run metric `key`, the floor's name) as logged on a run, or (None, "")."""
     name = promotion.floor_name(key)   # a rating metric's floor is the bias baseline, a ranking metric's popularity
-    if promotion.floor_metric(name, key) in metrics:
-        return metrics[promotion.floor_metric(name, key)], promotion.FLOOR_NAMES[name]
+    if t.floor_metric(name, key) in metrics:
+        return metrics[t.floor_metric(name, key)], promotion.FLOOR_NAMES[name]
     return None, ""
 
 
@@ -126,8 +126,8 @@ def metrics_table(models: list[dict]) -> list[dict]:
     first (the ranking model's NDCG, the rating model's RMSE), a model's cell empty where the metric is not its own.
 
     The last column is the floor on the same data (plain popularity for ranking metrics, the bias baseline for
-    rating metrics; logged on the runs as floor/popularity_valid_<metric>, floor/bias_baseline_valid_<metric>); after the
-    metrics come training time, decision and device.
+    rating metrics; logged on the runs as promotion_floor/popularity_valid_<metric>,
+    promotion_floor/bias_baseline_valid_<metric>); after the metrics come training time, decision and device.
     """
     firsts = list(dict.fromkeys(_promotion_key(m) for m in models))
     keys = [*firsts, *(f"test_{k.split('_', 1)[1]}" for k in firsts)]

@@ -154,7 +154,7 @@ def test_pipeline_runs_then_skips_unchanged_work_then_redoes_changed(prefect_api
     # the two-epoch NN does not beat the bias baseline's RMSE: registered, refused with the reason, never champion
     assert nn["decision"] == promote.REFUSED and "valid_rmse" in nn["reason"] and "bias baseline" in nn["reason"], nn
     assert registry.champion_version(home, c.MODEL_KIND_NN) is None
-    assert "floor/bias_baseline_valid_rmse" in nn["metrics"]
+    assert "promotion_floor/bias_baseline_valid_rmse" in nn["metrics"]
     # so nothing rates the published rows: the column is null, the run says why, the publication is live
     assert "no embedding_nn model" in first["publication"]["no_rating"]
     assert _predicted_ratings(home)[1] == 0

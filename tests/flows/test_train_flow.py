@@ -78,9 +78,9 @@ def test_train_flow_registers_and_reuses_an_identical_training(ingested):
     home, spec, cfg, kind = ingested, SplitSpec("random", seed=3), {"epochs": 5}, c.MODEL_KIND_NN
     first = train(kind=kind, split=spec, config=cfg, home=str(home.home))
     assert first["version"] == "1" and not first["reused"] and first["split_id"] == split_store.current(home)
-    assert {"test_rmse", "valid_rmse", "floor/bias_baseline_valid_rmse"} <= set(first["metrics"])
+    assert {"test_rmse", "valid_rmse", "promotion_floor/bias_baseline_valid_rmse"} <= set(first["metrics"])
     assert first["promotion_metric"] == "valid_rmse"
-    beats = first["metrics"]["valid_rmse"] < first["metrics"]["floor/bias_baseline_valid_rmse"]
+    beats = first["metrics"]["valid_rmse"] < first["metrics"]["promotion_floor/bias_baseline_valid_rmse"]
     assert first["decision"] == (promote.PROMOTED if beats else promote.REFUSED), first
     champion = "1" if beats else None
     assert registry.champion_version(home, kind) == champion

@@ -344,7 +344,7 @@ def test_a_version_below_the_popularity_floor_is_registered_but_never_champion(m
     assert tags[r.TAG_DECISION] == promote.REFUSED and "popularity baseline" in tags[promote.TAG_REASON]
     assert float(tags[promote.TAG_BASELINE]) == pytest.approx(floor["rmse"], abs=1e-6)
     run = mlflow_store.client(home).get_run(refused.run_id)
-    assert run.data.metrics["floor/popularity_valid_rmse"] == pytest.approx(floor["rmse"])
+    assert run.data.metrics[t.floor_metric("popularity", "valid_rmse")] == pytest.approx(floor["rmse"])
     assert aliases(home) == {c.ALIAS_CANDIDATE: refused.version}  # registered, never champion
     note = mlflow_store.client(home).get_run(refused.run_id).data.tags[mlflow_store.TAG_NOTE]
     assert note.startswith(f"{KIND}, the ranking model: registered as lensflow-{KIND} v{refused.version}, **refused** — ")

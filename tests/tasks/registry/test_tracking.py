@@ -118,10 +118,10 @@ def test_one_run_per_training_with_params_steps_tags_and_pictures(mlflow_home, d
     assert {"kind", *flat(config)} <= set(run.data.params)
     assert not {"n_negatives", "item_item_weight", "layers"} & set(run.data.params)
     # per-epoch losses as steps, equal to the training history
-    steps = cl.get_metric_history(run_id, "curves/train_mse")
+    steps = cl.get_metric_history(run_id, "loss/train_mse")
     assert [m.step for m in sorted(steps, key=lambda m: m.step)] == list(range(config.train.epochs))
     assert sorted(steps, key=lambda m: m.step)[-1].value == pytest.approx(dot_model.history[-1]["train_loss"])
-    assert len(cl.get_metric_history(run_id, "curves/valid_mse")) == config.train.epochs
+    assert len(cl.get_metric_history(run_id, "loss/valid_mse")) == config.train.epochs
     # final metrics with MLflow-safe names; non-finite ones left out
     assert run.data.metrics["rmse"] == pytest.approx(metrics["rmse"])
     assert run.data.metrics["ndcg_10"] == pytest.approx(0.31)
@@ -238,14 +238,14 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
                                                train=train, tags={t.TAG_FLOW_RUN_ID: "flow-run-1"})
     cl = mlflow_store.client(home)
     mse, softmax = cl.get_run(runs["mse"]), cl.get_run(runs["softmax"])
-    assert {"curves/train_mse", "curves/valid_mse", "time/epoch_seconds"} <= set(mse.data.metrics)
-    assert {"curves/train_softmax_ce", "curves/valid_softmax_ce", "time/epoch_seconds"} <= set(softmax.data.metrics)
-    assert not {"train_loss", "valid_loss", "curves/train_mse", "curves/valid_mse"} & set(softmax.data.metrics)
-    assert not {"train_loss", "valid_loss", "curves/train_softmax_ce"} & set(mse.data.metrics)
-    # the loss curves' chart section comes first in MLflow's UI (sections sort by name, unprefixed ones last)
-    assert sorted({k.split("/")[0] for k in softmax.data.metrics if "/" in k})[0] == t.CURVES.rstrip("/")
+    assert {"loss/train_mse", "loss/valid_mse", "time/epoch_seconds"} <= set(mse.data.metrics)
+    assert {"loss/train_softmax_ce", "loss/valid_softmax_ce", "time/epoch_seconds"} <= set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "loss/train_mse", "loss/valid_mse"} & set(softmax.data.metrics)
+    assert not {"train_loss", "valid_loss", "loss/train_softmax_ce"} & set(mse.data.metrics)
+    # no job metric given: no job section; the loss curves' section comes first
+    assert mlflow_chart_sections(softmax.data.metrics) == ["loss", "time", MODEL_METRICS]
     # each epoch at its own wall-clock time, the run from the fit's start to the end of logging
-    history = sorted(cl.get_metric_history(runs["softmax"], "curves/valid_softmax_ce"), key=lambda m: m.step)
+    history = sorted(cl.get_metric_history(runs["softmax"], "loss/valid_softmax_ce"), key=lambda m: m.step)
     assert [m.timestamp for m in history] == [int(h["finished_at"] * 1000) for h in ranking.history]
     first = ranking.history[0]
     assert softmax.info.start_time == int((first["finished_at"] - first["seconds"]) * 1000)
@@ -260,7 +260,7 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
     assert logged.name == c.registered_model_name(c.MODEL_KIND_DOT)   # the registered model's name
     # ... with the run's final metrics and each loss curve's last epoch (not its first)
     shown = {(m.key, m.value) for m in logged.metrics}
-    assert {("rmse", 1.0), ("curves/valid_softmax_ce", history[-1].value)} <= shown
+    assert {("rmse", 1.0), ("loss/valid_softmax_ce", history[-1].value)} <= shown
     assert len(shown) == len({key for key, _ in shown}), shown   # one value per metric: no first epoch
     # MLflow's Source, Created by and Dataset columns are filled; the description has no '<...>' the UI would eat
     assert softmax.data.tags["mlflow.source.name"] == "lensflow" and t.TAG_USER in softmax.data.tags
@@ -273,6 +273,50 @@ def test_losses_are_named_by_type_and_each_epoch_keeps_its_time(mlflow_home, dat
     assert outputs.input_names() == [c.RATING, c.USER_ID, c.RANK, c.ITEM_ID, c.SCORE]
 
 
+MODEL_METRICS = "Model metrics"   # MLflow's section of the unprefixed metrics
+
+
+def mlflow_chart_sections(keys) -> list[str]:
+    """The chart sections of a run's Model metrics tab, in MLflow's order (RunsChartsCardConfig.
+    getBaseChartAndSectionConfigs in its UI): a metric's section is its name up to the last '/', the sections
+    sorted by JavaScript's default sort (character codes, as Python's for these names), the unprefixed metrics
+    last in one section 'Model metrics'."""
+    named = {key.rsplit("/", 1)[0] for key in keys if "/" in key}
+    return sorted(named) + ([MODEL_METRICS] if any("/" not in key for key in keys) else [])
+
+
+def test_a_run_page_opens_on_the_job_metric_then_the_loss_curves(mlflow_home, data, dot_model):
+    """The issue's "a run page shows the metrics that matter first": job metric, loss curves, then the rest."""
+    from tasks.learning.training import TrainResult
+    from tasks.registry import trainings
+
+    train, valid = data
+    assert mlflow_chart_sections(["b/x", "a/y", "z", "a/b/c"]) == ["a", "a/b", "b", MODEL_METRICS]   # the rule
+    rmse = rmse_on(dot_model, valid)
+    result = TrainResult(recommender=dot_model, config=dot_model.config, metrics={"rmse": rmse + 0.01, "mae": 0.7},
+                         valid_metrics={"rmse": rmse, "mae": 0.69}, history=dot_model.history, split_id="s")
+    done = trainings.record_training(mlflow_home, result, "h", train=train, metric="rmse",
+                                     baseline={"rmse": 0.95, "mae": 0.75}, baseline_name="bias_baseline")
+    cl = mlflow_store.client(mlflow_home)
+    metrics = cl.get_run(done.run_id).data.metrics
+    sections = mlflow_chart_sections(metrics)
+    assert sections == ["job", "loss", "promotion_floor", "time", MODEL_METRICS]
+    assert [s + "/" for s in sections[:-1]] == list(t.SECTIONS)
+    # the job section holds the promotion metric on both parts, the same values as the plain names
+    assert {k for k in metrics if k.startswith(t.JOB)} == {"job/valid_rmse", "job/test_rmse"}
+    assert metrics["job/valid_rmse"] == metrics["valid_rmse"] == pytest.approx(rmse)
+    assert metrics["job/test_rmse"] == metrics["test_rmse"]
+    assert metrics[t.floor_metric("bias_baseline", "valid_rmse")] == 0.95
+    assert {k for k in metrics if "/" not in k} == {"valid_rmse", "test_rmse", "valid_mae", "test_mae"}
+    # the logged model lists each metric once, by its plain name
+    logged = cl.get_logged_model(cl.get_run(done.run_id).data.tags[t.TAG_MODEL_ID])
+    assert not {m.key for m in logged.metrics if m.key.startswith(t.JOB)}
+    # the job metric follows --promotion-metric; a run with no metric of that name gets no job section
+    assert t.job_metrics({"valid_mae": 0.7, "test_mae": 0.71, "valid_rmse": 0.9}, "mae") == {
+        "job/valid_mae": 0.7, "job/test_mae": 0.71}
+    assert t.job_metrics({"valid_rmse": 0.9}, "ndcg_at_10") == {} == t.job_metrics({"valid_rmse": 0.9}, None)
+
+
 def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
     cl = mlflow_store.client(mlflow_home)
     made = cl.create_experiment(mlflow_store.EXPERIMENT, artifact_location=mlflow_home.mlflow_artifacts.as_uri())
@@ -283,7 +327,7 @@ def test_an_experiment_made_before_descriptions_gets_one(mlflow_home):
 
 def test_step_metrics_of_an_old_history_without_times_use_now():
     rows = t.step_metrics([{"epoch": 0, "train_loss": 2.0, "valid_loss": None, "seconds": 1.5}], 1234, "softmax")
-    assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("curves/train_softmax_ce", 2.0, 1234, 0),
+    assert {(m.key, m.value, m.timestamp, m.step) for m in rows} == {("loss/train_softmax_ce", 2.0, 1234, 0),
                                                                        ("time/epoch_seconds", 1.5, 1234, 0)}
     assert t.fit_started_ms([{"epoch": 0, "train_loss": 2.0}]) is None
 

@@ -8,7 +8,8 @@ from tasks.runs import report
 
 
 def _model(kind: str, version: str, ndcg: float, **extra) -> dict:
-    metrics = {"valid_ndcg_at_10": ndcg, "test_ndcg_at_10": ndcg - 0.01, "floor/popularity_valid_ndcg_at_10": 0.2}
+    metrics = {"valid_ndcg_at_10": ndcg, "test_ndcg_at_10": ndcg - 0.01,
+               "promotion_floor/popularity_valid_ndcg_at_10": 0.2}
     return {"kind": kind, "model_name": f"lensflow-{kind}", "version": version, "run_id": "0123456789abcdef",
             "decision": "promoted", "reason": "no champion yet", "promotion_metric": "valid_ndcg_at_10",
             "train_seconds": 12.345, "device": "cpu", "metrics": metrics, "mlflow_run_name": f"{kind}-mse-x",
@@ -17,7 +18,7 @@ def _model(kind: str, version: str, ndcg: float, **extra) -> dict:
 
 def _rating_model(version: str, rmse: float) -> dict:
     metrics = {"valid_rmse": rmse, "test_rmse": rmse + 0.01, "valid_mae": 0.7, "test_mae": 0.71, "valid_ndcg_at_10": 0.1,
-               "floor/bias_baseline_valid_rmse": 0.95}
+               "promotion_floor/bias_baseline_valid_rmse": 0.95}
     return {**_model("embedding_nn", version, 0.0), "promotion_metric": "valid_rmse", "metrics": metrics}
 
 
