@@ -73,7 +73,8 @@ def fit(cfg, train, valid, feats, device, verbose=True):
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    rec = Recommender.fit(*arrays(train), cfg, valid=arrays(valid), user_features=uf, item_features=itf,
+    rec = Recommender.fit(*arrays(train), cfg, valid=(*arrays(valid), valid[c.RATED_AT].to_numpy()),
+                          times=train[c.RATED_AT].to_numpy(), user_features=uf, item_features=itf,
                           device=device, log=log)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -108,7 +109,8 @@ def rating_bench(ratings, feats, device, seed):
     for name, cfg in RATING_MODELS.items():
         print(f"  {name}", flush=True)
         rec, secs = fit(cfg, train, valid, feats, device)
-        pred = preds[name] = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy())
+        pred = preds[name] = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy(),
+                                         times=valid[c.RATED_AT].to_numpy())
         rmse = ev.rmse(valid[c.RATING], pred)
         per_epoch = ", ".join(f"{h['seconds']:.2f}" for h in rec.history)
         rows.append((name, rmse ** 2, rmse, ev.mae(valid[c.RATING], pred), secs, per_epoch))

@@ -36,6 +36,7 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
     from tasks.registry.model_ref import ModelRef, ServingModel
     from tasks.registry.serving import roles
     from tasks.core.settings import Paths
+    from tasks.learning.split import unix_seconds
 
     paths = Paths(home)
     if data is None:
@@ -51,7 +52,7 @@ def build(home: Path, data: Path | None = None, n: int = 50, k: int = 20, epochs
         config = for_kind(kind, **({"epochs": epochs} if epochs else {}))
         t0 = time.perf_counter()
         models[kind] = Recommender.fit(r[c.USER_ID].to_numpy(), r[c.ITEM_ID].to_numpy(),
-                                       r[c.RATING].to_numpy(), config)
+                                       r[c.RATING].to_numpy(), config, times=unix_seconds(r[c.RATED_AT]))
         results.append({"bench": "train", "kind": kind, "seconds": round(time.perf_counter() - t0, 3)})
     served = {kind: ServingModel(models[kind], ModelRef(c.registered_model_name(kind), "1",
                                                          f"models:/{c.registered_model_name(kind)}/1"))

@@ -7,7 +7,8 @@ Needs only torch, numpy and pandas (no Prefect/MLflow/DuckDB). Results: bench/re
 Each split holds out 20 % of every user's ratings at random (the same rule as bench_models.per_user_split).
 Models: the NN rating recipe (`models.recipes.for_kind("embedding_nn")`, plus --nn-config overrides), the dot-bias
 MSE default, and a classic baseline (global mean + regularised user and item biases). Fit seconds are the whole
-`Recommender.fit` (side-feature encoding included), without per-epoch validation.
+`Recommender.fit` (side-feature encoding included), without per-epoch validation. Every fit gets the ratings' times
+and every prediction the held-out rating's time (u.data's timestamps); only a model with time input reads them.
 Cold check (--cold-users N > 0): N held-out users per split are scored as unknown ids from their side features
 alone (the NN's cold-start path; their training ratings stay in the fit), against the item-mean baseline
 (global mean + item bias) on the same ratings.
@@ -103,7 +104,8 @@ class Baseline:
 def timed_fit(cfg, train, feats):
     uf, itf = feats if cfg.use_side_info else (None, None)
     t0, c0 = time.perf_counter(), time.process_time()
-    rec = Recommender.fit(*arrays(train), cfg, user_features=uf, item_features=itf, device="cpu")
+    rec = Recommender.fit(*arrays(train), cfg, user_features=uf, item_features=itf, device="cpu",
+                          times=train["ts"].to_numpy())
     rec.cpu_seconds = time.process_time() - c0    # CPU time of this process (all threads): load-independent-ish
     return rec, time.perf_counter() - t0
 
@@ -119,7 +121,7 @@ def cold_check(rec, base, test, user_f, n_users, seed):
     given[fx.USER_ID] = int(max(user_f[fx.USER_ID].max(), rows[U].max())) + 1 + chosen
     assert not rec.known_users(fake).any()
     cold = rec.predict(fake, rows[I].to_numpy(), user_features=given)
-    warm = rec.predict(rows[U].to_numpy(), rows[I].to_numpy())
+    warm = rec.predict(rows[U].to_numpy(), rows[I].to_numpy(), times=rows["ts"].to_numpy())
     item_mean = base.predict(rows[U].to_numpy(), rows[I].to_numpy(), use_users=False)
     y = rows[R].to_numpy()
     return len(chosen), len(rows), rmse(y, cold), rmse(y, item_mean), rmse(y, warm)
@@ -162,7 +164,7 @@ def main(argv=None):
             if name not in models:
                 continue
             rec, secs = timed_fit(configs[name], train, (uf, itf))
-            pred = rec.predict(ut, it)
+            pred = rec.predict(ut, it, times=test["ts"].to_numpy())   # the rating's time (ignored without time input)
             row = dict(seed=seed, model=name, rmse=rmse(yt, pred), mae=mae(yt, pred), fit_s=secs,
                        cpu_s=rec.cpu_seconds, load=os.getloadavg()[0])
             msg = (f"  seed {seed} {name}: RMSE {row['rmse']:.4f} MAE {row['mae']:.4f} fit {secs:.2f}s "

@@ -55,6 +55,7 @@ def main() -> None:
     from tasks.registry import plots
     from tasks.core.settings import Paths
     from tasks.learning.kind_config import model_config
+    from tasks.learning.split import unix_seconds
     imports = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="lensflow-bench-registry-") as tmp:
@@ -77,9 +78,12 @@ def main() -> None:
             config = model_config(kind)
             t2 = time.perf_counter()
             rec = Recommender.fit(train[c.USER_ID], train[c.ITEM_ID], train[c.RATING], config,
-                                  valid=(valid[c.USER_ID], valid[c.ITEM_ID], valid[c.RATING]), device="cpu")
+                                  valid=(valid[c.USER_ID], valid[c.ITEM_ID], valid[c.RATING],
+                                         unix_seconds(valid[c.RATED_AT])), device="cpu",
+                                  times=unix_seconds(train[c.RATED_AT]))
             fit_s = time.perf_counter() - t2
-            pred = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy())
+            pred = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy(),
+                               times=unix_seconds(valid[c.RATED_AT]))
             rmse = float(np.sqrt(np.mean((pred - valid[c.RATING].to_numpy()) ** 2)))
             lineage = t.Lineage(kind, "bench-split", "bench-hash", device="cpu", train_seconds=fit_s)
             for i in range(args.repeats + 1):  # the first round warms matplotlib and MLflow's code paths

@@ -63,11 +63,12 @@ def _fit(job: dict) -> dict:
     dev = _STATE["device"]
     uf, itf = _STATE["feats"] if cfg.use_side_info else (None, None)
     t0 = time.perf_counter()  # no per-epoch validation: only the final RMSE counts here
-    rec = Recommender.fit(*bm.arrays(train), cfg, user_features=uf, item_features=itf, device=dev)
+    rec = Recommender.fit(*bm.arrays(train), cfg, user_features=uf, item_features=itf, device=dev,
+                          times=train[c.RATED_AT].to_numpy())
     if dev.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
-    pred = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy())
+    pred = rec.predict(valid[c.USER_ID].to_numpy(), valid[c.ITEM_ID].to_numpy(), times=valid[c.RATED_AT].to_numpy())
     out = dict(job, rmse=ev.rmse(valid[c.RATING], pred), secs=secs)
     if job.get("keep_pred"):
         out["pred"] = pred.astype(float).round(5).tolist()

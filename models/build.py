@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.collab import DotProductBias, EmbeddingNN, emb_size
+from models import time_features
 from models.config import DotConfig, ModelConfig, Mse
 
 SPARSE_EMBEDDINGS = ("user_factors", "item_factors", "user_bias", "item_bias")  # per-id tables (train.sparse_grad)
@@ -23,7 +24,7 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
         its = config.n_factors or emb_size(n_items)
         model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.loss.y_range,
                             user_side_dim, item_side_dim, config.id_dropout, config.biases, config.item_bag,
-                            config.user_bag)
+                            config.user_bag, config.product, time_features.WIDTH if config.time_features else 0)
     if config.train.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
         for name in SPARSE_EMBEDDINGS:
             if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):

@@ -137,6 +137,11 @@ class EmbeddingNN(nn.Module):
     - item_bag > 0: the item's column of training ratings coded by a `RatingBags` (one learnt row per user,
       AutoRec's item encoder) and concatenated into the item half of the MLP's input.
     - user_bag > 0: the same for the user's row of training ratings (one learnt row per item).
+    - product > 0: the element-wise product of a learnt projection of the user half's input and one of the
+      item half's (each `product` wide) also enters the first layer, as NeuMF's GMF vector: an MLP over
+      concatenated inputs learns a dot product poorly, and here it need not.
+    - time_dim > 0: features of the rating's time (models/time_features.py, `when` [B, time_dim]) in the user
+      half of the input; without them (None) the half reads zeros.
     While training, a pair's own rating is left out of both codes (left in, the model learns to read the
     answer off its input, which it never sees at test time). An unknown id (index 0) has a zero embedding,
     zero bias and an empty bag, so it is scored from its side features alone.
@@ -144,7 +149,8 @@ class EmbeddingNN(nn.Module):
 
     def __init__(self, n_users: int, n_items: int, user_size: int, item_size: int, layers=(100,),
                  dropout: float = 0.1, y_range=(0.0, 5.5), user_side_dim: int = 0, item_side_dim: int = 0,
-                 id_dropout: float = 0.0, bias: bool = False, item_bag: int = 0, user_bag: int = 0):
+                 id_dropout: float = 0.0, bias: bool = False, item_bag: int = 0, user_bag: int = 0,
+                 product: int = 0, time_dim: int = 0):
         super().__init__()
         self.user_factors = embedding(n_users, user_size)
         self.item_factors = embedding(n_items, item_size)
@@ -161,8 +167,14 @@ class EmbeddingNN(nn.Module):
         # The first Linear over concat(user part, item part) split in two: W·[u;i] = W_u·u + W_i·i.
         # Same model, but lets raw_all add a [B,1,h] user half to a [1,C,h] item half instead of
         # pushing B*C concatenated rows through the first layer.
-        self.user_in = nn.Linear(user_size + user_side_dim + user_bag, h[0])
-        self.item_in = nn.Linear(item_size + item_side_dim + item_bag, h[0], bias=False)
+        self.time_dim = time_dim
+        user_dim, item_dim = user_size + user_side_dim + user_bag + time_dim, item_size + item_side_dim + item_bag
+        self.user_in = nn.Linear(user_dim, h[0])
+        self.item_in = nn.Linear(item_dim, h[0], bias=False)
+        # product: user and item projections [*, product] whose element-wise product enters the first layer
+        self.user_proj = nn.Linear(user_dim, product, bias=False) if product > 0 else None
+        self.item_proj = nn.Linear(item_dim, product, bias=False) if product > 0 else None
+        self.product_in = nn.Linear(product, h[0], bias=False) if product > 0 else None
         body: list[nn.Module] = [nn.ReLU(), nn.Dropout(dropout)]
         for a, b in zip(h[:-1], h[1:]):
             body += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
@@ -179,8 +191,9 @@ class EmbeddingNN(nn.Module):
             return idx * keep
         return idx
 
-    def user_part(self, users, user_side=None, leave_out=None, ids=None):
-        """First-layer user half [B, h0]; leave_out[B]: items whose rating the user's bag leaves out.
+    def user_part(self, users, user_side=None, leave_out=None, ids=None, when=None):
+        """(first-layer user half [B, h0], product projection [B, product] or None); leave_out[B]: items whose
+        rating the user's bag leaves out; when [B, time_dim]: the pairs' time features (None: zeros).
 
         ids[B]: the ids the embedding and bag read (users after id dropout; drawn here when None); the side
         features always come from `users`, the real ids."""
@@ -188,16 +201,27 @@ class EmbeddingNN(nn.Module):
         parts = [self.user_factors(ids), self.user_side(users, user_side)]  # [B, user_size], [B, du]
         if self.user_ratings is not None:
             parts.append(self.user_ratings(ids, leave_out))                  # [B, user_bag]
-        return self.user_in(torch.cat(parts, -1))
+        if self.time_dim > 0:
+            parts.append(torch.zeros(len(users), self.time_dim, device=users.device) if when is None else when)
+        x = torch.cat(parts, -1)
+        return self.user_in(x), (self.user_proj(x) if self.user_proj is not None else None)
 
     def item_part(self, items, item_side=None, leave_out=None, ids=None):
-        """First-layer item half [C, h0]; leave_out[C]: users whose rating the item's bag leaves out (ids: as
-        in user_part)."""
+        """(first-layer item half [C, h0], product projection [C, product] or None); leave_out[C]: users whose
+        rating the item's bag leaves out (ids: as in user_part)."""
         ids = self._drop_ids(items) if ids is None else ids
         parts = [self.item_factors(ids), self.item_side(items, item_side)]  # [C, item_size], [C, di]
         if self.item_ratings is not None:
             parts.append(self.item_ratings(ids, leave_out))                  # [C, item_bag]
-        return self.item_in(torch.cat(parts, -1))
+        x = torch.cat(parts, -1)
+        return self.item_in(x), (self.item_proj(x) if self.item_proj is not None else None)
+
+    def _first(self, user, item):
+        """First-layer sum from (half, projection) parts that broadcast: user [B|B,1, ...] + item [B|1,C, ...]."""
+        h = user[0] + item[0]
+        if self.product_in is not None:
+            h = h + self.product_in(user[1] * item[1])
+        return h
 
     def user_offset(self, users):
         """User bias + global bias [B] added to the MLP's output (zeros without biases)."""
@@ -211,32 +235,38 @@ class EmbeddingNN(nn.Module):
             return torch.zeros(len(items), device=items.device)
         return self.item_bias(items)[:, 0]
 
-    def raw(self, users, items, user_side=None, item_side=None):
-        """Pre-sigmoid score [B] of pairs users[B], items[B]."""
+    def raw(self, users, items, user_side=None, item_side=None, when=None):
+        """Pre-sigmoid score [B] of pairs users[B], items[B] (when [B, time_dim]: their time features)."""
         uid, iid = self._drop_ids(users), self._drop_ids(items)    # one draw per pair for the MLP and biases
         train = self.training                                      # leave the pair's own rating out of its bags
-        h = self.user_part(users, user_side, items if train else None, uid) + \
-            self.item_part(items, item_side, users if train else None, iid)                 # [B, h0]
+        h = self._first(self.user_part(users, user_side, items if train else None, uid, when),
+                        self.item_part(items, item_side, users if train else None, iid))    # [B, h0]
         return self.head(h)[:, 0] + self.user_offset(uid) + self.item_offset(iid)
 
-    def raw_all(self, users, items, user_side=None, item_side=None):
-        """Pre-sigmoid scores [B, C]: users[B] against items[C]; memory B*C*h0 floats."""
+    def raw_all(self, users, items, user_side=None, item_side=None, when=None):
+        """Pre-sigmoid scores [B, C]: users[B] (when [B, time_dim]) against items[C]; memory B*C*h0 floats."""
         uid, iid = self._drop_ids(users), self._drop_ids(items)
-        h = self.user_part(users, user_side, ids=uid)[:, None, :] + self.item_part(items, item_side, ids=iid)[None]
+        up, ip = self.user_part(users, user_side, ids=uid, when=when), self.item_part(items, item_side, ids=iid)
+        h = self._first([None if t is None else t[:, None, :] for t in up],
+                        [None if t is None else t[None] for t in ip])                       # [B, C, h0]
         return self.head(h)[..., 0] + self.user_offset(uid)[:, None] + self.item_offset(iid)[None, :]
 
-    def forward(self, users, items, user_side=None, item_side=None):
-        return sigmoid_range(self.raw(users, items, user_side, item_side), *self.y_range)
+    def forward(self, users, items, user_side=None, item_side=None, when=None):
+        return sigmoid_range(self.raw(users, items, user_side, item_side, when), *self.y_range)
 
     def all_items(self):
-        """(first-layer item halves [I, h0], item offsets [I]) of every known item (model rows 1..I), for score_all."""
+        """(item_part of every known item (model rows 1..I): halves [I, h0] and projections [I, product] or None,
+        item offsets [I]), for score_all."""
         items = torch.arange(1, self.item_factors.num_embeddings, device=self.item_in.weight.device)
         return self.item_part(items), self.item_offset(items)
 
-    def score_all(self, users, all_items, user_side=None):
-        """Pre-sigmoid scores [B, I] of users[B] against every known item; work space B*I*h0 floats."""
-        item_h, item_b = all_items                                                          # [I, h0], [I]
-        h = self.user_part(users, user_side)[:, None, :] + item_h[None]                     # [B, I, h0]
+    def score_all(self, users, all_items, user_side=None, when=None):
+        """Pre-sigmoid scores [B, I] of users[B] (when [B, time_dim]) against every known item; work space
+        B*I*(h0 + product) floats."""
+        item, item_b = all_items                                                            # ([I, h0], [I, p]), [I]
+        up = self.user_part(users, user_side, when=when)
+        h = self._first([None if t is None else t[:, None, :] for t in up],
+                        [None if t is None else t[None] for t in item])                     # [B, I, h0]
         offset = self.user_offset(users)[:, None] + item_b[None]                            # [B, I]
         if isinstance(self.head[0], nn.ReLU):                      # in place: one [B, I, h0] buffer less
             return self.head[1:](h.relu_())[..., 0] + offset
@@ -244,8 +274,8 @@ class EmbeddingNN(nn.Module):
 
     @property
     def score_width(self) -> int:
-        """Floats of work space per score in score_all: the [B, I, h0] first-layer sum."""
-        return self.item_in.out_features
+        """Floats of work space per score in score_all: the [B, I, h0] first-layer sum (and [B, I, product])."""
+        return self.item_in.out_features + (self.product_in.in_features if self.product_in is not None else 0)
 
     def item_space(self):
         """Item id embeddings [I, item_size] (the MLP's input; similar items use the dot model's instead)."""

@@ -37,6 +37,7 @@ _RANGES = {
     "id_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "user_bag": (_whole(0), "a whole number >= 0 (0: none)"),
     "item_bag": (_whole(0), "a whole number >= 0 (0: none)"),
+    "product": (_whole(0), "a whole number >= 0 (0: none)"),
     "popularity_boost": (lambda v: -1 <= v < INF, "a number >= -1 (-1: item bias left out)"),
     "item_item_weight": (lambda v: 0 < v < INF, "a number > 0 (0 turns the item-item blend off)"),
     "item_item_window": (_whole(0), "a whole number >= 0 (0: co-ratings only)"),
@@ -154,6 +155,10 @@ class NNConfig:
     user_bag: int = 0                 # width of the code of the user's training ratings (a learnt row per item) in
                                       # the MLP's input; 0 = none (models/collab.py EmbeddingNN)
     item_bag: int = 0                 # the same for the item's column of training ratings (a learnt row per user)
+    product: int = 0                  # width of the element-wise product of user and item projections of the
+                                      # MLP's two input halves, fed to its first layer (NeuMF); 0 = none
+    time_features: bool = False       # the rating's time in the user half of the input (models/time_features.py);
+                                      # the fit needs each rating's time, a prediction without one reads "now"
     loss: Mse = field(default_factory=Mse)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -13,6 +13,7 @@ import torch
 from models import item_item
 from models import features as fx
 from models import persistence
+from models import time_features as tf
 from models.bags import ratings_by_item
 from models.build import build_model
 from models.collab import sigmoid_range
@@ -61,7 +62,8 @@ class Recommender:
         """Train on raw ids; valid = (users, items, ratings) arrays for per-epoch validation loss.
 
         times: each rating's time (sortable numbers) for the item-item term's time-adjacent pairs; without
-        them that term (config.item_item) counts co-ratings only.
+        them that term (config.item_item) counts co-ratings only. The NN with time_features needs them, in unix
+        seconds (valid may then carry its ratings' times as a 4th array; without them it is scored "now").
 
         init: a fitted Recommender of the same config to start from (its rows by id, other weights as
         they are); epochs, lr: the schedule's epoch count and peak rate instead of config's (the model
@@ -82,6 +84,12 @@ class Recommender:
         counts = {"user": np.bincount(ui, minlength=len(user_ids) + 1),
                   "item": np.bincount(ii, minlength=len(item_ids) + 1)}
         side = encode_side(config, user_features, item_features, counts)
+        timed = getattr(config, "time_features", False)
+        if timed:
+            if times is None:
+                raise ValueError("time_features needs each training rating's time: pass times (unix seconds)")
+            values = tf.residuals(ii, ratings)
+            side.update(tf.fit_times(ui, times, len(user_ids) + 1, values))
         du, di = side_dims(side)
         model = build_model(config, len(user_ids) + 1, len(item_ids) + 1, du, di).to(dev)
         rec = cls(config, model, user_ids, item_ids, side=side, device=dev)
@@ -104,15 +112,21 @@ class Recommender:
 
         valid_t = None
         if valid is not None:
-            vu, vi, vr = (np.asarray(a) for a in valid)
+            vu, vi, vr = (np.asarray(a) for a in valid[:3])
+            vt = np.asarray(valid[3]) if len(valid) > 3 and valid[3] is not None else None
             if not rec.rates:  # a ranking loss needs the target among the known items
                 keep = index(item_ids, vi) > 0
                 vu, vi, vr = vu[keep], vi[keep], vr[keep]
             valid_t = tensors(vu, vi, vr) if len(vu) else None
+            if timed and valid_t is not None:
+                valid_t = (*valid_t, torch.as_tensor(tf.pair_features(side, index(user_ids, vu), vt), device=dev))
+        when = None
+        if timed:   # each training rating's time features, itself left out of its user's history
+            when = torch.as_tensor(tf.pair_features(side, ui, times, own=values), device=dev)
         schedule = dataclasses.replace(config.train, epochs=config.train.epochs if epochs is None else epochs,
                                        lr=config.train.lr if lr is None else lr)
         rec.history = train(model, *tensors(users, items, ratings), schedule, config.loss,
-                            n_items=len(item_ids) + 1, valid=valid_t, log=log)
+                            n_items=len(item_ids) + 1, valid=valid_t, log=log, when=when)
         blend = getattr(config, "item_item", None)
         if blend is not None:
             if times is not None and len(times) != len(users):
@@ -166,24 +180,36 @@ class Recommender:
 
     # ---- scoring ------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, users, items, *, user_features=None, item_features=None) -> np.ndarray:
+    def predict(self, users, items, *, user_features=None, item_features=None, times=None) -> np.ndarray:
         """Predicted ratings float32 [n] for raw id pairs (unknown ids: see the class docstring).
 
         Only a rating model (`rates`) predicts ratings; a ranking model's values are squashed ranking scores.
+        times: the ratings' unix seconds [n] for a model with time_features (None: "now", the last training
+        time; other models ignore them).
         """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         ui, ii = index(self.user_ids, users), index(self.item_ids, items)
         us = self._side_rows("user", users, ui, user_features)
         its = self._side_rows("item", items, ii, item_features)
+        when = self._when(ui, times)
         out = np.empty(len(users), np.float32)
         for s in range(0, len(users), _PREDICT_CHUNK):
             sl = slice(s, s + _PREDICT_CHUNK)
             u = torch.as_tensor(ui[sl], device=self.device)
             i = torch.as_tensor(ii[sl], device=self.device)
+            extra = {} if when is None else {"when": when[sl]}
             out[sl] = self.model(u, i, None if us is None else us[sl],
-                                 None if its is None else its[sl]).float().cpu().numpy()
+                                 None if its is None else its[sl], **extra).float().cpu().numpy()
         return out
+
+    def _when(self, ui: np.ndarray, times=None):
+        """Time features [n, T] of model user indices ui at times (None: "now"), or None for a model without them."""
+        if not getattr(self.config, "time_features", False):
+            return None
+        if times is not None and len(times) != len(ui):
+            raise ValueError(f"times must be one per pair, got {len(times)} for {len(ui)} pairs")
+        return torch.as_tensor(tf.pair_features(self.side, ui, times), device=self.device)
 
     @torch.no_grad()
     def recommend(self, users, k: int, exclude=None, *, user_features=None,
@@ -221,11 +247,13 @@ class Recommender:
         ui = index(self.user_ids, uniq)
         u = torch.as_tensor(ui, device=self.device)
         us = self._side_rows("user", uniq, ui, user_features)
+        when = self._when(ui)                                            # lists are for "now"
         items = m.all_items()                                            # once, not per chunk
         part = None if self.item_term is None else {k: v.to(self.device) for k, v in self.item_term.items()}
 
         def score_chunk(a, b):
-            s = m.score_all(u[a:b], items, None if us is None else us[a:b])             # [c, I]
+            extra = {} if when is None else {"when": when[a:b]}
+            s = m.score_all(u[a:b], items, None if us is None else us[a:b], **extra)    # [c, I]
             if part is None:
                 return s
             history = torch.zeros_like(s)

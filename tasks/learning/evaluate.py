@@ -16,6 +16,7 @@ import pandas as pd
 
 from tasks.core import contract as c
 from tasks.learning.popularity import MostRated
+from tasks.learning.split import unix_seconds
 
 # ---- rating error ---------------------------------------------------------------------------
 def rmse(y_true, y_pred) -> float:
@@ -36,8 +37,13 @@ def clip_rating(pred) -> np.ndarray:
 
 
 def rating_metrics(model, test: pd.DataFrame) -> dict[str, float]:
-    """rmse and mae of a rating model's predictions (clipped to the scale) on the test ratings."""
-    pred = clip_rating(model.predict(test[c.USER_ID].to_numpy(), test[c.ITEM_ID].to_numpy()))
+    """rmse and mae of a rating model's predictions (clipped to the scale) on the test ratings; a model with time
+    input (config.time_features) is given each test rating's time, when the frame has them."""
+    pairs = test[c.USER_ID].to_numpy(), test[c.ITEM_ID].to_numpy()
+    if getattr(getattr(model, "config", None), "time_features", False) and c.RATED_AT in test:
+        pred = clip_rating(model.predict(*pairs, times=unix_seconds(test[c.RATED_AT])))
+    else:
+        pred = clip_rating(model.predict(*pairs))
     return {"rmse": rmse(test[c.RATING].to_numpy(), pred), "mae": mae(test[c.RATING].to_numpy(), pred)}
 
 

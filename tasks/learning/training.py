@@ -32,6 +32,8 @@ def fit(train: pd.DataFrame, config: ModelConfig, valid: pd.DataFrame | None = N
     lr: a model to start from, and the schedule's epochs and peak rate if not config's (Recommender.fit).
     """
     valid_arrays = rating_arrays(valid) if valid is not None and len(valid) else None
+    if valid_arrays is not None and getattr(config, "time_features", False) and c.RATED_AT in valid:
+        valid_arrays = (*valid_arrays, unix_seconds(valid[c.RATED_AT]))   # a model with time input: their times
     # One bar per model on a terminal (tqdm disables itself when stderr is not a TTY, e.g. in CI).
     with tqdm(total=epochs or config.train.epochs, desc=f"train {config.kind}", unit="epoch", disable=None, leave=False) as bar:
         def progress(h: dict) -> None:

@@ -156,7 +156,7 @@ def test_embedding_nn_rating_parts_leave_the_target_out_only_while_training():
     assert full.shape == (3, 4) and torch.allclose(full[torch.arange(3), i], eval_scores, atol=1e-6)
     # the unknown user: no embedding, bias or bag, only the global bias and its side row
     head = m.head(m.user_in(torch.cat([torch.zeros(1, 3), m.user_side(u[2:]), torch.zeros(1, 2)], -1))
-                  + m.item_part(i[2:]))[:, 0]
+                  + m.item_part(i[2:])[0])[:, 0]
     assert torch.allclose(eval_scores[2], head + 0.5 - 0.2, atol=1e-6)
     y = m(u, i)
     assert y.shape == (3,) and (y > 0).all() and (y < 5.5).all()
@@ -175,3 +175,30 @@ def test_embedding_nn_without_rating_parts_keeps_its_state_dict():
     full = EmbeddingNN(4, 5, 3, 3, bias=True, item_bag=2, user_bag=2).state_dict()
     assert {"user_bias.weight", "item_bias.weight", "global_bias", "item_ratings.weight.weight",
             "user_ratings.weight.weight"} <= set(full)
+
+
+def test_embedding_nn_product_and_time_inputs_agree_across_scoring_paths():
+    torch.manual_seed(0)
+    m = EmbeddingNN(5, 6, 3, 4, layers=(8,), dropout=0.0, bias=True, product=3, time_dim=2).eval()
+    assert m.user_in.in_features == 3 + 2 and m.user_proj.out_features == m.item_proj.out_features == 3
+    assert m.score_width == 8 + 3
+    u, i = torch.tensor([1, 4, 0]), torch.tensor([2, 5, 1])
+    when = torch.tensor([[0.5, 1.0], [-0.5, 0.2], [0.0, 0.0]])
+    pair = m.raw(u, i, when=when)                                             # [3]
+    full = m.raw_all(u, torch.arange(6), when=when)                           # [3, 6]
+    assert torch.allclose(full[torch.arange(3), i], pair, atol=1e-6)
+    everything = m.score_all(u, m.all_items(), when=when)                     # [3, 5]: items 1..5
+    assert torch.allclose(everything[torch.arange(3), i - 1], pair, atol=1e-6)
+    assert not torch.allclose(m.raw(u, i), pair)                              # the time features count
+    assert torch.allclose(m.raw(u, i), m.raw(u, i, when=torch.zeros(3, 2)))   # None reads zeros
+    # the product term is what it says: W_p · (P_u x ⊙ P_i y) inside the first layer
+    x_u = torch.cat([m.user_factors(u), m.user_side(u), when], -1)
+    x_i = torch.cat([m.item_factors(i), m.item_side(i)], -1)
+    h = m.user_in(x_u) + m.item_in(x_i) + m.product_in(m.user_proj(x_u) * m.item_proj(x_i))
+    assert torch.allclose(m.head(h)[:, 0] + m.user_offset(u) + m.item_offset(i), pair, atol=1e-6)
+
+
+def test_embedding_nn_without_product_has_no_product_keys():
+    keys = set(EmbeddingNN(4, 5, 3, 3).state_dict())
+    assert not any(k.split(".")[0] in ("user_proj", "item_proj", "product_in") for k in keys)
+    assert {"user_proj.weight", "item_proj.weight", "product_in.weight"} <= set(EmbeddingNN(4, 5, 3, 3, product=2).state_dict())

@@ -47,7 +47,10 @@ FAST = dict(epochs=4, batch_size=256, lr=1e-2)
 
 
 def config(kind: str, loss: str = "mse", **overrides):
-    """A kind's recipe with overrides; the dot model as a rating model (loss mse) unless `loss` says otherwise."""
+    """A kind's recipe with overrides; the dot model as a rating model (loss mse) unless `loss` says otherwise; the
+    NN without time input unless asked (these fits have no times; test_nn_time_features_* fits with them)."""
+    if kind == "embedding_nn":
+        overrides.setdefault("time_features", False)
     return for_kind(kind, **({"loss": loss} if kind == "dot_bias" else {}), **overrides)
 
 
@@ -407,7 +410,7 @@ def test_files_saved_by_the_previous_version_load_and_score_as_they_did(name):
 
 def test_nn_rating_parts_save_load_recommend_and_warm_start(data, tmp_path):
     (u, i, r), valid = data
-    cfg = for_kind("embedding_nn", biases=True, item_bag=4, user_bag=6, **FAST)
+    cfg = for_kind("embedding_nn", biases=True, item_bag=4, user_bag=6, time_features=False, **FAST)
     rec = Recommender.fit(u, i, r, cfg, device="cpu")
     m = rec.model
     assert m.item_ratings.weight.weight.shape == (len(rec.user_ids) + 1, 4)    # a row per user
@@ -429,3 +432,30 @@ def test_nn_rating_parts_save_load_recommend_and_warm_start(data, tmp_path):
         for_kind("dot_bias", user_bag=8)
     with pytest.raises(ValueError, match="user_bag must be a whole number >= 0"):
         for_kind("embedding_nn", user_bag=-1)
+
+
+def test_nn_time_features_and_product_fit_predict_save_and_recommend(data, tmp_path):
+    (u, i, r), valid = data
+    rng = np.random.default_rng(3)
+    times = 880_000_000 + rng.integers(0, 200 * 86_400, len(u))
+    cfg = for_kind("embedding_nn", time_features=True, product=4, user_bag=6, biases=True, **FAST)
+    with pytest.raises(ValueError, match="time_features needs each training rating's time"):
+        Recommender.fit(u, i, r, cfg, device="cpu")
+    vt = 880_000_000 + rng.integers(0, 200 * 86_400, len(valid[0]))
+    rec = Recommender.fit(u, i, r, cfg, device="cpu", times=times, valid=(*valid, vt))
+    assert rec.history[-1]["valid_loss"] is not None
+    at_times, now = rec.predict(*valid[:2], times=vt), rec.predict(*valid[:2])
+    assert np.isfinite(at_times).all() and not np.allclose(at_times, now)
+    back = Recommender.load(rec.save(tmp_path / "timed.pt"))
+    assert back.config.time_features and back.config.product == 4
+    np.testing.assert_array_equal(back.predict(*valid[:2], times=vt), at_times)
+    ids, scores = back.recommend([100], 5, exclude=(u, i))                   # lists are for "now"
+    np.testing.assert_allclose(scores[0], back.predict(np.full(5, 100), ids[0]), rtol=1e-5)
+    with pytest.raises(ValueError, match="times must be one per pair"):
+        rec.predict(*valid[:2], times=vt[:3])
+    with pytest.raises(ValueError, match="product must be a whole number >= 0"):
+        for_kind("embedding_nn", product=-2)
+    with pytest.raises(ValueError, match="time_features must be true or false"):
+        for_kind("embedding_nn", time_features="yes")
+    with pytest.raises(ValueError, match="'time_features' does not apply to dot_bias"):
+        for_kind("dot_bias", time_features=True)

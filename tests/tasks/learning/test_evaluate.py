@@ -150,3 +150,21 @@ def test_max_users_ranks_a_fixed_sample_and_keeps_every_rating_for_the_error():
     # the popularity floor ranks the same users
     assert ev.baseline_metrics(train, test, k=5, max_users=10)["ndcg_at_5"] == pytest.approx(
         ev.baseline_metrics(train, mine, k=5)["ndcg_at_5"])
+
+
+def test_rating_metrics_give_a_timed_model_the_test_ratings_times():
+    class Timed:
+        config = for_kind("embedding_nn", time_features=True)
+
+        def predict(self, users, items, times=None):
+            self.times = times
+            return np.full(len(users), 3.0)
+
+    test = pd.DataFrame({c.USER_ID: [1, 2], c.ITEM_ID: [5, 6], c.RATING: [3.0, 5.0],
+                         c.RATED_AT: pd.to_datetime([0, 86_400], unit="s")})
+    model = Timed()
+    assert ev.rating_metrics(model, test) == {"rmse": pytest.approx(math.sqrt(2)), "mae": 1.0}
+    np.testing.assert_array_equal(model.times, [0, 86_400])
+    model.config = for_kind("embedding_nn", time_features=False)   # a model without time input is not given them
+    ev.rating_metrics(model, test)
+    assert model.times is None

@@ -44,8 +44,12 @@ def train_tiny(ratings: pd.DataFrame, kind: str = c.MODEL_KIND_DOT, users: pd.Da
     features = None
     if users is not None:
         features = {col: users[col].to_numpy() for col in (c.USER_ID, c.AGE, c.GENDER, c.OCCUPATION)}
+    from tasks.learning.split import unix_seconds
+
     return Recommender.fit(ratings[c.USER_ID].to_numpy(), ratings[c.ITEM_ID].to_numpy(),
-                           ratings[c.RATING].to_numpy(), config, user_features=features, device="cpu")
+                           ratings[c.RATING].to_numpy(), config, user_features=features, device="cpu",
+                           # the NN recipe reads the rating's time
+                           times=unix_seconds(ratings[c.RATED_AT]) if c.RATED_AT in ratings else None)
 
 
 def make_world(root, synthetic_folder) -> World:

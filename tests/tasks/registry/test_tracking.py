@@ -165,10 +165,13 @@ def test_a_failed_logging_marks_the_run_failed(mlflow_home, dot_model):
 
 def test_embedding_nn_gets_a_bias_table_only_when_it_has_output_biases(data, tmp_path):
     train, valid = data
-    plain = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1, biases=False, user_bag=0))
+    # these frames have no rating times: the NN without its time input (time_features)
+    plain = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1, biases=False, user_bag=0,
+                                       time_features=False))
     written = {p.name for p in plots.write_pictures(tmp_path / "plain", plain, plain.history, movies_for(train), train)}
     assert written == {"loss_curves.png", "item_embeddings_pca.png"}
-    rating = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1))   # the recipe: biases
+    rating = fit(train, valid, for_kind("embedding_nn", n_factors=4, layers=(8,), epochs=1,   # the recipe: biases
+                                        time_features=False))
     written = {p.name for p in plots.write_pictures(tmp_path / "rating", rating, rating.history, movies_for(train),
                                                     train)}
     assert {"loss_curves.png", "item_embeddings_pca.png", "item_bias.png", "item_bias.csv"} <= written
