@@ -169,6 +169,10 @@ def main(argv=None):
                        cpu_s=rec.cpu_seconds, load=os.getloadavg()[0])
             msg = (f"  seed {seed} {name}: RMSE {row['rmse']:.4f} MAE {row['mae']:.4f} fit {secs:.2f}s "
                    f"(CPU {rec.cpu_seconds:.1f}s, load {row['load']:.1f})")
+            if getattr(rec.config, "time_features", False):   # as served: asked without the rating's time
+                untimed = rec.predict(ut, it)
+                row.update(rmse_untimed=rmse(yt, untimed), mae_untimed=mae(yt, untimed))
+                msg += f" | without times RMSE {row['rmse_untimed']:.4f} MAE {row['mae_untimed']:.4f}"
             if name == "nn" and a.cold_users > 0:
                 n_u, n_r, cold, item_mean, warm = cold_check(rec, base, test, uf, a.cold_users, seed)
                 row.update(cold_users=n_u, cold_ratings=n_r, cold_rmse=cold, item_mean_rmse=item_mean, warm_rmse=warm)
@@ -186,6 +190,10 @@ def main(argv=None):
         print(f"| {r['seed']} | {r['model']} | {r['rmse']:.4f} | {r['mae']:.4f} | {r['fit_s']:.2f} |")
     for name, g in frame.groupby("model", sort=False):
         print(f"| mean | {name} | {g['rmse'].mean():.4f} | {g['mae'].mean():.4f} | {g['fit_s'].mean():.2f} |")
+    if "rmse_untimed" in frame:
+        g = frame[frame["model"] == "nn"]
+        print(f"NN asked without the rating's time (as served): mean RMSE {g['rmse_untimed'].mean():.4f}, "
+              f"MAE {g['mae_untimed'].mean():.4f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def build_model(config: ModelConfig, n_users: int, n_items: int, user_side_dim: 
         its = config.n_factors or emb_size(n_items)
         model = EmbeddingNN(n_users, n_items, us, its, config.layers, config.dropout, config.loss.y_range,
                             user_side_dim, item_side_dim, config.id_dropout, config.biases, config.item_bag,
-                            config.user_bag, config.product, time_features.WIDTH if config.time_features else 0)
+                            config.user_bag, config.product, time_features.WIDTH if config.time_features else 0,
+                            config.time_dropout)
     if config.train.sparse_grad:  # same parameters and state dict; only the gradients' layout changes
         for name in SPARSE_EMBEDDINGS:
             if isinstance(emb := getattr(model, name, None), torch.nn.Embedding):

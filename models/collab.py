@@ -141,7 +141,8 @@ class EmbeddingNN(nn.Module):
       item half's (each `product` wide) also enters the first layer, as NeuMF's GMF vector: an MLP over
       concatenated inputs learns a dot product poorly, and here it need not.
     - time_dim > 0: features of the rating's time (models/time_features.py, `when` [B, time_dim]) in the user
-      half of the input; without them (None) the half reads zeros.
+      half of the input; without them (None) the half reads zeros, "time unknown". While training, time_dropout
+      of the pairs, and every pair whose user id is hidden, read zeros too: serving asks without a time.
     While training, a pair's own rating is left out of both codes (left in, the model learns to read the
     answer off its input, which it never sees at test time). An unknown id (index 0) has a zero embedding,
     zero bias and an empty bag, so it is scored from its side features alone.
@@ -150,7 +151,7 @@ class EmbeddingNN(nn.Module):
     def __init__(self, n_users: int, n_items: int, user_size: int, item_size: int, layers=(100,),
                  dropout: float = 0.1, y_range=(0.0, 5.5), user_side_dim: int = 0, item_side_dim: int = 0,
                  id_dropout: float = 0.0, bias: bool = False, item_bag: int = 0, user_bag: int = 0,
-                 product: int = 0, time_dim: int = 0):
+                 product: int = 0, time_dim: int = 0, time_dropout: float = 0.0):
         super().__init__()
         self.user_factors = embedding(n_users, user_size)
         self.item_factors = embedding(n_items, item_size)
@@ -182,6 +183,7 @@ class EmbeddingNN(nn.Module):
         self.head = nn.Sequential(*body)
         self.y_range = tuple(y_range)
         self.id_dropout = id_dropout
+        self.time_dropout = time_dropout
 
     def _drop_ids(self, idx):
         # Training only: hide some ids (embedding, bias and rating bag alike) so the side features learn to
@@ -202,7 +204,12 @@ class EmbeddingNN(nn.Module):
         if self.user_ratings is not None:
             parts.append(self.user_ratings(ids, leave_out))                  # [B, user_bag]
         if self.time_dim > 0:
-            parts.append(torch.zeros(len(users), self.time_dim, device=users.device) if when is None else when)
+            if when is None:
+                when = torch.zeros(len(users), self.time_dim, device=users.device)
+            elif self.training:   # hidden: a share of the times, and the time of every hidden user id
+                keep = (torch.rand(len(users), device=users.device) >= self.time_dropout) & (ids > 0)
+                when = when * keep.unsqueeze(1)                                # [B, time_dim]
+            parts.append(when)
         x = torch.cat(parts, -1)
         return self.user_in(x), (self.user_proj(x) if self.user_proj is not None else None)
 

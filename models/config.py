@@ -38,6 +38,7 @@ _RANGES = {
     "user_bag": (_whole(0), "a whole number >= 0 (0: none)"),
     "item_bag": (_whole(0), "a whole number >= 0 (0: none)"),
     "product": (_whole(0), "a whole number >= 0 (0: none)"),
+    "time_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "popularity_boost": (lambda v: -1 <= v < INF, "a number >= -1 (-1: item bias left out)"),
     "item_item_weight": (lambda v: 0 < v < INF, "a number > 0 (0 turns the item-item blend off)"),
     "item_item_window": (_whole(0), "a whole number >= 0 (0: co-ratings only)"),
@@ -158,7 +159,9 @@ class NNConfig:
     product: int = 0                  # width of the element-wise product of user and item projections of the
                                       # MLP's two input halves, fed to its first layer (NeuMF); 0 = none
     time_features: bool = False       # the rating's time in the user half of the input (models/time_features.py);
-                                      # the fit needs each rating's time, a prediction without one reads "now"
+                                      # the fit needs each rating's time, a prediction without one reads zeros
+    time_dropout: float = 0.0         # share of training ratings shown without their time (zeros), so that a
+                                      # prediction without one (serving) is one the model has learnt
     loss: Mse = field(default_factory=Mse)
     train: TrainConfig = field(default_factory=TrainConfig)
 

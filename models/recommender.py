@@ -63,7 +63,7 @@ class Recommender:
 
         times: each rating's time (sortable numbers) for the item-item term's time-adjacent pairs; without
         them that term (config.item_item) counts co-ratings only. The NN with time_features needs them, in unix
-        seconds (valid may then carry its ratings' times as a 4th array; without them it is scored "now").
+        seconds (valid may then carry its ratings' times as a 4th array; without them it is scored as untimed).
 
         init: a fitted Recommender of the same config to start from (its rows by id, other weights as
         they are); epochs, lr: the schedule's epoch count and peak rate instead of config's (the model
@@ -119,7 +119,9 @@ class Recommender:
                 vu, vi, vr = vu[keep], vi[keep], vr[keep]
             valid_t = tensors(vu, vi, vr) if len(vu) else None
             if timed and valid_t is not None:
-                valid_t = (*valid_t, torch.as_tensor(tf.pair_features(side, index(user_ids, vu), vt), device=dev))
+                vw = np.zeros((len(vu), tf.WIDTH), np.float32) if vt is None else \
+                    tf.pair_features(side, index(user_ids, vu), vt)
+                valid_t = (*valid_t, torch.as_tensor(vw, device=dev))
         when = None
         if timed:   # each training rating's time features, itself left out of its user's history
             when = torch.as_tensor(tf.pair_features(side, ui, times, own=values), device=dev)
@@ -184,8 +186,8 @@ class Recommender:
         """Predicted ratings float32 [n] for raw id pairs (unknown ids: see the class docstring).
 
         Only a rating model (`rates`) predicts ratings; a ranking model's values are squashed ranking scores.
-        times: the ratings' unix seconds [n] for a model with time_features (None: "now", the last training
-        time; other models ignore them).
+        times: the ratings' unix seconds [n] for a model with time_features (None: the time unknown, as when
+        serving; other models ignore them).
         """
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
@@ -204,8 +206,9 @@ class Recommender:
         return out
 
     def _when(self, ui: np.ndarray, times=None):
-        """Time features [n, T] of model user indices ui at times (None: "now"), or None for a model without them."""
-        if not getattr(self.config, "time_features", False):
+        """Time features [n, T] of model user indices ui at times, or None: a model without them, or no times (the
+        time unknown: the model reads zeros, as it learnt to for time_dropout of its training ratings)."""
+        if not getattr(self.config, "time_features", False) or times is None:
             return None
         if times is not None and len(times) != len(ui):
             raise ValueError(f"times must be one per pair, got {len(times)} for {len(ui)} pairs")
@@ -247,7 +250,7 @@ class Recommender:
         ui = index(self.user_ids, uniq)
         u = torch.as_tensor(ui, device=self.device)
         us = self._side_rows("user", uniq, ui, user_features)
-        when = self._when(ui)                                            # lists are for "now"
+        when = self._when(ui)                                            # lists are for now: the time unknown
         items = m.all_items()                                            # once, not per chunk
         part = None if self.item_term is None else {k: v.to(self.device) for k, v in self.item_term.items()}
 

@@ -13,11 +13,13 @@ The features of a (user, time t) pair, from the user's training timestamps (unix
   whose residuals go together. Added to the bias model on per-user random holdouts (split seed 1), a user-day
   offset takes its RMSE from 0.948 to 0.940, a ±3 min one to 0.919 (±1 min 0.922, ±10 min 0.925);
 - the same residual mean over all the user's training ratings (a window's offset is the difference).
-Serving "now" finds no training rating in the short windows (but the last minutes'): the gain from them is for
-ratings at known times inside the training period (as the per-user random holdouts are), not for the future.
-A training rating leaves itself out (its position among its user's other ratings, its nearest other one, its own
-residual). Without a time (serving, a pair asked for "now"), t is one second after the last training timestamp:
-the user's next rating. An unknown user has all-zero features.
+The gain is for ratings at known times inside the training period (as the per-user random holdouts are), not for
+the future: a rating asked for "now" has no training ratings around it. So a prediction without a time reads all
+zeros ("time unknown"), which the model learns while training: `time_dropout` of the training ratings, and every
+rating whose user id is hidden (`id_dropout`), are shown with zero time features (models/collab.py). Asked for
+"now" with features (one second after the last training rating), the model scored far worse than without
+(bench/results/rating.md). A training rating leaves itself out (its position among its user's other ratings, its
+nearest other one, its own residual). An unknown user has all-zero features.
 """
 
 from __future__ import annotations
@@ -60,15 +62,15 @@ def fit_times(ui: np.ndarray, times: np.ndarray, n_users: int, values: np.ndarra
             "time_cumsum": np.concatenate([[0.0], np.cumsum(centred)])}   # [N + 1]: running sums of the values
 
 
-def pair_features(side: dict, ui: np.ndarray, times=None, own=None) -> np.ndarray:
-    """Features float32 [n, WIDTH] of (model user index ui[n], unix time times[n]); times None: "now" for all.
+def pair_features(side: dict, ui: np.ndarray, times, own=None) -> np.ndarray:
+    """Features float32 [n, WIDTH] of (model user index ui[n], unix time times[n]).
 
     own [n]: the pairs are the training ratings themselves, with these values (each one leaves itself out)."""
     train = own is not None
     keys, counts, first = side["time_keys"], side["time_counts"], side["time_first"]
-    start, now = (int(v) for v in side["time_range"])
+    start = int(side["time_range"][0])
     ui = np.asarray(ui, dtype=np.int64)
-    t = np.full(len(ui), now + 1, np.int64) if times is None else np.floor(np.asarray(times, np.float64)).astype(np.int64)
+    t = np.floor(np.asarray(times, np.float64)).astype(np.int64)
     t = np.clip(t, 0, int(_SHIFT) - 1)
     n = counts[ui].astype(np.float64) - (1 if train else 0)                     # the user's other ratings
     lo = np.searchsorted(keys, ui * _SHIFT)                                      # the user's first key

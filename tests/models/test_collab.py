@@ -202,3 +202,25 @@ def test_embedding_nn_without_product_has_no_product_keys():
     keys = set(EmbeddingNN(4, 5, 3, 3).state_dict())
     assert not any(k.split(".")[0] in ("user_proj", "item_proj", "product_in") for k in keys)
     assert {"user_proj.weight", "item_proj.weight", "product_in.weight"} <= set(EmbeddingNN(4, 5, 3, 3, product=2).state_dict())
+
+
+def test_training_hides_the_time_of_hidden_user_ids_and_of_a_time_dropout_share():
+    """Serving asks without a time (zeros): training shows the model such pairs, and never a hidden user's time."""
+    torch.manual_seed(0)
+    users, when = torch.tensor([1, 2, 3, 4]), torch.ones(4, 2)
+    kept = EmbeddingNN(5, 6, 3, 4, layers=(8,), dropout=0.0, time_dim=2, time_dropout=0.0).train()
+    shown, _ = kept.user_part(users, when=when, ids=users)
+    blank, _ = kept.user_part(users, when=None, ids=users)
+    assert not torch.allclose(shown, blank)                                  # the times reach the first layer
+    hidden = torch.tensor([0, 2, 0, 4])                                      # users 1 and 3 hidden by id dropout
+    part, _ = kept.user_part(users, when=when, ids=hidden)
+    zero, _ = kept.user_part(users, when=None, ids=hidden)
+    assert torch.allclose(part[[0, 2]], zero[[0, 2]]) and not torch.allclose(part[[1, 3]], zero[[1, 3]])
+    dropped = EmbeddingNN(5, 6, 3, 4, layers=(8,), dropout=0.0, time_dim=2, time_dropout=0.5).train()
+    rows = torch.arange(1, 5).repeat(500)                                    # 2,000 pairs
+    part, _ = dropped.user_part(rows, when=torch.ones(len(rows), 2), ids=rows)
+    zero, _ = dropped.user_part(rows, when=None, ids=rows)
+    share = (part - zero).abs().sum(1).eq(0).float().mean().item()
+    assert 0.45 < share < 0.55                                               # about half shown without a time
+    served, _ = dropped.eval().user_part(rows, when=torch.ones(len(rows), 2), ids=rows)   # no dropout outside training
+    assert not (served - zero).abs().sum(1).eq(0).any()

@@ -10,6 +10,7 @@ from models import config as model_configs
 from models import features as fx
 from models.recipes import for_kind
 from models.recommender import Recommender
+from models.vocabulary import index
 from tasks.core import contract as c
 
 
@@ -446,10 +447,15 @@ def test_nn_time_features_and_product_fit_predict_save_and_recommend(data, tmp_p
     assert rec.history[-1]["valid_loss"] is not None
     at_times, now = rec.predict(*valid[:2], times=vt), rec.predict(*valid[:2])
     assert np.isfinite(at_times).all() and not np.allclose(at_times, now)
+    # without times, the time is unknown: the model reads zeros, as for its time-dropped training ratings
+    ui, ii = index(rec.user_ids, valid[0]), index(rec.item_ids, valid[1])
+    zeros = rec.model(torch.as_tensor(ui), torch.as_tensor(ii), None, None,
+                      when=torch.zeros(len(ui), rec.model.time_dim)).detach().numpy()
+    np.testing.assert_allclose(now, zeros, rtol=1e-6)
     back = Recommender.load(rec.save(tmp_path / "timed.pt"))
     assert back.config.time_features and back.config.product == 4
     np.testing.assert_array_equal(back.predict(*valid[:2], times=vt), at_times)
-    ids, scores = back.recommend([100], 5, exclude=(u, i))                   # lists are for "now"
+    ids, scores = back.recommend([100], 5, exclude=(u, i))                   # lists are for now: time unknown
     np.testing.assert_allclose(scores[0], back.predict(np.full(5, 100), ids[0]), rtol=1e-5)
     with pytest.raises(ValueError, match="times must be one per pair"):
         rec.predict(*valid[:2], times=vt[:3])

@@ -37,7 +37,8 @@ def test_held_out_times_and_now():
     t = np.array([1_000_000 + 2 * DAY])
     f = tf.pair_features(side, np.array([1]), t)
     np.testing.assert_allclose(f[0, :3], [3 / 4 - 0.5, np.log1p(2) / 3, np.log1p(23) / 3], atol=1e-5)
-    now = tf.pair_features(side, np.array([1, 2, 3, 0]))                      # no times: just after the last one
+    just_after = np.full(4, side["time_range"][1] + 1)                          # a second after the last rating
+    now = tf.pair_features(side, np.array([1, 2, 3, 0]), just_after)
     np.testing.assert_allclose(now[0, 0], 0.5)                                 # after all four
     np.testing.assert_allclose(now[:2, 3] * 365, [10, 10], atol=1e-4)
     np.testing.assert_allclose(now[1, :3], [0.5, np.log1p(5 + 1 / DAY) / 3, np.log1p(5 * 24 + 1 / 3600) / 3], atol=1e-5)
