@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tasks.core import contract as c
@@ -266,8 +267,15 @@ def _log_dataset(cl: MlflowClient, run_id: str, train: pd.DataFrame, lineage: Li
 
     name = f"{lineage.split_id}/train" if lineage.split_id else f"all-ratings-{lineage.data_hash[:12]}"
     dataset = mlflow.data.from_pandas(train, name=name)
-    cl.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(),
-                                                 tags=[InputTag("mlflow.data.context", "training")])])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
+    try:
+        cl.log_inputs(run_id, datasets=inputs)
+    except MlflowException:
+        # Both kinds train on one split at once and log the same dataset. MLflow's store looks for it, then
+        # inserts it, so of two runs racing, one fails on the store's unique key (an IntegrityError from
+        # SQLite, a 500 through a server) and nothing of its call is kept. Asked again, it finds the winner's
+        # row and links to it; any other failure fails again and is raised.
+        cl.log_inputs(run_id, datasets=inputs)
 
 
 def _log_batched(cl: MlflowClient, run_id: str, params: list[Param], metrics: list[Metric]) -> None:

@@ -377,3 +377,22 @@ def test_the_bias_plot_says_what_a_bias_means_for_the_loss():
     assert "rated" in plots.bias_meaning("mse")[0] and "popularity" not in plots.bias_meaning("mse")[0]
     counts = np.array([1, 5, 20, 100])
     assert plots.popularity_correlation(np.log(counts), counts) == pytest.approx(1.0)
+
+
+def test_trainings_on_the_same_split_logged_at_once_share_one_dataset(mlflow_home, data, dot_model):
+    # The pipeline trains both kinds on one split at the same time: each run logs that split's training ratings
+    # as its dataset. MLflow inserts a dataset after looking for it, so two runs racing both insert and one
+    # fails on the store's unique key; the loser must find the winner's dataset and use it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    train, _ = data
+    cl = mlflow_store.client(mlflow_home)
+    exp = t.experiment_id(mlflow_home, t.EXPERIMENT, cl)
+    for attempt in range(3):
+        runs = [cl.create_run(exp).info.run_id for _ in range(8)]
+        lineage = t.Lineage(c.MODEL_KIND_DOT, f"split-{attempt}", "h")
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda run_id: t._log_dataset(cl, run_id, train, lineage), runs))
+        inputs = [cl.get_run(run_id).inputs.dataset_inputs for run_id in runs]
+        assert all(len(i) == 1 and i[0].dataset.name == f"split-{attempt}/train" for i in inputs)
+        assert len({i[0].dataset.digest for i in inputs}) == 1
