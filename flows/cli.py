@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 
+from flows.query import QUERIES
 from tasks.core import contract as c
 from tasks.core import settings
 from tasks.core.errors import ConfigError
@@ -221,8 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="run a consumer query on the published tables")
     _common(p)
-    p.add_argument("question", choices=("top10", "similar", "because", "most-recommended", "coverage",
-                                        "publications", "health", "sql"))
+    p.add_argument("question", choices=(*QUERIES, "sql"))
     p.add_argument("--user", type=int)
     p.add_argument("--item", type=int)
     p.add_argument("--limit", type=_positive_int, default=None, help="rows shown (default 10; health: all)")

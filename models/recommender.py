@@ -11,14 +11,13 @@ import numpy as np
 import torch
 
 from models import item_item
-from models import features as fx
 from models import persistence
 from models import time_features as tf
 from models.bags import ratings_by_item
 from models.build import build_model
 from models.collab import sigmoid_range
 from models.config import ModelConfig, Mse
-from models.side_encoding import encode_side, side_dims, side_table
+from models.side_encoding import encode_side, has_side_rows, side_dims, side_rows, side_table
 from models.vocabulary import index
 from models.warm_start import warm_start
 from models.scoring import chunk_rows, csr_from_pairs, topk
@@ -158,27 +157,11 @@ class Recommender:
         return index(self.item_ids, items) > 0
 
     def _side_rows(self, who: str, ids: np.ndarray, idx: np.ndarray, given: dict | None):
-        """Side rows [n, d] for raw ids: model table for known ids, else fit-time or given features."""
-        if f"{who}_rows" not in self.side and f"{who}_count_z" not in self.side:
+        """Side rows [n, d] for raw ids (models/side_encoding.py side_rows), on the model's device, or None."""
+        if not has_side_rows(self.side, who):
             return None
-        table = (self.model.user_side if who == "user" else self.model.item_side).table.cpu().numpy()
-        rows = table[idx]
-        unknown = idx == 0
-        if unknown.any() and f"{who}_rows" in self.side:
-            for fid, frows in self._feature_sources(who, given):
-                found, r = fx.lookup(ids[unknown], fid, frows)
-                sub = rows[unknown]
-                sub[found, :r.shape[1]] = r[found]   # feature columns first; the count column keeps row 0's
-                rows[unknown] = sub
-        return torch.as_tensor(rows, device=self.device)
-
-    def _feature_sources(self, who, given):
-        # later sources win: fit-time features first, then features passed in this call
-        out = [(self.side[f"{who}_feature_ids"], self.side[f"{who}_rows"])]
-        if given is not None:
-            meta = self.side[f"{who}_meta"]
-            out.append(fx.encode_users(given, meta) if who == "user" else fx.encode_items(given, meta))
-        return out
+        part = self.model.user_side if who == "user" else self.model.item_side
+        return torch.as_tensor(side_rows(self.side, who, part.table.cpu().numpy(), ids, idx, given), device=self.device)
 
     # ---- scoring ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -210,7 +193,7 @@ class Recommender:
         time unknown: the model reads zeros, as it learnt to for time_dropout of its training ratings)."""
         if not getattr(self.config, "time_features", False) or times is None:
             return None
-        if times is not None and len(times) != len(ui):
+        if len(times) != len(ui):
             raise ValueError(f"times must be one per pair, got {len(times)} for {len(ui)} pairs")
         return torch.as_tensor(tf.pair_features(self.side, ui, times), device=self.device)
 

@@ -49,3 +49,28 @@ def side_table(side: dict, who: str, vocab: np.ndarray, counts: np.ndarray) -> n
         logc = np.maximum(np.log1p(counts.astype(np.float64)), low)   # unknown: as the least-rated known id
         parts.append(((logc - mean) / std).astype(np.float32)[:, None])
     return np.concatenate(parts, 1) if parts else None
+
+
+def has_side_rows(side: dict, who: str) -> bool:
+    """Whether the model's `who` ('user' | 'item') part reads side rows: features or rating-count statistics."""
+    return f"{who}_rows" in side or f"{who}_count_z" in side
+
+
+def side_rows(side: dict, who: str, table: np.ndarray, ids: np.ndarray, idx: np.ndarray,
+              given: dict | None) -> np.ndarray:
+    """Side rows [n, d] of raw ids (model indices idx) for a part that has them (has_side_rows): the model's
+    table for known ids; for unknown ids (idx 0) the fit-time features, then `given` features (raw columns, as
+    fitted), the later source winning."""
+    rows = table[idx]
+    unknown = idx == 0
+    if unknown.any() and f"{who}_rows" in side:
+        sources = [(side[f"{who}_feature_ids"], side[f"{who}_rows"])]
+        if given is not None:
+            meta = side[f"{who}_meta"]
+            sources.append(fx.encode_users(given, meta) if who == "user" else fx.encode_items(given, meta))
+        for fid, frows in sources:
+            found, r = fx.lookup(ids[unknown], fid, frows)
+            sub = rows[unknown]
+            sub[found, :r.shape[1]] = r[found]   # feature columns first; the count column keeps row 0's
+            rows[unknown] = sub
+    return rows
