@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -43,8 +46,6 @@ LEFTOVER_PATTERNS = (".tmp-*", ".*.tmp-*", "*.tmp-*", ".staging-*", ".deleting-*
 
 def scratch_dir(paths, prefix: str):
     """A temporary folder under `<home>/tmp` (removed on exit; `sweep` removes one a killed run left)."""
-    import tempfile
-
     paths.tmp.mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=prefix, dir=paths.tmp)
 
@@ -55,9 +56,6 @@ def remove_leftovers(folder: Path, older_than_s: float = 3600.0, patterns=LEFTOV
     Only entries untouched for `older_than_s` go, so a writer still running in another process keeps
     its temporary file (no writer here takes an hour between creating and renaming one).
     """
-    import shutil
-    import time
-
     if not folder.is_dir():
         return []
     cutoff = time.time() - older_than_s

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 CRASH_ENV = "LENSFLOW_CRASH_AT"
 # Every label production code uses, in pipeline order (the tests iterate over these).
@@ -46,9 +48,6 @@ def maybe_pause(label: str, poll_s: float = 0.1) -> None:
     name, sep, go = wanted.partition(":")
     if not sep or name != label:
         return
-    import time
-    from pathlib import Path
-
     Path(go + ".reached").write_text(str(os.getpid()))
     while not os.path.exists(go):
         time.sleep(poll_s)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from urllib.parse import unquote, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,6 @@ def data_location(value: str | os.PathLike | None = None) -> Path | None:
     Accepts a path or a `file://` URI. Any other scheme (s3://, gs://, ...) is refused with one line:
     the lake's pointer files need an atomic rename, which object stores do not offer (deployments/README.md).
     """
-    from urllib.parse import unquote, urlsplit
-
     raw = str(value if value is not None else os.environ.get(DATA_ENV) or "").strip()
     if not raw:
         return None

@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from filelock import FileLock, Timeout
+
 from tasks.core import durable
 from tasks.core.errors import ConfigError, DataLocationBusy
 from tasks.core.settings import Paths
@@ -66,8 +68,6 @@ def hold(paths: Paths, what: str, wait_s: float = 0.0, say=print):
     positive wait_s says once that it waits (via `say`) and waits that long (negative: without end), then refuses.
     A hold already open in this process is shared (nothing is taken twice).
     """
-    from filelock import FileLock, Timeout
-
     key = str(lock_path(paths))
     with _guard:
         if _held.get(key):

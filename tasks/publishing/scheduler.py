@@ -27,7 +27,7 @@ def check(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
     except OSError as e:
         why = e.strerror or f"no answer within {timeout_s:g} s"
         raise ClusterUnavailable(f"{where}: nothing answers on {host}:{port} ({why})") from None
-    from distributed import Client
+    from distributed import Client   # Dask's client: ~1 s to import, paid only when shards run on a scheduler
 
     try:  # something listens: is it a scheduler? (the comm handshake, then the client goes away)
         client = Client(address, timeout=timeout_s, set_as_default=False)

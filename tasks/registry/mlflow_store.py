@@ -19,6 +19,7 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from tasks.core import settings
 from tasks.core.settings import Paths
@@ -80,8 +81,6 @@ def _create_store(db: Path) -> None:
 @contextlib.contextmanager
 def using_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at `uri` for the block, then restore whatever was set before."""
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
     # The URI is process-global: one block at a time, or a thread finishing first would pull the URI
     # from under another (Prefect runs the two trainings' tasks in threads).
     with _FLUENT_LOCK:

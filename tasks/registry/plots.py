@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -126,8 +127,6 @@ def spread_labels(ax, points: np.ndarray, texts: Sequence[str], fontsize: float 
 def embedding_pca(item_ids: np.ndarray, matrix: np.ndarray, titles: Mapping[int, str],
                   counts: Mapping[int, int], path: Path, n_labels: int = 30, model: str = "") -> Path:
     """Item embeddings on two principal components, coloured by rating count, labels spread out."""
-    from matplotlib.colors import LogNorm
-
     proj, share = pca(matrix)
     n_rated = np.array([counts.get(int(i), 0) for i in item_ids])
     fig, ax = _figure(9, 8, right=0.88)

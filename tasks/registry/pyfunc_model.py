@@ -96,7 +96,7 @@ class RecommenderModel(PythonModel):
 
     def _user_features(self, frame: pd.DataFrame) -> dict | None:
         """The side-feature columns given (one row per distinct user), as the models' feature dict."""
-        from models import features as fx
+        from models import features as fx   # from the model's code/ folder, as Recommender above
 
         names = {fx.AGE: self.cols.get("age_column"), fx.GENDER: self.cols.get("gender_column"),
                  fx.OCCUPATION: self.cols.get("occupation_column")}

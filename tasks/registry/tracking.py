@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import getpass
 import math
 import os
+import platform
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
+import mlflow.data
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from models import config as model_configs
 from tasks.core import contract as c
 from tasks.core import durable
 from tasks.core.settings import Paths
@@ -72,11 +77,9 @@ def code_version() -> str:
             return "git:" + out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
-        return "lensflow " + version("lensflow")
-    except PackageNotFoundError:
+        return "lensflow " + metadata.version("lensflow")
+    except metadata.PackageNotFoundError:
         return "unknown"
 
 
@@ -84,7 +87,7 @@ def describe_device(device) -> str:
     """'cuda:0' -> 'cuda:0 (NVIDIA H100 80GB HBM3)', 'cpu' -> 'cpu (AMD EPYC, 2 cores)': what trained it."""
     name = str(device)
     if name.startswith("cuda"):
-        import torch
+        import torch   # only to name a GPU: a CPU run's logging does not pay torch's import here
 
         if torch.cuda.is_available():
             return f"{name} ({torch.cuda.get_device_name(torch.device(name))})"
@@ -96,8 +99,6 @@ def describe_device(device) -> str:
                 model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
         except OSError:
             pass
-        import platform
-
         return f"cpu ({model or platform.machine()}, {os.cpu_count()} cores)"
     return name
 
@@ -125,8 +126,6 @@ class Lineage:
 def flat_params(config) -> dict[str, str]:
     """A config as string parameters: a model config as its kind and flat settings (the keys `--dot-config` /
     `--nn-config` take, only those its model uses); any other dataclass or mapping flattened as `a.b`."""
-    from models import config as model_configs
-
     if isinstance(config, model_configs.DotConfig | model_configs.NNConfig):
         data = {"kind": config.kind, "loss": config.loss.name, **model_configs.flat(config)}   # the NN's is fixed
     else:
@@ -252,8 +251,6 @@ def log_training(paths: Paths, recommender, config, metrics: Mapping[str, float]
 
 def _user() -> str:
     """Who ran it (MLflow's Created by): the login name, or '' where there is none (a container)."""
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -262,9 +259,6 @@ def _user() -> str:
 
 def _log_dataset(cl: MlflowClient, run_id: str, train: pd.DataFrame, lineage: Lineage) -> None:
     """The ratings the model was fitted on as the run's training dataset (named by split, or data for a serving fit)."""
-    import mlflow.data
-    from mlflow.entities import DatasetInput, InputTag
-
     name = f"{lineage.split_id}/train" if lineage.split_id else f"all-ratings-{lineage.data_hash[:12]}"
     dataset = mlflow.data.from_pandas(train, name=name)
     inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]

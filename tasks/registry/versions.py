@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -103,8 +106,6 @@ def mark_reused(paths: Paths, kind: str, version: str, flow_run_id: str, flow_ru
     One tag per flow run (`prefect.reused_by.<id>`), so flow runs reusing one version at the same time
     never overwrite each other; only the newest REUSE_MARKS_KEPT stay (a mark is read right after its run).
     """
-    from datetime import datetime, timezone
-
     cl = mlflow_store.client(paths)
     name = c.registered_model_name(kind)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -195,7 +196,7 @@ def _versions(cl, name: str) -> list:
 
 def load_for_scoring(paths: Paths, kind: str, alias: str = c.ALIAS_CHAMPION, device=None):
     """(Recommender, ModelRef) of a version, read straight from its artifacts (no pyfunc layer)."""
-    from models.recommender import Recommender
+    from models.recommender import Recommender   # torch: ~1-2 s to import, paid only by what scores
 
     ref = resolve(paths, kind, alias)
     cl = mlflow_store.client(paths)
@@ -225,9 +226,6 @@ def server_command(paths: Paths, port: int = 5000, host: str = "127.0.0.1", work
     one writer at a time, and each extra worker costs a Python process importing MLflow (the server's
     own default is 4).
     """
-    import shutil
-    import sys
-
     exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     return [exe, "server", "--backend-store-uri", f"sqlite:///{paths.mlflow_db}",
             "--artifacts-destination", str(paths.mlflow_artifacts), "--host", host, "--port", str(int(port)), "--workers", str(int(workers))]
