@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from urllib.parse import unquote, urlsplit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +40,12 @@ def data_location(value: str | os.PathLike | None = None) -> Path | None:
     raw = str(value if value is not None else os.environ.get(DATA_ENV) or "").strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
+    parts = urllib.parse.urlsplit(raw)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ConfigError(f"{DATA_ENV}={raw}: a file:// URI names a local path (file:///shared/lensflow), "
                              f"not host {parts.netloc!r}; mount the share and name the mount point")
-        raw = unquote(parts.path)
+        raw = urllib.parse.unquote(parts.path)
     elif parts.scheme and len(parts.scheme) > 1:   # one letter: a Windows drive, not a scheme
         raise ConfigError(f"{DATA_ENV}={raw}: scheme {parts.scheme}:// is not supported; name a path or a "
                          f"file:// URI on a file system every worker mounts (object storage: deployments/README.md)")
