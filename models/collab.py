@@ -136,7 +136,9 @@ class EmbeddingNN(nn.Module):
       model: the MLP then models the interaction, not the large per-id offsets it learns slowly on its own.
     - item_bag > 0: the item's column of training ratings coded by a `RatingBags` (one learnt row per user,
       AutoRec's item encoder) and concatenated into the item half of the MLP's input.
-    - user_bag > 0: the same for the user's row of training ratings (one learnt row per item).
+    - user_bag > 0: the same for the user's row of training ratings (one learnt row per item), as raw stars
+      (Recommender.fit): the code then says which films the user rated as well as how (centred, a 3- and a
+      4-star rating read about -0.5 and +0.5 and the choice itself is nearly lost).
     - product > 0: the element-wise product of a learnt projection of the user half's input and one of the
       item half's (each `product` wide) also enters the first layer, as NeuMF's GMF vector: an MLP over
       concatenated inputs learns a dot product poorly, and here it need not.

@@ -96,8 +96,8 @@ class Recommender:
             warm_start(model, init, user_ids, item_ids)
         if getattr(model, "item_ratings", None) is not None:
             model.item_ratings.set_ratings(*ratings_by_item(ui, ii, ratings, len(item_ids) + 1, dev))
-        if getattr(model, "user_ratings", None) is not None:   # the NN's user bag: CSR by user over items
-            model.user_ratings.set_ratings(*ratings_by_item(ii, ui, ratings, len(user_ids) + 1, dev))
+        if getattr(model, "user_ratings", None) is not None:   # the NN's user bag: CSR by user over items, raw stars
+            model.user_ratings.set_ratings(*ratings_by_item(ii, ui, ratings, len(user_ids) + 1, dev, offset=0.0))
         for part, who, vocab in ((model.user_side, "user", user_ids), (model.item_side, "item", item_ids)):
             table = side_table(side, who, vocab, counts[who])
             if table is not None:

@@ -435,6 +435,17 @@ def test_nn_rating_parts_save_load_recommend_and_warm_start(data, tmp_path):
         for_kind("embedding_nn", user_bag=-1)
 
 
+def test_the_nn_user_bag_reads_raw_stars_so_it_codes_which_films_were_rated():
+    # every rating is 4 stars, the mean: centred, both users' rows would be all zeros and their codes equal (zero)
+    users, items, ratings = [1, 1, 2, 2, 3], [10, 20, 10, 30, 20], [4.0] * 5
+    cfg = for_kind("embedding_nn", item_bag=3, user_bag=3, time_features=False, use_side_info=False, epochs=1)
+    m = Recommender.fit(users, items, ratings, cfg, device="cpu").model
+    assert m.user_ratings.values.tolist() == [4.0] * 5     # the user bag: raw stars
+    assert m.item_ratings.values.tolist() == [0.0] * 5     # the item bag: centred on the mean, as measured
+    code = m.user_ratings(torch.tensor([1, 2]))             # users 1 (items 10, 20) and 2 (items 10, 30)
+    assert code.abs().sum(1).min() > 0 and not torch.allclose(code[0], code[1])
+
+
 def test_nn_time_features_and_product_fit_predict_save_and_recommend(data, tmp_path):
     (u, i, r), valid = data
     rng = np.random.default_rng(3)
