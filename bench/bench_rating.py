@@ -7,7 +7,9 @@ Needs only torch, numpy and pandas (no Prefect/MLflow/DuckDB). Results: bench/re
 Each split holds out 20 % of every user's ratings at random (the same rule as bench_models.per_user_split).
 Models: the NN rating recipe (`models.recipes.for_kind("embedding_nn")`, plus --nn-config overrides), the dot-bias
 MSE default, and a classic baseline (global mean + regularised user and item biases). Fit seconds are the whole
-`Recommender.fit` (side-feature encoding included), without per-epoch validation. Every fit gets the ratings' times
+`Recommender.fit` (side-feature encoding included), without per-epoch validation. Imports are not: torch.optim
+imports torch._dynamo on an optimizer's first step (about 1.5 s, once per process), so it is imported up front, as
+torch is, and every fit is timed alike. Every fit gets the ratings' times
 and every prediction the held-out rating's time (u.data's timestamps); only a model with time input reads them.
 Cold check (--cold-users N > 0): N held-out users per split are scored as unknown ids from their side features
 alone (the NN's cold-start path; their training ratings stay in the fit), against the item-mean baseline
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch._dynamo  # noqa: F401  (see the docstring: timed fits leave out imports)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
