@@ -45,6 +45,15 @@ def lensflow(*args: str, home: Path, env: dict | None = None, pause: tuple[str, 
     return subprocess.run(argv, cwd=REPO_ROOT, env=full, capture_output=True, text=True, timeout=600)
 
 
+def session_api() -> dict:
+    """The env that points a command at the session's Prefect API (the prefect_api fixture), so that it does not
+    start a temporary one of its own (about 10 s a command). For the cases about the data home and the disk; the
+    cases about starting or losing a server keep their own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
 def wait_reached(go: Path, proc: subprocess.Popen) -> None:
     """Until the paused run has reached its step (it writes '<go>.reached'); fails if it ended first."""
     while not Path(str(go) + ".reached").exists():
@@ -85,24 +94,24 @@ def figures():
 # --- 1. one writer per data location ------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_second_writer_is_refused_or_waits_and_readers_are_not_blocked(tmp_path, sources):
+def test_a_second_writer_is_refused_or_waits_and_readers_are_not_blocked(tmp_path, sources, prefect_api):
     paths = helpers.build_published_home(tmp_path / "home", sources[0])
-    go = tmp_path / "go"
-    first = lensflow("ingest", "--source", str(sources[1]), home=paths.home, pause=("write-lake-snapshot", go),
+    go, api = tmp_path / "go", session_api()
+    first = lensflow("ingest", "--source", str(sources[1]), home=paths.home, env=api, pause=("write-lake-snapshot", go),
                      background=True)
     try:
         wait_reached(go, first)
         before = helpers.state(paths)
         started = time.monotonic()
-        second = lensflow("ingest", "--source", str(sources[2]), home=paths.home)
+        second = lensflow("ingest", "--source", str(sources[2]), home=paths.home, env=api)
         FIGURES["lock_refusal_s"] = round(time.monotonic() - started, 2)
         line = one_line(second.stderr, 6, second.returncode, "data location", str(paths.data), "`lensflow ingest`",
                         f"pid {first.pid}", "LENSFLOW_LOCK_WAIT")
         assert helpers.state(paths) == before, line
         reader = lensflow("query", "top10", "--user", "1", home=paths.home)   # readers never take the lock
         assert reader.returncode == 0 and reader.stdout.strip(), reader.stderr
-        waiting = lensflow("ingest", "--source", str(sources[2]), home=paths.home, env={"LENSFLOW_LOCK_WAIT": "600"},
-                           background=True)
+        waiting = lensflow("ingest", "--source", str(sources[2]), home=paths.home,
+                           env={**api, "LENSFLOW_LOCK_WAIT": "600"}, background=True)
         time.sleep(2)
         assert waiting.poll() is None   # it waits while the first holds the data location (its line: below)
         go.touch()
@@ -176,10 +185,10 @@ def fill(disk: Path) -> Path:
     return ballast
 
 
-def _fault_at(step: str, args: tuple, paths, tmp_path, disk: Path) -> None:
+def _fault_at(step: str, args: tuple, paths, tmp_path, disk: Path, env: dict) -> None:
     go = tmp_path / f"go-{step}"
     before, registry = helpers.state(paths), registry_versions(paths.mlflow_db)
-    proc = lensflow(*args, home=paths.home, pause=(step, go), background=True)
+    proc = lensflow(*args, home=paths.home, env=env, pause=(step, go), background=True)
     wait_reached(go, proc)
     ballast = fill(disk)
     started = time.monotonic()
@@ -190,16 +199,17 @@ def _fault_at(step: str, args: tuple, paths, tmp_path, disk: Path) -> None:
     ballast.unlink()
     assert helpers.state(paths) == before
     assert registry_versions(paths.mlflow_db) == registry   # no half-registered version for a later run
-    again = lensflow(*args, home=paths.home)   # space freed: the same command works
+    again = lensflow(*args, home=paths.home, env=env)   # space freed: the same command works
     assert again.returncode == 0, again.stderr[-3000:]
 
 
 @pytest.mark.slow
-def test_a_full_disk_is_one_line_exit_6_and_changes_nothing(tmp_path, sources, small_disk):
+def test_a_full_disk_is_one_line_exit_6_and_changes_nothing(tmp_path, sources, small_disk, prefect_api):
     paths = helpers.build_published_home(small_disk / "home", sources[0])
-    _fault_at("write-lake-snapshot", ("ingest", "--source", str(sources[1])), paths, tmp_path, small_disk)
-    _fault_at("log-register-promote", ("train", "--config", TINY), paths, tmp_path, small_disk)
-    _fault_at("score-check-publish", ("publish", "--version", "candidate"), paths, tmp_path, small_disk)
+    env = session_api()   # the API's database is not on the small disk, as a server's would not be
+    _fault_at("write-lake-snapshot", ("ingest", "--source", str(sources[1])), paths, tmp_path, small_disk, env)
+    _fault_at("log-register-promote", ("train", "--config", TINY), paths, tmp_path, small_disk, env)
+    _fault_at("score-check-publish", ("publish", "--version", "candidate"), paths, tmp_path, small_disk, env)
 
 
 # --- 4. unreachable servers ---------------------------------------------------------------------------
