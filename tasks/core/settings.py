@@ -215,8 +215,10 @@ def prepare_environment(override: str | os.PathLike | None = None) -> Path:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     # A tracking server that stops answering fails the run in seconds, not after MLflow's 7 retries (~4.5 min).
-    # The same for the Prefect API (its default, 5 retries with back-off, took 4.6 min after a server stopped).
-    for name, value in {**MLFLOW_HTTP_DEFAULTS, "PREFECT_CLIENT_MAX_RETRIES": "2"}.items():
+    # The same for the Prefect API (its default, 5 retries with back-off, took 4.6 min after a server stopped). Three,
+    # not two: a SQLite-backed API that is busy answers 503 (SQLITE_BUSY) for a few seconds under two trainings on two
+    # cores, and two retries (2 + 4 s of back-off) once failed a pipeline run that way; three wait 2 + 4 + 8 s.
+    for name, value in {**MLFLOW_HTTP_DEFAULTS, "PREFECT_CLIENT_MAX_RETRIES": "3"}.items():
         os.environ.setdefault(name, value)
     return home
 
